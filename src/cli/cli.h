@@ -1,0 +1,52 @@
+/* p11cert command line: shared pieces. */
+#ifndef P11C_CLI_H
+#define P11C_CLI_H
+
+#include <p11cert/p11cert.h>
+
+/* sysexits(3) */
+#define EX_OK_ 0
+#define EX_FAIL 1
+#define EX_USAGE 64
+#define EX_DATAERR 65
+#define EX_NOINPUT 66
+#define EX_UNAVAILABLE 69
+#define EX_SOFTWARE 70
+#define EX_CANTCREAT 73
+#define EX_IOERR 74
+#define EX_NOPERM 77
+
+#define INPUT_MAX (1024 * 1024)
+
+struct cli {
+	const char *cmd;
+	const char *module;
+	const char *pin_file;
+	int verbose;
+	int quiet;
+	p11c_ctx *ctx;
+};
+
+int cli_exit_code(p11c_result r);
+/* Print "p11cert: CMD: DETAIL" and return the exit code for r. */
+int cli_fail(struct cli *c, p11c_result r, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+int cli_usage(struct cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The library handle, configured from the global options. */
+p11c_result cli_ctx(struct cli *c);
+/* Write to FILE atomically (or stdout when NULL or "-"). */
+int cli_output(struct cli *c, const char *file, const void *data, size_t len, unsigned mode);
+/* Read a whole input file; prints the error. */
+int cli_input(struct cli *c, const char *file, unsigned char **buf, size_t *len);
+/* 1 when --help was asked for (prints help). */
+int cli_help(int argc, char **argv, const char *text);
+
+int cmd_keygen(struct cli *c, int argc, char **argv);
+int cmd_csr(struct cli *c, int argc, char **argv);
+int cmd_delete(struct cli *c, int argc, char **argv);
+int cmd_import(struct cli *c, int argc, char **argv);
+int cmd_export(struct cli *c, int argc, char **argv);
+int cmd_list(struct cli *c, int argc, char **argv);
+int cmd_show(struct cli *c, int argc, char **argv);
+
+#endif

@@ -1,0 +1,316 @@
+/* p11cert: TLS identities whose private key never leaves a PKCS#11 token. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+
+#include "cli.h"
+
+static const char usage_text[] =
+	"usage: p11cert [--module PATH] [--pin-file FILE] [-v|-q] COMMAND [OPTIONS]\n"
+	"\n"
+	"Commands:\n"
+	"  keygen   generate a key pair inside the token\n"
+	"  csr      make a CSR signed by a token key\n"
+	"  import   store a certificate next to its token key\n"
+	"  list     list the objects on a token\n"
+	"  show     describe a certificate or CSR (file or token)\n"
+	"  export   write a token certificate as PEM or DER\n"
+	"  delete   destroy a key pair and its certificates\n"
+	"  version  print versions\n"
+	"\n"
+	"Run 'p11cert COMMAND --help' for a command's options.\n"
+	"PIN: pin-source= in the URI, --pin-file, P11CERT_PIN, or a prompt on a terminal.\n"
+	"Exit codes: see docs/cli.md (sysexits: 64 usage, 65 data, 66 no input,\n"
+	"69 unavailable, 73 cannot create, 74 I/O, 77 PIN).\n";
+
+int cli_exit_code(p11c_result r)
+{
+	switch (r) {
+	case P11C_OK:
+		return 0;
+	case P11C_ERR_ARG:
+	case P11C_ERR_URI:
+	case P11C_ERR_SUBJECT:
+	case P11C_ERR_SAN:
+	case P11C_ERR_AMBIGUOUS:
+		return EX_USAGE;
+	case P11C_ERR_PARSE:
+	case P11C_ERR_KEY_MISMATCH:
+		return EX_DATAERR;
+	case P11C_ERR_NOT_FOUND:
+		return EX_NOINPUT;
+	case P11C_ERR_MODULE:
+	case P11C_ERR_NO_TOKEN:
+	case P11C_ERR_MECHANISM:
+	case P11C_ERR_TOKEN_GONE:
+		return EX_UNAVAILABLE;
+	case P11C_ERR_EXISTS:
+	case P11C_ERR_TOKEN_FULL:
+	case P11C_ERR_READ_ONLY:
+		return EX_CANTCREAT;
+	case P11C_ERR_PKCS11:
+	case P11C_ERR_IO:
+		return EX_IOERR;
+	case P11C_ERR_NO_PIN:
+	case P11C_ERR_PIN_INCORRECT:
+	case P11C_ERR_PIN_LOCKED:
+		return EX_NOPERM;
+	case P11C_ERR_INTERNAL:
+	case P11C_ERR_CRYPTO:
+		return EX_SOFTWARE;
+	default:
+		return EX_FAIL;
+	}
+}
+
+int cli_fail(struct cli *c, p11c_result r, const char *fmt, ...)
+{
+	va_list ap;
+	const char *detail = p11c_ctx_detail(c->ctx);
+
+	fprintf(stderr, "p11cert: %s: ", c->cmd ? c->cmd : "error");
+	if (fmt != NULL) {
+		va_start(ap, fmt);
+		vfprintf(stderr, fmt, ap);
+		va_end(ap);
+		if (detail[0] != '\0')
+			fputs(": ", stderr);
+	}
+	if (detail[0] != '\0')
+		fputs(detail, stderr);
+	else if (fmt == NULL)
+		fputs(p11c_strerror(r), stderr);
+	fputc('\n', stderr);
+	return cli_exit_code(r);
+}
+
+int cli_usage(struct cli *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "p11cert: %s: ", c->cmd ? c->cmd : "usage");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (see 'p11cert %s --help')\n", c->cmd ? c->cmd : "");
+	return EX_USAGE;
+}
+
+/* No-echo prompt on the controlling terminal, only when stdin is one. */
+static int tty_pin(const char *prompt, char *buf, size_t size, void *userdata)
+{
+	struct termios old, quiet;
+	int fd, rc = -1;
+	size_t n = 0;
+	char ch;
+
+	(void)userdata;
+	if (!isatty(STDIN_FILENO))
+		return -1;
+	fd = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return -1;
+	if (tcgetattr(fd, &old) != 0)
+		goto out;
+	quiet = old;
+	quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
+	quiet.c_lflag |= ICANON;
+	if (write(fd, prompt, strlen(prompt)) < 0 || tcsetattr(fd, TCSAFLUSH, &quiet) != 0)
+		goto out;
+	for (;;) {
+		ssize_t k = read(fd, &ch, 1);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0 || ch == '\n' || ch == '\r')
+			break;
+		if (n + 1 < size)
+			buf[n++] = ch;
+	}
+	buf[n] = '\0';
+	OPENSSL_cleanse(&ch, sizeof ch);
+	(void)tcsetattr(fd, TCSAFLUSH, &old);
+	(void)!write(fd, "\n", 1);
+	rc = n > 0 ? 0 : -1;
+out:
+	close(fd);
+	return rc;
+}
+
+p11c_result cli_ctx(struct cli *c)
+{
+	p11c_result r;
+
+	if (c->ctx != NULL)
+		return P11C_OK;
+	r = p11c_ctx_new(&c->ctx);
+	if (r != P11C_OK)
+		return r;
+	if (c->module != NULL && (r = p11c_ctx_set_module(c->ctx, c->module)) != P11C_OK)
+		return r;
+	if (c->pin_file != NULL && (r = p11c_ctx_set_pin_file(c->ctx, c->pin_file)) != P11C_OK)
+		return r;
+	p11c_ctx_set_pin_callback(c->ctx, tty_pin, NULL);
+	return P11C_OK;
+}
+
+int cli_output(struct cli *c, const char *file, const void *data, size_t len, unsigned mode)
+{
+	if (file == NULL || strcmp(file, "-") == 0) {
+		if (fwrite(data, 1, len, stdout) != len || fflush(stdout) != 0) {
+			fprintf(stderr, "p11cert: %s: cannot write to stdout: %s\n", c->cmd,
+				strerror(errno));
+			return EX_IOERR;
+		}
+		return 0;
+	}
+	if (p11c_file_write_atomic(file, data, len, mode) != P11C_OK) {
+		fprintf(stderr, "p11cert: %s: cannot write '%s': %s\n", c->cmd, file,
+			strerror(errno));
+		return EX_CANTCREAT;
+	}
+	return 0;
+}
+
+int cli_input(struct cli *c, const char *file, unsigned char **buf, size_t *len)
+{
+	p11c_result r = p11c_file_read(file, INPUT_MAX, buf, len);
+
+	switch (r) {
+	case P11C_OK:
+		return 0;
+	case P11C_ERR_NOT_FOUND:
+		fprintf(stderr, "p11cert: %s: cannot read '%s': %s\n", c->cmd, file,
+			strerror(errno));
+		return EX_NOINPUT;
+	case P11C_ERR_PARSE:
+		fprintf(stderr, "p11cert: %s: '%s' is larger than %d bytes\n", c->cmd, file,
+			INPUT_MAX);
+		return EX_DATAERR;
+	default:
+		fprintf(stderr, "p11cert: %s: cannot read '%s': %s\n", c->cmd, file,
+			errno ? strerror(errno) : "not a regular file");
+		return EX_NOINPUT;
+	}
+}
+
+int cli_help(int argc, char **argv, const char *text)
+{
+	int i;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--") == 0)
+			break;
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			fputs(text, stdout);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static int cmd_version(struct cli *c, int argc, char **argv)
+{
+	(void)c;
+	if (cli_help(argc, argv, "usage: p11cert version\nPrints the versions of p11cert and its libraries.\n"))
+		return 0;
+	printf("p11cert %s\n", P11CERT_VERSION);
+	printf("OpenSSL %s\n", OpenSSL_version(OPENSSL_VERSION_STRING));
+	printf("default module %s\n", P11C_DEFAULT_MODULE);
+	return 0;
+}
+
+static const struct {
+	const char *name;
+	int (*fn)(struct cli *, int, char **);
+} commands[] = {
+	{ "keygen", cmd_keygen }, { "csr", cmd_csr },	    { "import", cmd_import },
+	{ "list", cmd_list },	  { "show", cmd_show },	    { "export", cmd_export },
+	{ "delete", cmd_delete }, { "version", cmd_version },
+};
+
+/* Take the global options out of argv wherever they stand (before "--").
+ * Returns -1 on a usage error. */
+static int globals(struct cli *c, int *argc, char **argv)
+{
+	int i, j = 1;
+
+	for (i = 1; i < *argc; i++) {
+		const char *a = argv[i];
+		const char **dst = NULL;
+
+		if (strcmp(a, "--") == 0) {
+			while (i < *argc)
+				argv[j++] = argv[i++];
+			break;
+		}
+		if (strcmp(a, "--module") == 0)
+			dst = &c->module;
+		else if (strcmp(a, "--pin-file") == 0)
+			dst = &c->pin_file;
+		if (dst != NULL) {
+			if (i + 1 >= *argc) {
+				fprintf(stderr, "p11cert: %s needs a value\n", a);
+				return -1;
+			}
+			*dst = argv[++i];
+			continue;
+		}
+		if (strncmp(a, "--module=", 9) == 0) {
+			c->module = a + 9;
+			continue;
+		}
+		if (strncmp(a, "--pin-file=", 11) == 0) {
+			c->pin_file = a + 11;
+			continue;
+		}
+		if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
+			c->verbose++;
+			continue;
+		}
+		if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
+			c->quiet = 1;
+			continue;
+		}
+		argv[j++] = argv[i];
+	}
+	*argc = j;
+	argv[j] = NULL;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct cli c;
+	size_t i;
+	int rc;
+
+	memset(&c, 0, sizeof c);
+	if (globals(&c, &argc, argv) != 0)
+		return EX_USAGE;
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+	    strcmp(argv[1], "help") == 0) {
+		fputs(usage_text, argc < 2 ? stderr : stdout);
+		return argc < 2 ? EX_USAGE : 0;
+	}
+	if (strcmp(argv[1], "--version") == 0)
+		argv[1] = (char *)"version";
+	for (i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+		if (strcmp(argv[1], commands[i].name) == 0) {
+			c.cmd = commands[i].name;
+			rc = commands[i].fn(&c, argc - 1, argv + 1);
+			p11c_ctx_free(&c.ctx);
+			return rc;
+		}
+	}
+	fprintf(stderr, "p11cert: unknown command '%s'\n\n%s", argv[1], usage_text);
+	return EX_USAGE;
+}

@@ -1,0 +1,64 @@
+/* PKCS#10 requests built by OpenSSL and signed by the token (RFC 2986). */
+#include "internal.h"
+
+#include <openssl/x509v3.h>
+
+p11c_result p11c_csr_create(p11c_key *key, const X509_NAME *subject,
+			    const STACK_OF(GENERAL_NAME) *sans, const EVP_MD *md, X509_REQ **out)
+{
+	p11c_ctx *ctx;
+	X509_REQ *req = NULL;
+	STACK_OF(X509_EXTENSION) *exts = NULL;
+	X509_EXTENSION *ext = NULL;
+	EVP_PKEY *signer = NULL;
+	p11c_result r;
+
+	if (key == NULL || subject == NULL || out == NULL)
+		return P11C_ERR_ARG;
+	ctx = key->ctx;
+	*out = NULL;
+	if (md == NULL)
+		md = p11c_key_default_md(key);
+	req = X509_REQ_new();
+	if (req == NULL)
+		return P11C_ERR_NOMEM;
+	if (!X509_REQ_set_version(req, 0) || /* v1, the only version (RFC 2986 s4.1) */
+	    !X509_REQ_set_subject_name(req, subject) || !X509_REQ_set_pubkey(req, key->pub)) {
+		r = p11c_ossl(ctx, "build CSR");
+		goto out;
+	}
+	if (sans != NULL && sk_GENERAL_NAME_num(sans) > 0) {
+		/* RFC 2985 s5.4.2 extensionRequest with subjectAltName */
+		ext = X509V3_EXT_i2d(NID_subject_alt_name, 0, (void *)(uintptr_t)sans);
+		exts = sk_X509_EXTENSION_new_null();
+		if (ext == NULL || exts == NULL || !sk_X509_EXTENSION_push(exts, ext)) {
+			r = p11c_ossl(ctx, "encode subjectAltName");
+			goto out;
+		}
+		ext = NULL;
+		if (!X509_REQ_add_extensions(req, exts)) {
+			r = p11c_ossl(ctx, "add extensionRequest");
+			goto out;
+		}
+	}
+	r = p11c_key_signer(key, &signer);
+	if (r != P11C_OK)
+		goto out;
+	if (X509_REQ_sign(req, signer, md) <= 0) {
+		r = p11c_ossl(ctx, "token signature of the CSR failed");
+		goto out;
+	}
+	/* the token signed with the key we think it did */
+	if (X509_REQ_verify(req, key->pub) != 1) {
+		r = p11c_ossl(ctx, "CSR signature from the token does not verify");
+		goto out;
+	}
+	*out = req;
+	req = NULL;
+	r = P11C_OK;
+out:
+	X509_EXTENSION_free(ext);
+	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+	X509_REQ_free(req);
+	return r;
+}

@@ -1,0 +1,140 @@
+/* Internal to libp11cert: not installed. */
+#ifndef P11C_INTERNAL_H
+#define P11C_INTERNAL_H
+
+#include <p11cert/p11cert.h>
+#include <p11-kit/pkcs11.h>
+#include <p11-kit/uri.h>
+#include <libp11.h>
+
+#define P11C_HIDDEN __attribute__((visibility("hidden")))
+#define P11C_PRINTF(a, b) __attribute__((format(printf, a, b)))
+
+#define P11C_DETAIL_MAX 1024
+#define P11C_PIN_MAX 256
+#define P11C_LABEL_MAX 128
+#define P11C_ID_MAX 64
+
+struct p11c_ctx {
+	char detail[P11C_DETAIL_MAX];
+
+	/* configuration */
+	char *module_override;      /* --module */
+	char *pin_file;             /* --pin-file */
+	int pin_env;                /* consult P11CERT_PIN */
+	p11c_pin_cb pin_cb;
+	void *pin_cb_data;
+
+	/* module: loaded once by libp11; we use the same instance's
+	 * function list for direct calls */
+	char *module_path;
+	char module_desc[80];       /* CK_INFO.libraryDescription, trimmed */
+	PKCS11_CTX *p11;
+	void *dl;                   /* dlopen(RTLD_NOLOAD) handle of module */
+	CK_FUNCTION_LIST_PTR f;
+	int we_initialized;         /* C_Initialize returned CKR_OK for us */
+
+	/* token */
+	int opened;
+	CK_SLOT_ID slot_id;
+	char token_label[33];
+	char token_serial[17];
+	CK_FLAGS token_flags;
+	CK_SESSION_HANDLE session;  /* R/W session, 0 when none */
+	int logged_in;
+	p11c_result login_refused;  /* a refused PIN is never tried again */
+	char *pin_source;           /* from the URI of p11c_open */
+
+	/* libp11 view of the same token, made on first p11c_key_signer */
+	PKCS11_SLOT *slots;
+	unsigned int nslots;
+	PKCS11_SLOT *slot;
+};
+
+struct p11c_key {
+	p11c_ctx *ctx;
+	char *label;
+	unsigned char id[P11C_ID_MAX];
+	size_t id_len;
+	p11c_key_type type;
+	CK_OBJECT_HANDLE priv;      /* handle in ctx->session */
+	EVP_PKEY *pub;              /* built from the token's public attributes */
+	EVP_PKEY *signer;           /* libp11 key, owned by libp11's slot list */
+};
+
+/* result.c */
+P11C_HIDDEN void p11c_detail(p11c_ctx *ctx, const char *fmt, ...) P11C_PRINTF(2, 3);
+/* Set detail "FUNC on token 'T' (module): CKR_X" and map rv to a result. */
+P11C_HIDDEN p11c_result p11c_ckr(p11c_ctx *ctx, const char *func, CK_RV rv);
+P11C_HIDDEN p11c_result p11c_ckr_result(CK_RV rv);
+/* Append OpenSSL's error queue to detail (draining it); returns
+ * P11C_ERR_CRYPTO. */
+P11C_HIDDEN p11c_result p11c_ossl(p11c_ctx *ctx, const char *what);
+/* Same, into a caller buffer. */
+P11C_HIDDEN void p11c_ossl_str(char *buf, size_t len);
+
+/* uri.c: our view of a pkcs11: URI */
+typedef struct {
+	P11KitUri *uri;
+	char *object;               /* CKA_LABEL or NULL */
+	unsigned char id[P11C_ID_MAX];
+	size_t id_len;              /* 0: no id */
+	int has_id;
+	int has_class;
+	CK_OBJECT_CLASS cls;
+	int has_slot_id;
+	CK_SLOT_ID slot_id;
+	const char *module_path;    /* borrowed from uri */
+	const char *module_name;
+	const char *pin_source;
+	int has_pin_value;
+} p11c_uri;
+
+P11C_HIDDEN p11c_result p11c_uri_parse(p11c_ctx *ctx, const char *s, p11c_uri *out);
+P11C_HIDDEN void p11c_uri_clear(p11c_uri *u);
+/* Format a URI for the selected token plus optional label/id/type. */
+P11C_HIDDEN char *p11c_uri_format(const p11c_ctx *ctx, const char *label,
+				  const unsigned char *id, size_t id_len,
+				  const char *type);
+/* Resolve module-name= through p11-kit's module configuration. */
+P11C_HIDDEN p11c_result p11c_module_by_name(p11c_ctx *ctx, const char *name,
+					    char **path);
+
+/* pin.c: PIN acquisition; buf holds P11C_PIN_MAX bytes.  Caller wipes. */
+P11C_HIDDEN p11c_result p11c_pin_get(p11c_ctx *ctx, char *buf, size_t *len);
+/* Read "file:PATH" or "PATH" pin sources; first line, no newline. */
+P11C_HIDDEN p11c_result p11c_pin_from_file(p11c_ctx *ctx, const char *path,
+					   char *buf, size_t *len);
+
+/* token.c */
+P11C_HIDDEN p11c_result p11c_need_session(p11c_ctx *ctx);
+P11C_HIDDEN p11c_result p11c_need_libp11_slot(p11c_ctx *ctx);
+
+/* objects.c: find objects in ctx->session. */
+P11C_HIDDEN p11c_result p11c_find(p11c_ctx *ctx, CK_ATTRIBUTE *tmpl,
+				  CK_ULONG n, CK_OBJECT_HANDLE *out,
+				  CK_ULONG max, CK_ULONG *count);
+/* Read one variable-length attribute (allocated, caller frees). */
+P11C_HIDDEN p11c_result p11c_attr(p11c_ctx *ctx, CK_OBJECT_HANDLE h,
+				  CK_ATTRIBUTE_TYPE type, unsigned char **val,
+				  CK_ULONG *len);
+/* Public key of a key object (private or public) as EVP_PKEY: looks for
+ * the matching public key object or certificate by CKA_ID, and for RSA
+ * private keys reads modulus / public exponent. */
+P11C_HIDDEN p11c_result p11c_pubkey_for_id(p11c_ctx *ctx, CK_OBJECT_HANDLE priv,
+					   const unsigned char *id, size_t id_len,
+					   EVP_PKEY **out, p11c_key_type *type);
+P11C_HIDDEN p11c_result p11c_pubkey_from_object(p11c_ctx *ctx, CK_OBJECT_HANDLE h,
+						EVP_PKEY **out, p11c_key_type *type);
+P11C_HIDDEN p11c_result p11c_key_new(p11c_ctx *ctx, CK_OBJECT_HANDLE priv,
+				     p11c_key **out);
+
+/* x509util.c */
+P11C_HIDDEN char *p11c_hex(const unsigned char *b, size_t n, int colons);
+P11C_HIDDEN p11c_result p11c_key_type_of(EVP_PKEY *pk, p11c_key_type *t);
+P11C_HIDDEN void p11c_key_desc(EVP_PKEY *pk, char *buf, size_t len);
+
+/* wipe */
+P11C_HIDDEN void p11c_wipe(void *p, size_t n);
+
+#endif

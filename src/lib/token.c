@@ -1,0 +1,444 @@
+/*
+ * The key holder: loads the PKCS#11 module once, selects one token, holds
+ * the session and the login.  Nothing outside the library sees a session
+ * handle or a PIN.
+ *
+ * The module is loaded once per handle.  We dlopen it and call C_Initialize
+ * ourselves (for exact CKR reporting); libp11, used only to obtain EVP_PKEYs
+ * for signing, later loads the same path, which resolves to the same loaded
+ * instance (dlopen reference counting), so the process holds one module
+ * instance and one login shared by all its sessions (PKCS#11 v2.40 s5.6:
+ * login state is per application and token).
+ */
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+p11c_result p11c_ctx_new(p11c_ctx **out)
+{
+	p11c_ctx *ctx;
+
+	if (out == NULL)
+		return P11C_ERR_ARG;
+	ctx = calloc(1, sizeof *ctx);
+	if (ctx == NULL)
+		return P11C_ERR_NOMEM;
+	ctx->pin_env = 1;
+	*out = ctx;
+	return P11C_OK;
+}
+
+static p11c_result set_str(char **dst, const char *src)
+{
+	char *s = NULL;
+
+	if (src != NULL && (s = strdup(src)) == NULL)
+		return P11C_ERR_NOMEM;
+	free(*dst);
+	*dst = s;
+	return P11C_OK;
+}
+
+p11c_result p11c_ctx_set_module(p11c_ctx *ctx, const char *path)
+{
+	if (ctx == NULL || ctx->f != NULL)
+		return P11C_ERR_ARG;
+	return set_str(&ctx->module_override, path);
+}
+
+p11c_result p11c_ctx_set_pin_file(p11c_ctx *ctx, const char *path)
+{
+	if (ctx == NULL)
+		return P11C_ERR_ARG;
+	return set_str(&ctx->pin_file, path);
+}
+
+void p11c_ctx_set_pin_env(p11c_ctx *ctx, int enabled)
+{
+	if (ctx != NULL)
+		ctx->pin_env = enabled;
+}
+
+void p11c_ctx_set_pin_callback(p11c_ctx *ctx, p11c_pin_cb cb, void *userdata)
+{
+	if (ctx != NULL) {
+		ctx->pin_cb = cb;
+		ctx->pin_cb_data = userdata;
+	}
+}
+
+const char *p11c_token_label(const p11c_ctx *ctx)
+{
+	return ctx != NULL && ctx->opened ? ctx->token_label : NULL;
+}
+
+const char *p11c_module_name(const p11c_ctx *ctx)
+{
+	if (ctx == NULL || ctx->f == NULL)
+		return NULL;
+	return ctx->module_desc[0] ? ctx->module_desc : ctx->module_path;
+}
+
+/* Copy a blank-padded PKCS#11 string field, trimming the padding. */
+static void pk11_str(char *dst, size_t dlen, const CK_UTF8CHAR *src, size_t slen)
+{
+	while (slen > 0 && (src[slen - 1] == ' ' || src[slen - 1] == '\0'))
+		slen--;
+	if (slen >= dlen)
+		slen = dlen - 1;
+	memcpy(dst, src, slen);
+	dst[slen] = '\0';
+}
+
+static p11c_result load_module(p11c_ctx *ctx, const char *path)
+{
+	CK_RV (*get_list)(CK_FUNCTION_LIST_PTR_PTR) = NULL;
+	CK_C_INITIALIZE_ARGS args;
+	CK_INFO info = { 0 };
+	CK_RV rv;
+	const char *err;
+
+	ctx->module_path = strdup(path);
+	if (ctx->module_path == NULL)
+		return P11C_ERR_NOMEM;
+	ctx->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (ctx->dl == NULL) {
+		err = dlerror();
+		p11c_detail(ctx, "cannot load PKCS#11 module '%s': %s", path,
+			    err ? err : "unknown dlopen error");
+		return P11C_ERR_MODULE;
+	}
+	*(void **)&get_list = dlsym(ctx->dl, "C_GetFunctionList");
+	if (get_list == NULL) {
+		p11c_detail(ctx, "'%s' is not a PKCS#11 module (no C_GetFunctionList)", path);
+		return P11C_ERR_MODULE;
+	}
+	rv = get_list(&ctx->f);
+	if (rv != CKR_OK || ctx->f == NULL) {
+		ctx->f = NULL;
+		p11c_detail(ctx, "C_GetFunctionList of '%s': %s", path, p11c_ckr_name(rv));
+		return P11C_ERR_MODULE;
+	}
+	memset(&args, 0, sizeof args);
+	args.flags = CKF_OS_LOCKING_OK;
+	rv = ctx->f->C_Initialize(&args);
+	if (rv == CKR_OK)
+		ctx->we_initialized = 1;
+	else if (rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+		ctx->f = NULL;
+		p11c_detail(ctx, "C_Initialize of module '%s': %s", path, p11c_ckr_name(rv));
+		return P11C_ERR_MODULE;
+	}
+	/* name modules by file: "libsofthsm2.so" says more than most
+	 * libraryDescription strings ("Implementation of PKCS11") */
+	(void)info;
+	{
+		const char *base = strrchr(path, '/');
+
+		snprintf(ctx->module_desc, sizeof ctx->module_desc, "%s", base ? base + 1 : path);
+	}
+	return P11C_OK;
+}
+
+static void token_desc(char *buf, size_t len, CK_SLOT_ID id, const CK_TOKEN_INFO *ti)
+{
+	char label[33], serial[17], model[17];
+
+	pk11_str(label, sizeof label, ti->label, sizeof ti->label);
+	pk11_str(serial, sizeof serial, ti->serialNumber, sizeof ti->serialNumber);
+	pk11_str(model, sizeof model, ti->model, sizeof ti->model);
+	snprintf(buf, len, "'%s' (model %s, serial %s, slot %lu)", label, model, serial,
+		 (unsigned long)id);
+}
+
+static p11c_result select_token(p11c_ctx *ctx, const p11c_uri *u, const char *uri)
+{
+	CK_SLOT_ID *slots = NULL, chosen = 0;
+	CK_ULONG n = 0, i, matches = 0;
+	CK_TOKEN_INFO ti, chosen_ti;
+	CK_SLOT_INFO si;
+	char all[600] = "", one[128];
+	size_t used = 0;
+	CK_RV rv;
+	p11c_result r;
+
+	rv = ctx->f->C_GetSlotList(CK_TRUE, NULL, &n);
+	if (rv != CKR_OK)
+		return p11c_ckr(ctx, "C_GetSlotList", rv);
+	if (n > 0) {
+		slots = calloc(n, sizeof *slots);
+		if (slots == NULL)
+			return P11C_ERR_NOMEM;
+		rv = ctx->f->C_GetSlotList(CK_TRUE, slots, &n);
+		if (rv != CKR_OK) {
+			r = p11c_ckr(ctx, "C_GetSlotList", rv);
+			goto out;
+		}
+	}
+	for (i = 0; i < n; i++) {
+		if (ctx->f->C_GetTokenInfo(slots[i], &ti) != CKR_OK)
+			continue;
+		token_desc(one, sizeof one, slots[i], &ti);
+		if (used < sizeof all - 1 && (ti.flags & CKF_TOKEN_INITIALIZED)) {
+			int k = snprintf(all + used, sizeof all - used, "%s%s", used ? ", " : "", one);
+			used = k > 0 ? used + (size_t)k : used;
+		}
+		if (u->has_slot_id && u->slot_id != slots[i])
+			continue;
+		/* an empty slot (e.g. SoftHSM's spare) is only chosen by slot-id */
+		if (!u->has_slot_id && !(ti.flags & CKF_TOKEN_INITIALIZED))
+			continue;
+		if (ctx->f->C_GetSlotInfo(slots[i], &si) != CKR_OK ||
+		    !p11_kit_uri_match_slot_info(u->uri, &si))
+			continue;
+		if (!p11_kit_uri_match_token_info(u->uri, &ti))
+			continue;
+		if (matches++ == 0) {
+			chosen = slots[i];
+			chosen_ti = ti;
+		}
+	}
+	if (matches == 0) {
+		p11c_detail(ctx, "no token matches '%.200s' in module %s; tokens present: %s", uri,
+			    ctx->module_desc[0] ? ctx->module_desc : ctx->module_path,
+			    used ? all : "none");
+		r = P11C_ERR_NO_TOKEN;
+		goto out;
+	}
+	if (matches > 1) {
+		p11c_detail(ctx, "%lu tokens match '%.200s'; add token=, serial= or slot-id= to pick one: %s",
+			    (unsigned long)matches, uri, all);
+		r = P11C_ERR_AMBIGUOUS;
+		goto out;
+	}
+	ctx->slot_id = chosen;
+	pk11_str(ctx->token_label, sizeof ctx->token_label, chosen_ti.label, sizeof chosen_ti.label);
+	pk11_str(ctx->token_serial, sizeof ctx->token_serial, chosen_ti.serialNumber,
+		 sizeof chosen_ti.serialNumber);
+	ctx->token_flags = chosen_ti.flags;
+	r = P11C_OK;
+out:
+	free(slots);
+	return r;
+}
+
+p11c_result p11c_open(p11c_ctx *ctx, const char *uri)
+{
+	p11c_uri u;
+	char *named = NULL;
+	const char *path;
+	p11c_result r;
+
+	if (ctx == NULL || uri == NULL)
+		return P11C_ERR_ARG;
+	r = p11c_uri_parse(ctx, uri, &u);
+	if (r != P11C_OK)
+		return r;
+	if (ctx->opened) {
+		CK_TOKEN_INFO ti;
+
+		if (ctx->f->C_GetTokenInfo(ctx->slot_id, &ti) == CKR_OK &&
+		    p11_kit_uri_match_token_info(u.uri, &ti) &&
+		    (!u.has_slot_id || u.slot_id == ctx->slot_id)) {
+			r = P11C_OK;
+		} else {
+			p11c_detail(ctx, "'%.200s' names another token than '%s', opened before", uri,
+				    ctx->token_label);
+			r = P11C_ERR_ARG;
+		}
+		goto out;
+	}
+	if (ctx->module_override != NULL) {
+		path = ctx->module_override;
+	} else if (u.module_path != NULL) {
+		path = u.module_path;
+	} else if (u.module_name != NULL) {
+		r = p11c_module_by_name(ctx, u.module_name, &named);
+		if (r != P11C_OK)
+			goto out;
+		path = named;
+	} else {
+		path = P11C_DEFAULT_MODULE;
+	}
+	if (ctx->f == NULL) {
+		r = load_module(ctx, path);
+		if (r != P11C_OK)
+			goto out;
+	}
+	r = select_token(ctx, &u, uri);
+	if (r != P11C_OK)
+		goto out;
+	if (u.pin_source != NULL && (ctx->pin_source = strdup(u.pin_source)) == NULL) {
+		r = P11C_ERR_NOMEM;
+		goto out;
+	}
+	ctx->opened = 1;
+out:
+	free(named);
+	p11c_uri_clear(&u);
+	return r;
+}
+
+p11c_result p11c_need_session(p11c_ctx *ctx)
+{
+	CK_RV rv;
+
+	if (!ctx->opened) {
+		p11c_detail(ctx, "no token selected (p11c_open not called)");
+		return P11C_ERR_ARG;
+	}
+	if (ctx->session != CK_INVALID_HANDLE)
+		return P11C_OK;
+	rv = ctx->f->C_OpenSession(ctx->slot_id, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL,
+				   &ctx->session);
+	if (rv == CKR_TOKEN_WRITE_PROTECTED)
+		rv = ctx->f->C_OpenSession(ctx->slot_id, CKF_SERIAL_SESSION, NULL, NULL,
+					   &ctx->session);
+	if (rv != CKR_OK) {
+		ctx->session = CK_INVALID_HANDLE;
+		return p11c_ckr(ctx, "C_OpenSession", rv);
+	}
+	return P11C_OK;
+}
+
+static void pin_flags(p11c_ctx *ctx)
+{
+	CK_TOKEN_INFO ti;
+	size_t n = strlen(ctx->detail);
+
+	if (ctx->f->C_GetTokenInfo(ctx->slot_id, &ti) != CKR_OK)
+		return;
+	if (ti.flags & CKF_USER_PIN_LOCKED)
+		snprintf(ctx->detail + n, sizeof ctx->detail - n, " (the user PIN is now locked)");
+	else if (ti.flags & CKF_USER_PIN_FINAL_TRY)
+		snprintf(ctx->detail + n, sizeof ctx->detail - n,
+			 " (one try left before the PIN locks; not retried)");
+	else if (ti.flags & CKF_USER_PIN_COUNT_LOW)
+		snprintf(ctx->detail + n, sizeof ctx->detail - n,
+			 " (few tries left before the PIN locks; not retried)");
+	else
+		snprintf(ctx->detail + n, sizeof ctx->detail - n, " (not retried)");
+}
+
+p11c_result p11c_login(p11c_ctx *ctx)
+{
+	char pin[P11C_PIN_MAX];
+	size_t len = 0;
+	CK_RV rv;
+	p11c_result r;
+
+	if (ctx == NULL)
+		return P11C_ERR_ARG;
+	r = p11c_need_session(ctx);
+	if (r != P11C_OK)
+		return r;
+	if (ctx->logged_in)
+		return P11C_OK;
+	if (ctx->login_refused != P11C_OK) {
+		p11c_detail(ctx, "the token '%s' refused the PIN earlier in this run; not trying "
+			    "again (tokens lock after a few wrong PINs)", ctx->token_label);
+		return ctx->login_refused;
+	}
+	if (!(ctx->token_flags & CKF_LOGIN_REQUIRED)) {
+		ctx->logged_in = 1;
+		return P11C_OK;
+	}
+	if (ctx->token_flags & CKF_USER_PIN_LOCKED) {
+		p11c_detail(ctx, "the user PIN of token '%s' is locked; unlock it with the SO PIN",
+			    ctx->token_label);
+		return P11C_ERR_PIN_LOCKED;
+	}
+	if (ctx->token_flags & CKF_PROTECTED_AUTHENTICATION_PATH) {
+		rv = ctx->f->C_Login(ctx->session, CKU_USER, NULL, 0);
+	} else {
+		r = p11c_pin_get(ctx, pin, &len);
+		if (r != P11C_OK)
+			return r;
+		rv = ctx->f->C_Login(ctx->session, CKU_USER, (CK_UTF8CHAR_PTR)pin, len);
+		p11c_wipe(pin, sizeof pin);
+	}
+	if (rv == CKR_USER_ALREADY_LOGGED_IN)
+		rv = CKR_OK;
+	if (rv != CKR_OK) {
+		r = p11c_ckr(ctx, "C_Login", rv);
+		if (r == P11C_ERR_PIN_INCORRECT || r == P11C_ERR_PIN_LOCKED) {
+			pin_flags(ctx);
+			ctx->login_refused = r;
+		}
+		return r;
+	}
+	ctx->logged_in = 1;
+	return P11C_OK;
+}
+
+p11c_result p11c_need_libp11_slot(p11c_ctx *ctx)
+{
+	unsigned int i;
+	p11c_result r;
+
+	if (ctx->slot != NULL)
+		return P11C_OK;
+	r = p11c_login(ctx);
+	if (r != P11C_OK)
+		return r;
+	if (ctx->p11 == NULL) {
+		ctx->p11 = PKCS11_CTX_new();
+		if (ctx->p11 == NULL)
+			return P11C_ERR_NOMEM;
+		/* same path: dlopen hands back the instance loaded above */
+		if (PKCS11_CTX_load(ctx->p11, ctx->module_path) != 0) {
+			PKCS11_CTX_free(ctx->p11);
+			ctx->p11 = NULL;
+			return p11c_ossl(ctx, "libp11 could not attach to the PKCS#11 module");
+		}
+	}
+	if (ctx->slots == NULL && PKCS11_enumerate_slots(ctx->p11, &ctx->slots, &ctx->nslots) != 0) {
+		ctx->slots = NULL;
+		return p11c_ossl(ctx, "libp11 could not enumerate slots");
+	}
+	for (i = 0; i < ctx->nslots; i++) {
+		if (PKCS11_get_slotid_from_slot(&ctx->slots[i]) == ctx->slot_id &&
+		    ctx->slots[i].token != NULL) {
+			ctx->slot = &ctx->slots[i];
+			return P11C_OK;
+		}
+	}
+	p11c_detail(ctx, "libp11 does not see token '%s' in slot %lu", ctx->token_label,
+		    (unsigned long)ctx->slot_id);
+	return P11C_ERR_TOKEN_GONE;
+}
+
+void p11c_ctx_free(p11c_ctx **pctx)
+{
+	p11c_ctx *ctx;
+
+	if (pctx == NULL || *pctx == NULL)
+		return;
+	ctx = *pctx;
+	*pctx = NULL;
+	if (ctx->f != NULL && ctx->session != CK_INVALID_HANDLE) {
+		/* logging out ends the login for libp11's sessions too */
+		if (ctx->logged_in)
+			(void)ctx->f->C_Logout(ctx->session);
+		(void)ctx->f->C_CloseSession(ctx->session);
+	}
+	if (ctx->p11 != NULL) {
+		if (ctx->slots != NULL)
+			PKCS11_release_all_slots(ctx->p11, ctx->slots, ctx->nslots);
+		PKCS11_CTX_unload(ctx->p11);
+		PKCS11_CTX_free(ctx->p11);
+	}
+	if (ctx->f != NULL && ctx->we_initialized)
+		(void)ctx->f->C_Finalize(NULL);
+	if (ctx->dl != NULL)
+		dlclose(ctx->dl);
+	free(ctx->module_override);
+	free(ctx->module_path);
+	free(ctx->pin_file);
+	free(ctx->pin_source);
+	p11c_wipe(ctx, sizeof *ctx);
+	free(ctx);
+}
