@@ -9,7 +9,7 @@
  *
  * Every function returns a p11c_result.  p11c_strerror() names the class of
  * error; p11c_ctx_detail() gives the full sentence for the last failure on a
- * handle ("C_Login on token 'ci' (softhsm2): CKR_PIN_INCORRECT").
+ * handle ("C_Login on token 'ci' (libsofthsm2.so): CKR_PIN_INCORRECT").
  */
 #ifndef P11CERT_P11CERT_H
 #define P11CERT_P11CERT_H

@@ -31,6 +31,8 @@ int cli_exit_code(p11c_result r);
 /* Print "p11cert: CMD: DETAIL" and return the exit code for r. */
 int cli_fail(struct cli *c, p11c_result r, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* After getopt_long returned '?' or ':'. */
+int cli_bad_option(struct cli *c, char **argv);
 int cli_usage(struct cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The library handle, configured from the global options. */
 p11c_result cli_ctx(struct cli *c);

@@ -36,7 +36,7 @@ int cmd_import(struct cli *c, int argc, char **argv)
 		return 0;
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (ch != 'k')
-			return cli_usage(c, "bad option");
+			return cli_bad_option(c, argv);
 		uri = optarg;
 	}
 	if (uri == NULL || optind + 1 != argc)
@@ -122,7 +122,7 @@ int cmd_export(struct cli *c, int argc, char **argv)
 			form = optarg;
 			break;
 		default:
-			return cli_usage(c, "bad option");
+			return cli_bad_option(c, argv);
 		}
 	}
 	if (optind != argc)
@@ -225,7 +225,7 @@ int cmd_list(struct cli *c, int argc, char **argv)
 		return 0;
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (ch != 'j')
-			return cli_usage(c, "bad option");
+			return cli_bad_option(c, argv);
 		json = 1;
 	}
 	if (optind + 1 < argc)
@@ -307,7 +307,7 @@ int cmd_show(struct cli *c, int argc, char **argv)
 		return 0;
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (ch != 'j')
-			return cli_usage(c, "bad option");
+			return cli_bad_option(c, argv);
 		json = 1;
 	}
 	if (optind + 1 != argc)

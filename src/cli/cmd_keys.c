@@ -51,7 +51,7 @@ int cmd_keygen(struct cli *c, int argc, char **argv)
 			flags |= P11C_KEYGEN_FORCE;
 			break;
 		default:
-			return cli_usage(c, "bad option");
+			return cli_bad_option(c, argv);
 		}
 	}
 	if (optind != argc)
@@ -143,7 +143,7 @@ int cmd_csr(struct cli *c, int argc, char **argv)
 			form = optarg;
 			break;
 		default:
-			rc = cli_usage(c, "bad option");
+			rc = cli_bad_option(c, argv);
 			goto out;
 		}
 	}
@@ -213,7 +213,7 @@ int cmd_delete(struct cli *c, int argc, char **argv)
 		return 0;
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (ch != 'k')
-			return cli_usage(c, "bad option");
+			return cli_bad_option(c, argv);
 		uri = optarg;
 	}
 	if (optind != argc)

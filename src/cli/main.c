@@ -1,5 +1,6 @@
 /* p11cert: TLS identities whose private key never leaves a PKCS#11 token. */
 #include <errno.h>
+#include <getopt.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -90,6 +91,15 @@ int cli_fail(struct cli *c, p11c_result r, const char *fmt, ...)
 		fputs(p11c_strerror(r), stderr);
 	fputc('\n', stderr);
 	return cli_exit_code(r);
+}
+
+int cli_bad_option(struct cli *c, char **argv)
+{
+	const char *opt = optind > 0 ? argv[optind - 1] : "?";
+
+	if (optopt != 0 && optopt != '?' && (optind <= 0 || argv[optind - 1][0] != '-'))
+		return cli_usage(c, "option -%c needs a value", optopt);
+	return cli_usage(c, "unknown option or missing value: '%s'", opt);
 }
 
 int cli_usage(struct cli *c, const char *fmt, ...)
@@ -224,6 +234,8 @@ static int cmd_version(struct cli *c, int argc, char **argv)
 		return 0;
 	printf("p11cert %s\n", P11CERT_VERSION);
 	printf("OpenSSL %s\n", OpenSSL_version(OPENSSL_VERSION_STRING));
+	printf("libp11 %s (built against; PKCS#11 keys as EVP_PKEY, no ENGINE)\n", P11C_LIBP11_VERSION);
+	printf("p11-kit %s (built against)\n", P11C_P11KIT_VERSION);
 	printf("default module %s\n", P11C_DEFAULT_MODULE);
 	return 0;
 }
@@ -294,6 +306,7 @@ int main(int argc, char **argv)
 	int rc;
 
 	memset(&c, 0, sizeof c);
+	opterr = 0; /* our own one-line messages for bad options */
 	if (globals(&c, &argc, argv) != 0)
 		return EX_USAGE;
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
@@ -311,6 +324,6 @@ int main(int argc, char **argv)
 			return rc;
 		}
 	}
-	fprintf(stderr, "p11cert: unknown command '%s'\n\n%s", argv[1], usage_text);
+	fprintf(stderr, "p11cert: unknown command '%s' (run 'p11cert --help' for the list)\n", argv[1]);
 	return EX_USAGE;
 }

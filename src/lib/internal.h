@@ -25,12 +25,12 @@ struct p11c_ctx {
 	p11c_pin_cb pin_cb;
 	void *pin_cb_data;
 
-	/* module: loaded once by libp11; we use the same instance's
-	 * function list for direct calls */
+	/* module: dlopen'ed and C_Initialize'd by us once; libp11 attaches
+	 * to the same loaded instance (same path) when a signer is needed */
 	char *module_path;
 	char module_desc[80];       /* CK_INFO.libraryDescription, trimmed */
 	PKCS11_CTX *p11;
-	void *dl;                   /* dlopen(RTLD_NOLOAD) handle of module */
+	void *dl;                   /* our dlopen handle of the module */
 	CK_FUNCTION_LIST_PTR f;
 	int we_initialized;         /* C_Initialize returned CKR_OK for us */
 

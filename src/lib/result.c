@@ -153,10 +153,18 @@ p11c_result p11c_ckr_result(CK_RV rv)
 
 p11c_result p11c_ckr(p11c_ctx *ctx, const char *func, CK_RV rv)
 {
+	/* SoftHSM and others report a full disk or a read-only store as a
+	 * general error: say what it most likely is */
+	const char *hint = "";
+
+	if ((rv == CKR_GENERAL_ERROR || rv == CKR_FUNCTION_FAILED || rv == CKR_DEVICE_ERROR) &&
+	    (strncmp(func, "C_GenerateKeyPair", 17) == 0 || strncmp(func, "C_CreateObject", 14) == 0 ||
+	     strncmp(func, "C_SetAttributeValue", 19) == 0 || strncmp(func, "C_DestroyObject", 15) == 0))
+		hint = " (the token may be full, read-only or removed; nothing was changed)";
 	if (ctx->opened)
-		p11c_detail(ctx, "%s on token '%s' (%s): %s", func, ctx->token_label,
+		p11c_detail(ctx, "%s on token '%s' (%s): %s%s", func, ctx->token_label,
 			    ctx->module_desc[0] ? ctx->module_desc : ctx->module_path,
-			    p11c_ckr_name(rv));
+			    p11c_ckr_name(rv), hint);
 	else
 		p11c_detail(ctx, "%s (%s): %s", func,
 			    ctx->module_desc[0] ? ctx->module_desc
