@@ -104,7 +104,9 @@ static p11c_result load_module(p11c_ctx *ctx, const char *path)
 	ctx->module_path = strdup(path);
 	if (ctx->module_path == NULL)
 		return P11C_ERR_NOMEM;
-	ctx->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	/* NODELETE: many modules do not survive being unloaded and reloaded
+	 * in one process, and leak reports need their symbols */
+	ctx->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
 	if (ctx->dl == NULL) {
 		err = dlerror();
 		p11c_detail(ctx, "cannot load PKCS#11 module '%s': %s", path,
