@@ -1,0 +1,708 @@
+/* p11ca: the CA state, its key, and certificate issuance. */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+
+#include "ca.h"
+
+void ca_err(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("p11ca: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+void ca_errp(p11c_ctx *ctx, const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("p11ca: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	if (ctx != NULL && p11c_ctx_detail(ctx)[0] != '\0')
+		fprintf(stderr, ": %s", p11c_ctx_detail(ctx));
+	fputc('\n', stderr);
+}
+
+char *ca_path(const char *dir, const char *name)
+{
+	char *p = NULL;
+
+	if (name[0] == '/')
+		return strdup(name);
+	if (asprintf(&p, "%s/%s", dir, name) < 0)
+		return NULL;
+	return p;
+}
+
+int ca_read_file(const char *path, size_t max, char **buf, size_t *len)
+{
+	unsigned char *b = NULL;
+	p11c_result r = p11c_file_read(path, max, &b, len);
+
+	if (r != P11C_OK) {
+		if (r == P11C_ERR_NOT_FOUND && errno == 0)
+			errno = ENOENT;
+		return -1;
+	}
+	*buf = (char *)b;
+	return 0;
+}
+
+char *ca_x509_pem(X509 *x)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	char *data, *s = NULL;
+	long n;
+
+	if (b != NULL && PEM_write_bio_X509(b, x) && (n = BIO_get_mem_data(b, &data)) > 0)
+		s = strndup(data, (size_t)n);
+	BIO_free(b);
+	return s;
+}
+
+int ca_name_entry(const X509_NAME *n, int nid, char *buf, size_t len)
+{
+	int i = X509_NAME_get_index_by_NID(n, nid, -1);
+	unsigned char *u = NULL;
+	int ul;
+
+	buf[0] = '\0';
+	if (i < 0)
+		return -1;
+	ul = ASN1_STRING_to_UTF8(&u, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(n, i)));
+	if (ul < 0)
+		return -1;
+	snprintf(buf, len, "%.*s", ul, (char *)u);
+	OPENSSL_free(u);
+	return 0;
+}
+
+time_t ca_asn1_time(const ASN1_TIME *t)
+{
+	struct tm tm;
+
+	if (t == NULL || !ASN1_TIME_to_tm(t, &tm))
+		return 0;
+	return timegm(&tm);
+}
+
+void ca_http_date(time_t t, char *buf, size_t len)
+{
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, len, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+}
+
+int ca_parse_http_date(const char *s, time_t *out)
+{
+	struct tm tm;
+	const char *end;
+
+	memset(&tm, 0, sizeof tm);
+	end = strptime(s, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	if (end == NULL || *end != '\0')
+		return -1;
+	*out = timegm(&tm);
+	return 0;
+}
+
+static EVP_PKEY *load_pem_key(const char *path)
+{
+	FILE *fp = fopen(path, "r");
+	EVP_PKEY *k;
+
+	if (fp == NULL) {
+		ca_err("cannot read key '%s': %s", path, strerror(errno));
+		return NULL;
+	}
+	k = PEM_read_PrivateKey(fp, NULL, NULL, NULL);
+	fclose(fp);
+	if (k == NULL)
+		ca_err("'%s' is not a PEM private key", path);
+	return k;
+}
+
+/* The CA key: a token key (via libp11cert) or a PEM file. */
+int ca_load_key(struct ca *ca, const char *spec, p11c_key **tk, EVP_PKEY **out)
+{
+	char *path = NULL;
+	EVP_PKEY *signer = NULL;
+	p11c_result r;
+	int rc = -1;
+
+	if (strncmp(spec, "pkcs11:", 7) == 0) {
+		if (ca->p11 == NULL) {
+			if (p11c_ctx_new(&ca->p11) != P11C_OK)
+				return -1;
+			if (ca->cfg.module != NULL)
+				p11c_ctx_set_module(ca->p11, ca->cfg.module);
+			if (ca->cfg.pin_file != NULL) {
+				char *pf = ca_path(ca->dir, ca->cfg.pin_file);
+
+				p11c_ctx_set_pin_file(ca->p11, pf);
+				free(pf);
+			}
+		}
+		r = p11c_key_find(ca->p11, spec, tk);
+		if (r == P11C_OK)
+			r = p11c_key_signer(*tk, &signer);
+		if (r != P11C_OK) {
+			ca_errp(ca->p11, "cannot use token key '%s'", spec);
+			return -1;
+		}
+		if (!EVP_PKEY_up_ref(signer))
+			return -1;
+		*out = signer;
+		return 0;
+	}
+	path = ca_path(ca->dir, spec);
+	if (path == NULL)
+		return -1;
+	*out = load_pem_key(path);
+	rc = *out != NULL ? 0 : -1;
+	free(path);
+	return rc;
+}
+
+int ca_open(struct ca *ca, const char *dir, const struct ca_config *flags, int need_key)
+{
+	char err[512];
+	char *path = NULL;
+	FILE *fp = NULL;
+	store_result sr;
+	int rc = -1;
+
+	memset(ca, 0, sizeof *ca);
+	ca->dir = strdup(dir);
+	ca_config_defaults(&ca->cfg);
+	if (ca->dir == NULL)
+		goto out;
+	if (ca_config_load(&ca->cfg, dir, err, sizeof err) != 0) {
+		ca_err("%s", err);
+		goto out;
+	}
+	ca_config_merge(&ca->cfg, flags);
+	if (ca->cfg.key == NULL && (ca->cfg.key = strdup("ca.key")) == NULL)
+		goto out;
+	path = ca_path(dir, "ca.crt");
+	fp = path ? fopen(path, "r") : NULL;
+	if (fp == NULL) {
+		ca_err("no CA in '%s' (%s missing): run 'p11ca init --dir %s' first", dir,
+		       path ? path : "ca.crt", dir);
+		goto out;
+	}
+	ca->cert = PEM_read_X509(fp, NULL, NULL, NULL);
+	if (ca->cert == NULL) {
+		ca_err("'%s' is not a PEM certificate", path);
+		goto out;
+	}
+	free(path);
+	path = ca_path(dir, "p11ca.db");
+	ca->so = &store_sqlite_ops;
+	sr = ca->so->open(&ca->st, path);
+	if (sr != STORE_OK) {
+		ca_err("cannot open database '%s': %s", path, ca->st ? ca->so->errmsg(ca->st) : "error");
+		goto out;
+	}
+	if (need_key) {
+		if (ca_load_key(ca, ca->cfg.key, &ca->tkey, &ca->key) != 0)
+			goto out;
+		if (X509_check_private_key(ca->cert, ca->key) != 1 &&
+		    !p11c_cert_matches(ca->cert, ca->tkey ? p11c_key_public(ca->tkey) : ca->key)) {
+			ca_err("the CA key '%s' does not belong to %s/ca.crt", ca->cfg.key, dir);
+			goto out;
+		}
+	}
+	ERR_clear_error();
+	rc = 0;
+out:
+	if (fp != NULL)
+		fclose(fp);
+	free(path);
+	if (rc != 0)
+		ca_close(ca);
+	return rc;
+}
+
+void ca_close(struct ca *ca)
+{
+	if (ca->st != NULL)
+		ca->so->close(&ca->st);
+	X509_free(ca->cert);
+	EVP_PKEY_free(ca->key);
+	p11c_key_free(&ca->tkey);
+	p11c_key_free(&ca->ttls);
+	p11c_ctx_free(&ca->p11);
+	ca_config_free(&ca->cfg);
+	free(ca->dir);
+	memset(ca, 0, sizeof *ca);
+}
+
+int ca_key_ok(EVP_PKEY *pk, char *err, size_t errlen)
+{
+	char group[64];
+	size_t gl = 0;
+	int bits;
+
+	switch (EVP_PKEY_get_base_id(pk)) {
+	case EVP_PKEY_RSA:
+		bits = EVP_PKEY_get_bits(pk);
+		if (bits == 2048 || bits == 3072 || bits == 4096)
+			return 1;
+		snprintf(err, errlen, "RSA keys of %d bits are not accepted (2048, 3072, 4096 are)", bits);
+		return 0;
+	case EVP_PKEY_EC:
+		if (EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group, &gl) &&
+		    (strcmp(group, "prime256v1") == 0 || strcmp(group, "secp384r1") == 0))
+			return 1;
+		snprintf(err, errlen, "EC curve %s is not accepted (P-256, P-384 are)", gl ? group : "?");
+		return 0;
+	default:
+		snprintf(err, errlen, "key type %s is not accepted (RSA 2048-4096, EC P-256/P-384 are)",
+			 OBJ_nid2sn(EVP_PKEY_get_base_id(pk)));
+		return 0;
+	}
+}
+
+static int san_str(const GENERAL_NAME *g, char *buf, size_t len)
+{
+	const unsigned char *d;
+	int n;
+
+	switch (g->type) {
+	case GEN_DNS:
+	case GEN_EMAIL:
+	case GEN_URI:
+		d = ASN1_STRING_get0_data(g->d.ia5);
+		n = ASN1_STRING_length(g->d.ia5);
+		if (memchr(d, '\0', (size_t)n) != NULL)
+			return -1;
+		snprintf(buf, len, "%s:%.*s",
+			 g->type == GEN_DNS ? "DNS" : g->type == GEN_EMAIL ? "email" : "URI", n, d);
+		return 0;
+	case GEN_IPADD: {
+		char ip[64];
+
+		n = ASN1_STRING_length(g->d.ip);
+		if ((n != 4 && n != 16) ||
+		    inet_ntop(n == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(g->d.ip), ip, sizeof ip) == NULL)
+			return -1;
+		snprintf(buf, len, "IP:%s", ip);
+		return 0;
+	}
+	default:
+		return -1;
+	}
+}
+
+static int pattern_ok(const char *patterns, const char *name)
+{
+	char *copy, *tok, *save = NULL;
+	int ok = 0;
+
+	if (patterns == NULL || (copy = strdup(patterns)) == NULL)
+		return 0;
+	for (tok = strtok_r(copy, ", ", &save); tok != NULL && !ok; tok = strtok_r(NULL, ", ", &save))
+		ok = fnmatch(tok, name, FNM_CASEFOLD) == 0;
+	free(copy);
+	return ok;
+}
+
+int ca_sans_ok(const struct ca *ca, X509_REQ *req, char *err, size_t errlen)
+{
+	STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(req);
+	GENERAL_NAMES *gens = NULL;
+	char cn[256], cnsan[300], s[300];
+	int i, ok = 1;
+
+	ca_name_entry(X509_REQ_get_subject_name(req), NID_commonName, cn, sizeof cn);
+	snprintf(cnsan, sizeof cnsan, "DNS:%s", cn);
+	if (exts != NULL)
+		gens = X509V3_get_d2i(exts, NID_subject_alt_name, NULL, NULL);
+	for (i = 0; gens != NULL && i < sk_GENERAL_NAME_num(gens); i++) {
+		if (san_str(sk_GENERAL_NAME_value(gens, i), s, sizeof s) != 0) {
+			snprintf(err, errlen, "subjectAltName entry %d has a type p11ca does not issue", i + 1);
+			ok = 0;
+			break;
+		}
+		if (strcasecmp(s, cnsan) == 0 || pattern_ok(ca->cfg.san_patterns, s))
+			continue;
+		snprintf(err, errlen, "subjectAltName %s is not allowed by the CA's san-patterns", s);
+		ok = 0;
+		break;
+	}
+	GENERAL_NAMES_free(gens);
+	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+	return ok;
+}
+
+static int add_ext(X509 *x, X509V3_CTX *v3, int nid, const char *value)
+{
+	X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, v3, nid, value);
+	int ok = e != NULL && X509_add_ext(x, e, -1);
+
+	X509_EXTENSION_free(e);
+	return ok ? 0 : -1;
+}
+
+/* 16 random bytes, positive, non-zero: 127 bits of entropy (RFC 5280
+ * s4.1.2.2 allows up to 20 octets). */
+static int new_serial(struct ca *ca, ASN1_INTEGER **out)
+{
+	unsigned char b[16];
+	BIGNUM *bn = NULL;
+	char *hex = NULL;
+	int tries, rc = -1;
+
+	for (tries = 0; tries < 8; tries++) {
+		if (RAND_bytes(b, sizeof b) != 1)
+			return -1;
+		b[0] &= 0x7f;
+		b[0] |= 0x40; /* fixed length, never zero */
+		BN_free(bn);
+		bn = BN_bin2bn(b, sizeof b, NULL);
+		OPENSSL_free(hex);
+		hex = bn ? BN_bn2hex(bn) : NULL;
+		if (hex == NULL)
+			break;
+		for (char *p = hex; *p; p++)
+			*p = (char)tolower((unsigned char)*p);
+		if (ca->so->serial_exists(ca->st, hex) == 0) {
+			*out = BN_to_ASN1_INTEGER(bn, NULL);
+			rc = *out != NULL ? 0 : -1;
+			break;
+		}
+	}
+	BN_free(bn);
+	OPENSSL_free(hex);
+	return rc;
+}
+
+static const EVP_MD *ca_md(EVP_PKEY *k)
+{
+	int bits = EVP_PKEY_get_bits(k);
+
+	if (EVP_PKEY_get_base_id(k) == EVP_PKEY_EC)
+		return bits > 256 ? EVP_sha384() : EVP_sha256();
+	return bits > 2048 ? EVP_sha384() : EVP_sha256();
+}
+
+int ca_issue(struct ca *ca, X509_REQ *req, enum ca_profile prof, long seconds, X509 **out)
+{
+	X509 *x = NULL;
+	ASN1_INTEGER *serial = NULL;
+	X509V3_CTX v3;
+	EVP_PKEY *pub = X509_REQ_get0_pubkey(req);
+	STACK_OF(X509_EXTENSION) *exts = NULL;
+	GENERAL_NAMES *gens = NULL;
+	char cn[256], sanconf[80];
+	int rc = -1, crit = 0;
+
+	(void)prof;
+	if (pub == NULL || new_serial(ca, &serial) != 0)
+		goto out;
+	x = X509_new();
+	if (x == NULL || !X509_set_version(x, 2) || !X509_set_serialNumber(x, serial) ||
+	    !X509_set_issuer_name(x, X509_get_subject_name(ca->cert)) ||
+	    !X509_set_subject_name(x, X509_REQ_get_subject_name(req)) || !X509_set_pubkey(x, pub) ||
+	    /* five minutes back for clocks that run behind */
+	    !X509_gmtime_adj(X509_getm_notBefore(x), -300) ||
+	    !X509_gmtime_adj(X509_getm_notAfter(x), seconds))
+		goto out;
+	X509V3_set_ctx(&v3, ca->cert, x, NULL, NULL, 0);
+	if (add_ext(x, &v3, NID_basic_constraints, "critical,CA:FALSE") != 0 ||
+	    add_ext(x, &v3, NID_key_usage,
+		    EVP_PKEY_get_base_id(pub) == EVP_PKEY_RSA ? "critical,digitalSignature,keyEncipherment"
+							      : "critical,digitalSignature") != 0 ||
+	    add_ext(x, &v3, NID_ext_key_usage, "critical,clientAuth,serverAuth") != 0 ||
+	    add_ext(x, &v3, NID_subject_key_identifier, "hash") != 0 ||
+	    add_ext(x, &v3, NID_authority_key_identifier, "keyid:always") != 0)
+		goto out;
+	/* SAN: DNS:<CN> always, then what the CSR asked for (already checked
+	 * against the policy) */
+	exts = X509_REQ_get_extensions(req);
+	if (exts != NULL)
+		gens = X509V3_get_d2i(exts, NID_subject_alt_name, &crit, NULL);
+	if (gens == NULL && (gens = GENERAL_NAMES_new()) == NULL)
+		goto out;
+	if (ca_name_entry(X509_REQ_get_subject_name(req), NID_commonName, cn, sizeof cn) == 0 && cn[0]) {
+		int i, have = 0;
+
+		for (i = 0; i < sk_GENERAL_NAME_num(gens); i++) {
+			GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+
+			if (g->type == GEN_DNS && (size_t)ASN1_STRING_length(g->d.ia5) == strlen(cn) &&
+			    strncasecmp((const char *)ASN1_STRING_get0_data(g->d.ia5), cn, strlen(cn)) == 0)
+				have = 1;
+		}
+		if (!have) {
+			GENERAL_NAME *g = GENERAL_NAME_new();
+			ASN1_IA5STRING *s = ASN1_IA5STRING_new();
+
+			if (g == NULL || s == NULL || !ASN1_STRING_set(s, cn, (int)strlen(cn))) {
+				GENERAL_NAME_free(g);
+				ASN1_IA5STRING_free(s);
+				goto out;
+			}
+			GENERAL_NAME_set0_value(g, GEN_DNS, s);
+			if (!sk_GENERAL_NAME_insert(gens, g, 0)) {
+				GENERAL_NAME_free(g);
+				goto out;
+			}
+		}
+	}
+	(void)sanconf;
+	if (sk_GENERAL_NAME_num(gens) > 0 && !X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 0, 0))
+		goto out;
+	if (X509_sign(x, ca->key, ca_md(ca->key)) <= 0) {
+		char e[256];
+
+		ERR_error_string_n(ERR_peek_last_error(), e, sizeof e);
+		ca_err("signing failed: %s%s%s", e, ca->p11 ? ": " : "",
+		       ca->p11 ? p11c_ctx_detail(ca->p11) : "");
+		goto out;
+	}
+	*out = x;
+	x = NULL;
+	rc = 0;
+out:
+	if (rc != 0)
+		ERR_clear_error();
+	GENERAL_NAMES_free(gens);
+	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+	ASN1_INTEGER_free(serial);
+	X509_free(x);
+	return rc;
+}
+
+int ca_sign_request(struct ca *ca, const struct store_request *r, req_lifetime lt,
+		    enum ca_profile prof, char **pem_out, time_t now)
+{
+	BIO *b = NULL;
+	X509_REQ *req = NULL;
+	X509 *x = NULL;
+	struct store_cert c;
+	BIGNUM *bn = NULL;
+	char *serial = NULL;
+	long secs;
+	int rc = -1, tries;
+
+	memset(&c, 0, sizeof c);
+	b = BIO_new_mem_buf(r->pem, -1);
+	req = b ? PEM_read_bio_X509_REQ(b, NULL, NULL, NULL) : NULL;
+	if (req == NULL) {
+		ca_err("request %lld: stored CSR does not parse", (long long)r->id);
+		goto out;
+	}
+	if (prof == PROFILE_TOKEN)
+		secs = ca->cfg.token_days * 86400L;
+	else
+		secs = (lt == LIFETIME_LONG ? ca->cfg.long_hours : ca->cfg.short_hours) * 3600L;
+	for (tries = 0; tries < 3; tries++) {
+		store_result sr;
+
+		X509_free(x);
+		x = NULL;
+		if (ca_issue(ca, req, prof, secs, &x) != 0)
+			goto out;
+		bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), bn);
+		OPENSSL_free(serial);
+		serial = bn ? BN_bn2hex(bn) : NULL;
+		if (serial == NULL)
+			goto out;
+		for (char *p = serial; *p; p++)
+			*p = (char)tolower((unsigned char)*p);
+		free(c.pem);
+		c.pem = ca_x509_pem(x);
+		if (c.pem == NULL)
+			goto out;
+		c.request_id = r->id;
+		snprintf(c.serial, sizeof c.serial, "%s", serial);
+		c.not_before = ca_asn1_time(X509_get0_notBefore(x));
+		c.not_after = ca_asn1_time(X509_get0_notAfter(x));
+		c.created = now;
+		c.revoke_reason = -1;
+		sr = ca->so->cert_add(ca->st, &c, now);
+		if (sr == STORE_OK)
+			break;
+		if (sr != STORE_DUPLICATE) {
+			ca_err("cannot store certificate: %s", ca->so->errmsg(ca->st));
+			goto out;
+		}
+	}
+	if (tries == 3)
+		goto out;
+	if (lt != r->lifetime)
+		(void)ca->so->req_set_state(ca->st, r->id, REQ_SIGNED, lt, now);
+	if (pem_out != NULL) {
+		*pem_out = c.pem;
+		c.pem = NULL;
+	}
+	rc = 0;
+out:
+	free(c.pem);
+	OPENSSL_free(serial);
+	BN_free(bn);
+	X509_free(x);
+	X509_REQ_free(req);
+	BIO_free(b);
+	return rc;
+}
+
+struct crl_ctx {
+	X509_CRL *crl;
+	int failed;
+};
+
+static int add_revoked(const struct store_cert *c, void *ud)
+{
+	struct crl_ctx *cc = ud;
+	X509_REVOKED *rv = X509_REVOKED_new();
+	BIGNUM *bn = NULL;
+	ASN1_INTEGER *ser = NULL;
+	ASN1_TIME *t = NULL;
+
+	if (rv == NULL || !BN_hex2bn(&bn, c->serial) || (ser = BN_to_ASN1_INTEGER(bn, NULL)) == NULL ||
+	    (t = ASN1_TIME_set(NULL, (time_t)c->revoked)) == NULL ||
+	    !X509_REVOKED_set_serialNumber(rv, ser) || !X509_REVOKED_set_revocationDate(rv, t)) {
+		cc->failed = 1;
+		goto out;
+	}
+	if (c->revoke_reason >= 0) {
+		ASN1_ENUMERATED *e = ASN1_ENUMERATED_new();
+
+		if (e == NULL || !ASN1_ENUMERATED_set(e, c->revoke_reason) ||
+		    !X509_REVOKED_add1_ext_i2d(rv, NID_crl_reason, e, 0, 0))
+			cc->failed = 1;
+		ASN1_ENUMERATED_free(e);
+	}
+	if (!cc->failed && X509_CRL_add0_revoked(cc->crl, rv))
+		rv = NULL;
+	else
+		cc->failed = 1;
+out:
+	X509_REVOKED_free(rv);
+	BN_free(bn);
+	ASN1_INTEGER_free(ser);
+	ASN1_TIME_free(t);
+	return cc->failed;
+}
+
+int ca_crl(struct ca *ca, const char *path, long days)
+{
+	struct crl_ctx cc = { NULL, 0 };
+	ASN1_TIME *now = NULL, *next = NULL;
+	BIO *b = NULL;
+	char *data;
+	long n;
+	int rc = -1;
+
+	cc.crl = X509_CRL_new();
+	now = ASN1_TIME_set(NULL, time(NULL));
+	next = ASN1_TIME_adj(NULL, time(NULL), (int)days, 0);
+	if (cc.crl == NULL || now == NULL || next == NULL || !X509_CRL_set_version(cc.crl, 1) ||
+	    !X509_CRL_set_issuer_name(cc.crl, X509_get_subject_name(ca->cert)) ||
+	    !X509_CRL_set1_lastUpdate(cc.crl, now) || !X509_CRL_set1_nextUpdate(cc.crl, next))
+		goto out;
+	if (ca->so->cert_list_revoked(ca->st, add_revoked, &cc) != STORE_OK || cc.failed) {
+		ca_err("cannot read revoked certificates: %s", ca->so->errmsg(ca->st));
+		goto out;
+	}
+	X509_CRL_sort(cc.crl);
+	{
+		X509V3_CTX v3;
+		X509_EXTENSION *e;
+
+		X509V3_set_ctx(&v3, ca->cert, NULL, NULL, cc.crl, 0);
+		e = X509V3_EXT_conf_nid(NULL, &v3, NID_authority_key_identifier, "keyid:always");
+		if (e == NULL || !X509_CRL_add_ext(cc.crl, e, -1)) {
+			X509_EXTENSION_free(e);
+			goto out;
+		}
+		X509_EXTENSION_free(e);
+	}
+	if (X509_CRL_sign(cc.crl, ca->key, ca_md(ca->key)) <= 0) {
+		ca_err("signing the CRL failed");
+		goto out;
+	}
+	b = BIO_new(BIO_s_mem());
+	if (b == NULL || !PEM_write_bio_X509_CRL(b, cc.crl))
+		goto out;
+	n = BIO_get_mem_data(b, &data);
+	if (p11c_file_write_atomic(path, data, (size_t)n, 0644) != P11C_OK) {
+		ca_err("cannot write '%s': %s", path, strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	BIO_free(b);
+	ASN1_TIME_free(now);
+	ASN1_TIME_free(next);
+	X509_CRL_free(cc.crl);
+	return rc;
+}
+
+int ca_add_request(struct ca *ca, const char *pem, size_t len, X509_REQ *req, const char *protocol,
+		   req_state state, struct store_request *out)
+{
+	struct store_request r;
+	const X509_NAME *subj = X509_REQ_get_subject_name(req);
+	char cn[256], ou[256];
+	char *s = NULL;
+	int64_t id = 0;
+	store_result sr;
+	BIO *b = BIO_new(BIO_s_mem());
+	long n;
+	char *data;
+
+	memset(&r, 0, sizeof r);
+	if (b == NULL || X509_NAME_print_ex(b, subj, 0, XN_FLAG_RFC2253) < 0) {
+		BIO_free(b);
+		return -1;
+	}
+	n = BIO_get_mem_data(b, &data);
+	s = strndup(data, (size_t)n);
+	BIO_free(b);
+	if (s == NULL)
+		return -1;
+	p11c_sha256_hex(pem, len, r.sha256);
+	ca_name_entry(subj, NID_commonName, cn, sizeof cn);
+	r.pem = (char *)(uintptr_t)pem;
+	r.subject = s;
+	r.cn = cn;
+	r.ou = ca_name_entry(subj, NID_organizationalUnitName, ou, sizeof ou) == 0 ? ou : NULL;
+	r.state = state;
+	r.lifetime = LIFETIME_SHORT;
+	snprintf(r.protocol, sizeof r.protocol, "%s", protocol);
+	r.created = r.updated = time(NULL);
+	sr = ca->so->req_add(ca->st, &r, &id);
+	free(s);
+	if (sr != STORE_OK && sr != STORE_DUPLICATE) {
+		ca_err("cannot store request: %s", ca->so->errmsg(ca->st));
+		return -1;
+	}
+	if (out != NULL && ca->so->req_by_id(ca->st, id, out) != STORE_OK)
+		return -1;
+	return sr == STORE_DUPLICATE ? 1 : 0;
+}

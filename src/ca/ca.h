@@ -1,0 +1,113 @@
+/* p11ca: the certificate authority. */
+#ifndef P11CA_CA_H
+#define P11CA_CA_H
+
+#include <stdint.h>
+
+#include <p11cert/p11cert.h>
+#include <p11cert/proto.h>
+
+#include "store.h"
+
+/* Settings, from DIR/p11ca.conf, then P11CA_* environment, then flags. */
+struct ca_config {
+	char *key;             /* "pkcs11:..." or a PEM file (relative to dir) */
+	char *tls_key;         /* TLS server key: "pkcs11:..." or file */
+	char *module;          /* PKCS#11 module for token keys */
+	char *pin_file;        /* PIN for token keys */
+	long short_hours;      /* 48 */
+	long long_hours;       /* 720 */
+	long token_days;       /* 825: shared-token protocol certificates */
+	char *autosign;        /* "none" | "uuid" */
+	int renew_mtls;        /* re-sign a client presenting a valid cert of ours */
+	char *listen;          /* Caramel listener, "127.0.0.1:8443" */
+	char *token_listen;    /* shared-token listener (TLS cert = CA cert) */
+	char *token_file;      /* the shared token (>= 16 bytes) */
+	char *url;             /* base URL in 202 answers; default from Host */
+	char *san_patterns;    /* allowed extra SANs: "DNS:*.example.com,IP:192.0.2.*" */
+	char *token_dn_suffix; /* shared-token DNs must end with this, e.g. "OU=NIFI" */
+	long token_rate_limit; /* wrong HMACs per peer address per minute */
+	long timeout;          /* seconds per connection */
+	long max_connections;
+};
+
+#define CA_CONFIG_FILE "p11ca.conf"
+
+void ca_config_defaults(struct ca_config *c);
+void ca_config_free(struct ca_config *c);
+/* Set one option by name ("short-lifetime", ...).  0 ok, -1 unknown name or
+ * bad value (err says which). */
+int ca_config_set(struct ca_config *c, const char *name, const char *value, char *err,
+		  size_t errlen);
+/* Read DIR/p11ca.conf (missing file is fine), then P11CA_* variables. */
+int ca_config_load(struct ca_config *c, const char *dir, char *err, size_t errlen);
+/* Write the non-default settings to DIR/p11ca.conf atomically. */
+int ca_config_save(const struct ca_config *c, const char *dir);
+/* Every field set in `over` replaces the one in `c`; then unset fields get
+ * their defaults. */
+void ca_config_merge(struct ca_config *c, const struct ca_config *over);
+/* Names of all options, NULL-terminated (for --help and flag parsing). */
+extern const char *const ca_config_names[];
+
+enum ca_profile {
+	PROFILE_CARAMEL = 0,
+	PROFILE_TOKEN,
+};
+
+struct ca {
+	char *dir;
+	struct ca_config cfg;
+	X509 *cert;            /* the CA certificate */
+	EVP_PKEY *key;         /* signer: a file key, or a token key */
+	p11c_ctx *p11;         /* when a key is in a token */
+	p11c_key *tkey;
+	p11c_key *ttls;
+	store *st;
+	const struct store_ops *so;
+};
+
+/* Open the CA in dir: config, certificate, database; with need_key the
+ * signing key too (login to the token). */
+int ca_open(struct ca *ca, const char *dir, const struct ca_config *flags, int need_key);
+void ca_close(struct ca *ca);
+/* A key by spec: "pkcs11:..." (through the CA's one PKCS#11 handle) or a
+ * PEM file relative to the CA folder.  *tk is set for token keys. */
+int ca_load_key(struct ca *ca, const char *spec, p11c_key **tk, EVP_PKEY **out);
+/* Errors of ca_* functions are printed to stderr with this prefix. */
+void ca_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void ca_errp(p11c_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Key policy for requests: RSA 2048-4096, EC P-256 / P-384.  1 ok. */
+int ca_key_ok(EVP_PKEY *pk, char *err, size_t errlen);
+/* SAN policy: every requested name must match cfg.san_patterns, except
+ * DNS:<CN>, which is always allowed.  1 ok. */
+int ca_sans_ok(const struct ca *ca, X509_REQ *req, char *err, size_t errlen);
+
+/* Issue a certificate for req valid for `seconds` from now, with a fresh
+ * random serial unique in the store.  Does not store it. */
+int ca_issue(struct ca *ca, X509_REQ *req, enum ca_profile prof, long seconds, X509 **out);
+/* Issue, then store it (certificate + request state signed, one
+ * transaction).  PEM returned when pem != NULL (caller frees). */
+int ca_sign_request(struct ca *ca, const struct store_request *r, req_lifetime lt,
+		    enum ca_profile prof, char **pem, time_t now);
+/* Write a CRL of all revoked certificates, signed by the CA key. */
+int ca_crl(struct ca *ca, const char *path, long days);
+/* Record a new request from a CSR PEM (already validated). */
+int ca_add_request(struct ca *ca, const char *pem, size_t len, X509_REQ *req,
+		   const char *protocol, req_state state, struct store_request *out);
+
+/* Serve until SIGTERM; the main listener's port goes to port_file. */
+int ca_serve(struct ca *ca, const char *port_file);
+
+/* Helpers */
+char *ca_x509_pem(X509 *x);
+int ca_name_entry(const X509_NAME *n, int nid, char *buf, size_t len);
+time_t ca_asn1_time(const ASN1_TIME *t);
+/* RFC 7231 s7.1.1.1 IMF-fixdate */
+void ca_http_date(time_t t, char *buf, size_t len);
+int ca_parse_http_date(const char *s, time_t *out);
+/* Read a whole file into a NUL-terminated buffer (max bytes). */
+int ca_read_file(const char *path, size_t max, char **buf, size_t *len);
+char *ca_path(const char *dir, const char *name);
+
+#endif

@@ -1,0 +1,292 @@
+/* Caramel: REST, the CSR addressed by the SHA-256 of its PEM
+ * (docs/protocols.md s1; upstream Caramel server 1.9.6 behaviour). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/pem.h>
+
+#include "serve.h"
+
+static const char *title_of(int status)
+{
+	switch (status) {
+	case 400:
+		return "Bad Request";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 411:
+		return "Length Required";
+	case 413:
+		return "Payload Too Large";
+	case 429:
+		return "Too Many Requests";
+	default:
+		return "Internal Server Error";
+	}
+}
+
+void reply_problem(httpd_req *r, int status, const char *title, const char *detail)
+{
+	char *body = p11c_problem_json(status, title ? title : title_of(status), detail);
+
+	httpd_req_note(r, NULL, detail);
+	httpd_reply(r, status, "application/problem+json", NULL, body, body ? strlen(body) : 0);
+	free(body);
+}
+
+static void reply_accepted(struct server *s, httpd_req *r, const char *sha)
+{
+	char url[512], body[700];
+	const char *host = httpd_req_host(r);
+
+	if (s->ca->cfg.url != NULL)
+		snprintf(url, sizeof url, "%s/%s", s->ca->cfg.url, sha);
+	else
+		snprintf(url, sizeof url, "https://%s/%s", host && strlen(host) < 256 &&
+			 strpbrk(host, "\"\\/ ") == NULL ? host : "localhost", sha);
+	snprintf(body, sizeof body, "{\"sha256\": \"%s\", \"url\": \"%s\"}", sha, url);
+	httpd_reply(r, 202, "application/json", NULL, body, strlen(body));
+}
+
+static int is_uuid(const char *s)
+{
+	static const char shape[] = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
+	size_t i;
+
+	if (strlen(s) != sizeof shape - 1)
+		return 0;
+	for (i = 0; shape[i]; i++) {
+		if (shape[i] == '-' ? s[i] != '-' : strchr("0123456789abcdefABCDEF", s[i]) == NULL || !s[i])
+			return 0;
+	}
+	return 1;
+}
+
+/* A client presenting a valid certificate of ours for the same subject
+ * may be re-signed at once (renewal).  Revoked or expired ones may not. */
+static int mtls_same_subject(struct server *s, httpd_req *r, const char *subject_rfc2253)
+{
+	X509 *peer = httpd_req_peer_cert(r);
+	struct store_cert c;
+	BIGNUM *bn = NULL;
+	char *hex = NULL, *ps = NULL;
+	BIO *b = NULL;
+	int ok = 0;
+
+	if (!s->ca->cfg.renew_mtls || peer == NULL)
+		return 0;
+	memset(&c, 0, sizeof c);
+	if (X509_cmp_time(X509_get0_notAfter(peer), NULL) <= 0)
+		goto out;
+	b = BIO_new(BIO_s_mem());
+	if (b == NULL || X509_NAME_print_ex(b, X509_get_subject_name(peer), 0, XN_FLAG_RFC2253) < 0)
+		goto out;
+	{
+		char *data;
+		long n = BIO_get_mem_data(b, &data);
+
+		ps = strndup(data, (size_t)n);
+	}
+	if (ps == NULL || strcmp(ps, subject_rfc2253) != 0)
+		goto out;
+	bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(peer), NULL);
+	hex = bn ? BN_bn2hex(bn) : NULL;
+	if (hex == NULL)
+		goto out;
+	for (char *p = hex; *p; p++)
+		*p = (char)(*p >= 'A' && *p <= 'F' ? *p + 32 : *p);
+	/* issued by us, known, not revoked */
+	if (s->ca->so->cert_by_serial(s->ca->st, hex, &c) == STORE_OK && c.revoked == 0)
+		ok = 1;
+out:
+	store_cert_clear(&c);
+	OPENSSL_free(hex);
+	BN_free(bn);
+	BIO_free(b);
+	free(ps);
+	return ok;
+}
+
+static void do_get(struct server *s, httpd_req *r, const char *sha)
+{
+	struct store_request q;
+	struct store_cert c;
+	char date[64];
+	const char *ims;
+	time_t now = time(NULL), since;
+	store_result sr;
+
+	memset(&q, 0, sizeof q);
+	memset(&c, 0, sizeof c);
+	sr = s->ca->so->req_by_sha256(s->ca->st, sha, &q);
+	if (sr == STORE_NOT_FOUND) {
+		reply_problem(r, 404, NULL, NULL);
+		goto out;
+	}
+	if (sr != STORE_OK) {
+		reply_problem(r, 500, NULL, "database error");
+		goto out;
+	}
+	if (q.state == REQ_REJECTED) {
+		reply_problem(r, 403, NULL, "request rejected by the CA administrator");
+		goto out;
+	}
+	sr = s->ca->so->cert_latest(s->ca->st, q.id, &c);
+	/* renewal: a valid client certificate for this subject, and the
+	 * newest certificate is past half its lifetime (or missing) */
+	if (mtls_same_subject(s, r, q.subject) &&
+	    (sr != STORE_OK || now >= c.not_before + (c.not_after - c.not_before) / 2)) {
+		if (ca_sign_request(s->ca, &q, q.lifetime, PROFILE_CARAMEL, NULL, now) == 0) {
+			httpd_req_note(r, "caramel", "renewed over mTLS");
+			store_cert_clear(&c);
+			sr = s->ca->so->cert_latest(s->ca->st, q.id, &c);
+		}
+	}
+	if (sr != STORE_OK || c.not_after <= now || c.revoked != 0) {
+		/* never signed, or expired / revoked until refreshed */
+		reply_accepted(s, r, sha);
+		goto out;
+	}
+	ca_http_date((time_t)c.created, date, sizeof date);
+	ims = httpd_req_header(r, "If-Modified-Since");
+	if (ims != NULL && ca_parse_http_date(ims, &since) == 0 && (time_t)c.created <= since) {
+		const char *h[] = { "Last-Modified", date, NULL };
+
+		httpd_reply(r, 304, NULL, h, NULL, 0);
+		goto out;
+	}
+	{
+		const char *h[] = { "Last-Modified", date, NULL };
+
+		httpd_reply(r, 200, "application/octet-stream", h, c.pem, strlen(c.pem));
+	}
+out:
+	store_request_clear(&q);
+	store_cert_clear(&c);
+}
+
+static void do_post(struct server *s, httpd_req *r, const char *sha)
+{
+	const unsigned char *body;
+	size_t len;
+	char hex[65], err[256], *canon = NULL, cn[256];
+	size_t clen = 0;
+	X509_REQ *req = NULL;
+	BIO *b = NULL;
+	EVP_PKEY *pk;
+	struct store_request q;
+	int rc, sign_now = 0;
+
+	memset(&q, 0, sizeof q);
+	if (httpd_req_header(r, "Content-Length") == NULL) {
+		reply_problem(r, 411, NULL, "Content-Length required");
+		goto out;
+	}
+	body = httpd_req_body(r, &len);
+	if (len > CARAMEL_MAX_CSR) {
+		reply_problem(r, 413, NULL, "CSR larger than 2048 bytes");
+		goto out;
+	}
+	p11c_sha256_hex(body, len, hex);
+	if (strcmp(hex, sha) != 0) {
+		reply_problem(r, 400, NULL, "SHA-256 of the body does not match the URL");
+		goto out;
+	}
+	b = BIO_new_mem_buf(body, (int)len);
+	req = b ? PEM_read_bio_X509_REQ(b, NULL, NULL, NULL) : NULL;
+	if (req == NULL) {
+		reply_problem(r, 400, NULL, "invalid PEM: not a certificate request");
+		goto out;
+	}
+	if (p11c_caramel_csr_pem(req, &canon, &clen) != P11C_OK || clen != len ||
+	    memcmp(canon, body, len) != 0) {
+		reply_problem(r, 400, NULL,
+			      "CSR PEM is not canonical (LF line ends, 64 columns, one trailing newline)");
+		goto out;
+	}
+	pk = X509_REQ_get0_pubkey(req);
+	if (pk == NULL || X509_REQ_verify(req, pk) != 1) {
+		reply_problem(r, 400, NULL, "bad CSR signature");
+		goto out;
+	}
+	if (!ca_key_ok(pk, err, sizeof err)) {
+		reply_problem(r, 400, NULL, err);
+		goto out;
+	}
+	if (!p11c_caramel_subject_ok(X509_get_subject_name(s->ca->cert), X509_REQ_get_subject_name(req),
+				     err, sizeof err)) {
+		char d[300];
+
+		snprintf(d, sizeof d, "bad subject: %s", err);
+		reply_problem(r, 400, NULL, d);
+		goto out;
+	}
+	if (ca_name_entry(X509_REQ_get_subject_name(req), NID_commonName, cn, sizeof cn) != 0 ||
+	    cn[0] == '\0' || strlen(cn) > 64) {
+		reply_problem(r, 400, NULL, "bad subject: CN missing or longer than 64 characters");
+		goto out;
+	}
+	if (!ca_sans_ok(s->ca, req, err, sizeof err)) {
+		reply_problem(r, 400, NULL, err);
+		goto out;
+	}
+	rc = ca_add_request(s->ca, (const char *)body, len, req, "caramel", REQ_PENDING, &q);
+	if (rc < 0) {
+		reply_problem(r, 500, NULL, "database error");
+		goto out;
+	}
+	if (rc == 1) {
+		reply_problem(r, 400, NULL, "duplicate request");
+		goto out;
+	}
+	if (strcmp(s->ca->cfg.autosign, "uuid") == 0 && is_uuid(cn)) {
+		sign_now = 1;
+		httpd_req_note(r, "caramel", "autosigned (UUID CN)");
+	} else if (mtls_same_subject(s, r, q.subject)) {
+		sign_now = 1;
+		httpd_req_note(r, "caramel", "autosigned (mTLS renewal)");
+	} else {
+		httpd_req_note(r, "caramel", "pending");
+	}
+	if (sign_now && ca_sign_request(s->ca, &q, LIFETIME_SHORT, PROFILE_CARAMEL, NULL, time(NULL)) != 0) {
+		reply_problem(r, 500, NULL, "signing failed");
+		goto out;
+	}
+	reply_accepted(s, r, sha);
+out:
+	store_request_clear(&q);
+	free(canon);
+	X509_REQ_free(req);
+	BIO_free(b);
+}
+
+void caramel_handle(struct server *s, httpd_req *r)
+{
+	const char *path = httpd_req_path(r), *m = httpd_req_method(r);
+
+	httpd_req_note(r, "caramel", NULL);
+	if (strcmp(path, "/root.crt") == 0 || strcmp(path, "/bundle.crt") == 0) {
+		if (strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0) {
+			reply_problem(r, 405, NULL, NULL);
+			return;
+		}
+		httpd_reply(r, 200, "text/plain", NULL, s->ca_pem, s->ca_pem_len);
+		return;
+	}
+	if (path[0] != '/' || !p11c_is_sha256_hex(path + 1)) {
+		reply_problem(r, 404, NULL, NULL);
+		return;
+	}
+	if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0)
+		do_get(s, r, path + 1);
+	else if (strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0)
+		do_post(s, r, path + 1);
+	else
+		reply_problem(r, 405, NULL, NULL);
+}

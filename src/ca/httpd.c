@@ -1,0 +1,955 @@
+/*
+ * HTTPS server of p11ca (httpd.h): libevent 2.1's evhttp over OpenSSL
+ * bufferevents, everything on one event_base.
+ *
+ * Listeners: one struct evhttp per httpd_listen, because evhttp's bevcb
+ * (which makes each connection's TLS bufferevent) is per evhttp and every
+ * listener has its own SSL_CTX.
+ *
+ * Connections: evhttp 2.1 has no "new connection" hook, and a connection's
+ * closecb can only be set once a request on it reached us; a client that
+ * never completes a handshake or a request would escape the count.  So a
+ * connection is tracked from the moment bevcb makes its SSL to the moment
+ * libevent frees that SSL (bufferevent finalizer, which also closes the
+ * socket): a per-httpd SSL ex_data slot holds our struct conn, and the
+ * slot's free callback runs inside SSL_free.  At max_connections the
+ * listeners are disabled (the kernel backlog holds further clients) and
+ * re-enabled when one closes.
+ *
+ * A connection is busy from the first decrypted byte of a request (input
+ * buffer callback) until evhttp has written the whole reply (the request's
+ * on_complete callback).  The graceful stop waits until no connection is
+ * busy and no output is pending, or the grace period ends.
+ *
+ * Requests evhttp rejects by itself (413 for a Content-Length or chunked
+ * body over max_body, 400 for a malformed request line or headers, 417 for
+ * an unknown Expect) never reach the generic callback and are not logged
+ * here.  `Expect: 100-continue` is answered by evhttp (RFC 7231 s5.1.1),
+ * with 413 instead when the announced length is over max_body.
+ *
+ * Limits: a field left 0 takes a default (max_body 1 MiB, max_headers
+ * 16 KiB, timeout 30 s); max_connections 0 means no limit.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/listener.h>
+
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "httpd.h"
+
+#define DEFAULT_MAX_BODY	(1024 * 1024)
+#define DEFAULT_MAX_HEADERS	(16 * 1024)
+#define DEFAULT_TIMEOUT_SEC	30
+#define STOP_POLL_USEC		100000	/* graceful stop: check every 100 ms */
+#define LOG_FIELD_MAX		256
+
+/* All nine methods evhttp 2.1 knows; the handler answers 405 itself. */
+#define ALL_METHODS (EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | \
+	EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | \
+	EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH)
+
+struct conn {
+	httpd *h;		/* NULL once the httpd is gone */
+	struct bufferevent *bev;
+	struct evbuffer_cb_entry *in_cb;
+	int busy;		/* a request is being read, handled or written */
+	struct conn *prev, *next;
+};
+
+struct listener {
+	httpd *h;
+	struct evhttp *http;
+	struct evhttp_bound_socket *bound;	/* NULL once stopped */
+	SSL_CTX *ctx;
+	int tag;
+	struct listener *next;
+};
+
+struct httpd {
+	struct event_base *base;
+	struct httpd_limits lim;
+	httpd_handler handler;
+	void *hud;
+	httpd_logger logger;
+	void *lud;
+	int ex_idx;		/* SSL ex_data slot holding struct conn */
+	struct listener *listeners;
+	struct conn *conns;
+	int nconns;
+	int paused;		/* listeners disabled at max_connections */
+	int stopping;
+	int grace_sec;
+	struct timespec deadline;
+	struct event *stop_ev;	/* activated by httpd_stop */
+	struct event *poll_ev;	/* graceful stop: every 100 ms */
+	struct event *sig_ev[2];
+	char err[256];
+};
+
+struct httpd_req {
+	httpd *h;
+	struct evhttp_request *ev;
+	int tag;
+	const char *method;
+	const char *target;	/* raw request-target, for the log */
+	char *path;		/* decoded, NULL until parsed */
+	const char *host;
+	unsigned char *body;
+	size_t body_len;
+	X509 *peer_cert;
+	int replied;
+	char peer[INET6_ADDRSTRLEN + 8];
+	char protocol[32];
+	char detail[160];
+};
+
+static void set_err(httpd *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void stop_cb(evutil_socket_t fd, short what, void *arg);
+
+static void
+set_err(httpd *h, const char *fmt, ...)
+{
+	va_list ap;
+	unsigned long e;
+	size_t n;
+
+	va_start(ap, fmt);
+	vsnprintf(h->err, sizeof(h->err), fmt, ap);
+	va_end(ap);
+	/* Drain OpenSSL's queue into the message: the first error is the cause. */
+	if ((e = ERR_peek_error()) != 0) {
+		n = strlen(h->err);
+		if (n + 3 < sizeof(h->err)) {
+			memcpy(h->err + n, ": ", 3);
+			ERR_error_string_n(e, h->err + n + 2, sizeof(h->err) - n - 2);
+		}
+	}
+	ERR_clear_error();
+}
+
+/*
+ * Copy src into dst for a log line: bytes outside printable ASCII, '"' and
+ * '\' (and spaces unless keep_space) become \xHH; too long ends in "...".
+ * NULL or "" gives "-".  dstsz >= 8.
+ */
+static void
+log_escape(char *dst, size_t dstsz, const char *src, int keep_space)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+	unsigned char ch;
+	int raw;
+
+	if (src == NULL || *src == '\0')
+		src = "-";
+	for (; *src != '\0'; src++) {
+		ch = (unsigned char)*src;
+		raw = ch > 0x20 && ch < 0x7f && ch != '"' && ch != '\\';
+		if (ch == ' ' && keep_space)
+			raw = 1;
+		if (o + (raw ? 1 : 4) + 4 > dstsz) {
+			memcpy(dst + o, "...", 3);
+			o += 3;
+			break;
+		}
+		if (raw) {
+			dst[o++] = (char)ch;
+		} else {
+			dst[o++] = '\\';
+			dst[o++] = 'x';
+			dst[o++] = hex[ch >> 4];
+			dst[o++] = hex[ch & 15];
+		}
+	}
+	dst[o] = '\0';
+}
+
+static const char *
+method_name(enum evhttp_cmd_type cmd)
+{
+	switch (cmd) {
+	case EVHTTP_REQ_GET: return "GET";
+	case EVHTTP_REQ_POST: return "POST";
+	case EVHTTP_REQ_HEAD: return "HEAD";
+	case EVHTTP_REQ_PUT: return "PUT";
+	case EVHTTP_REQ_DELETE: return "DELETE";
+	case EVHTTP_REQ_OPTIONS: return "OPTIONS";
+	case EVHTTP_REQ_TRACE: return "TRACE";
+	case EVHTTP_REQ_CONNECT: return "CONNECT";
+	case EVHTTP_REQ_PATCH: return "PATCH";
+	}
+	return "?";
+}
+
+/* RFC 9110 s15; NULL lets evhttp pick its own phrase. */
+static const char *
+reason_phrase(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 201: return "Created";
+	case 202: return "Accepted";
+	case 204: return "No Content";
+	case 301: return "Moved Permanently";
+	case 302: return "Found";
+	case 304: return "Not Modified";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 409: return "Conflict";
+	case 411: return "Length Required";
+	case 413: return "Payload Too Large";
+	case 415: return "Unsupported Media Type";
+	case 429: return "Too Many Requests";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 503: return "Service Unavailable";
+	}
+	return NULL;
+}
+
+/* ---- connections and listeners ---- */
+
+static void
+set_accepting(httpd *h, int on)
+{
+	struct listener *l;
+	struct evconnlistener *el;
+
+	for (l = h->listeners; l != NULL; l = l->next) {
+		if (l->bound == NULL)
+			continue;
+		el = evhttp_bound_socket_get_listener(l->bound);
+		if (on)
+			evconnlistener_enable(el);
+		else
+			evconnlistener_disable(el);
+	}
+	h->paused = !on;
+}
+
+static void
+conn_link(httpd *h, struct conn *c)
+{
+	c->h = h;
+	c->next = h->conns;
+	if (h->conns != NULL)
+		h->conns->prev = c;
+	h->conns = c;
+	h->nconns++;
+	if (h->lim.max_connections > 0 && h->nconns >= h->lim.max_connections &&
+	    !h->paused && !h->stopping)
+		set_accepting(h, 0);
+}
+
+/*
+ * ex_data free callback of our slot: runs inside SSL_free, i.e. when
+ * libevent destroys the connection's bufferevent (the socket is closed
+ * there too).  Called for every SSL in the process; ours have ptr set.
+ */
+static void
+conn_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+	struct conn *c = ptr;
+	httpd *h;
+
+	(void)parent;
+	(void)ad;
+	(void)idx;
+	(void)argl;
+	(void)argp;
+	if (c == NULL)
+		return;
+	if (c->bev != NULL && c->in_cb != NULL)
+		evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->in_cb);
+	if ((h = c->h) != NULL) {
+		if (c->prev != NULL)
+			c->prev->next = c->next;
+		else
+			h->conns = c->next;
+		if (c->next != NULL)
+			c->next->prev = c->prev;
+		h->nconns--;
+		if (h->paused && !h->stopping && h->nconns < h->lim.max_connections)
+			set_accepting(h, 1);
+	}
+	free(c);
+}
+
+/* Decrypted bytes arrived: a request is in progress on this connection. */
+static void
+conn_input_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)buf;
+	if (info->n_added > 0)
+		c->busy = 1;
+}
+
+/* evhttp_send_done: the reply is written out. */
+static void
+req_complete_cb(struct evhttp_request *ev, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)ev;
+	/* A pipelined next request may already be buffered. */
+	c->busy = evbuffer_get_length(bufferevent_get_input(c->bev)) > 0;
+}
+
+/*
+ * evhttp's bevcb: the TLS bufferevent of a new connection.  Returning NULL
+ * would make evhttp fall back to a plaintext bufferevent; gencb refuses
+ * requests on such a connection.
+ */
+static struct bufferevent *
+conn_bevcb(struct event_base *base, void *arg)
+{
+	struct listener *l = arg;
+	httpd *h = l->h;
+	SSL *ssl = NULL;
+	struct conn *c = NULL;
+	struct bufferevent *bev = NULL;
+	struct timeval tv;
+
+	if ((ssl = SSL_new(l->ctx)) == NULL)
+		goto out;
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		goto out;
+	if (!SSL_set_ex_data(ssl, h->ex_idx, c))
+		goto out;
+	conn_link(h, c);
+	/* From here the SSL owns c: SSL_free frees it (conn_ex_free).  And
+	 * libevent 2.1 frees the SSL itself (BEV_OPT_CLOSE_ON_FREE) even when
+	 * bufferevent_openssl_socket_new fails. */
+	bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+					     BEV_OPT_CLOSE_ON_FREE);
+	ssl = NULL;
+	if (bev == NULL) {
+		c = NULL;
+		goto out;
+	}
+	c->bev = bev;
+	if ((c->in_cb = evbuffer_add_cb(bufferevent_get_input(bev), conn_input_cb, c)) == NULL) {
+		bufferevent_free(bev);
+		bev = NULL;
+		c = NULL;
+		goto out;
+	}
+	/* Also covers the handshake: evhttp sets the same timeouts, but only
+	 * after bufferevent_setfd has armed the handshake events. */
+	tv.tv_sec = h->lim.timeout_sec;
+	tv.tv_usec = 0;
+	bufferevent_set_timeouts(bev, &tv, &tv);
+	c = NULL;
+out:
+	SSL_free(ssl);	/* set only while c is not in its slot yet */
+	free(c);
+	ERR_clear_error();
+	return bev;
+}
+
+/* ---- requests ---- */
+
+static void
+log_request(httpd_req *r, int status, size_t bytes)
+{
+	httpd *h = r->h;
+	char path[LOG_FIELD_MAX], proto[64], detail[LOG_FIELD_MAX];
+
+	log_escape(path, sizeof(path), r->path != NULL ? r->path : r->target, 0);
+	log_escape(proto, sizeof(proto), r->protocol, 0);
+	log_escape(detail, sizeof(detail), r->detail, 1);
+	if (h->logger != NULL)
+		h->logger(r->peer, r->method, path, status, bytes, proto, detail, h->lud);
+	else
+		fprintf(stderr, "p11ca: %s \"%s %s\" %d %zu %s %s\n", r->peer, r->method,
+			path, status, bytes, proto, detail);
+}
+
+void
+httpd_reply(httpd_req *r, int status, const char *content_type,
+	    const char *const *extra_headers, const void *body, size_t len)
+{
+	struct evkeyvalq *oh;
+	struct evbuffer *ob;
+	size_t i;
+
+	if (r == NULL)
+		return;
+	if (r->replied) {
+		fprintf(stderr, "p11ca: second reply (%d) to \"%s %s\" ignored\n", status,
+			r->method, r->path != NULL ? r->path : "-");
+		return;
+	}
+	r->replied = 1;
+	oh = evhttp_request_get_output_headers(r->ev);
+	ob = evhttp_request_get_output_buffer(r->ev);
+	if (status < 100 || status > 599) {
+		httpd_req_note(r, NULL, "invalid status from handler");
+		goto fail;
+	}
+	if (content_type != NULL && evhttp_add_header(oh, "Content-Type", content_type) != 0)
+		goto bad_header;
+	for (i = 0; extra_headers != NULL && extra_headers[i] != NULL; i += 2) {
+		/* evhttp refuses values with CR/LF (response splitting) */
+		if (extra_headers[i + 1] == NULL ||
+		    evhttp_add_header(oh, extra_headers[i], extra_headers[i + 1]) != 0)
+			goto bad_header;
+	}
+	if (len > 0 && (body == NULL || evbuffer_add(ob, body, len) != 0)) {
+		httpd_req_note(r, NULL, "cannot buffer the reply body");
+		goto fail;
+	}
+	goto send;
+bad_header:
+	httpd_req_note(r, NULL, "invalid reply header");
+fail:
+	evhttp_clear_headers(oh);
+	evbuffer_drain(ob, evbuffer_get_length(ob));
+	status = 500;
+	len = 0;
+send:
+	if (r->h->stopping)
+		evhttp_add_header(oh, "Connection", "close");
+	/* evhttp adds Content-Length and Date, and omits the body for HEAD,
+	 * 1xx, 204 and 304 (RFC 9110 s6.4.1). */
+	evhttp_send_reply(r->ev, status, reason_phrase(status), NULL);
+	log_request(r, status, len);
+}
+
+void
+httpd_req_note(httpd_req *r, const char *protocol, const char *detail)
+{
+	if (r == NULL)
+		return;
+	if (protocol != NULL)
+		snprintf(r->protocol, sizeof(r->protocol), "%s", protocol);
+	if (detail != NULL)
+		snprintf(r->detail, sizeof(r->detail), "%s", detail);
+}
+
+/* Reply before the handler saw the request. */
+static void
+reply_early(httpd_req *r, int status, const char *detail)
+{
+	const char *reason = reason_phrase(status);
+	char body[64];
+	int n;
+	static const char *const close_hdr[] = { "Connection", "close", NULL };
+
+	httpd_req_note(r, NULL, detail);
+	n = snprintf(body, sizeof(body), "%d %s\n", status, reason != NULL ? reason : "");
+	httpd_reply(r, status, "text/plain; charset=utf-8", status >= 500 ? close_hdr : NULL,
+		    body, n > 0 && (size_t)n < sizeof(body) ? (size_t)n : 0);
+}
+
+static void
+req_gencb(struct evhttp_request *ev, void *arg)
+{
+	struct listener *l = arg;
+	httpd *h = l->h;
+	httpd_req r;
+	struct evhttp_connection *evcon;
+	struct bufferevent *bev = NULL;
+	SSL *ssl = NULL;
+	struct conn *c = NULL;
+	struct evhttp_uri *uri = NULL;
+	struct evbuffer *in;
+	const char *raw;
+	char *addr = NULL;
+	ev_uint16_t port = 0;
+	size_t plen = 0, n;
+	X509 *pc;
+
+	memset(&r, 0, sizeof(r));
+	r.h = h;
+	r.ev = ev;
+	r.tag = l->tag;
+	r.method = method_name(evhttp_request_get_command(ev));
+	r.target = evhttp_request_get_uri(ev);
+	snprintf(r.peer, sizeof(r.peer), "-");
+	if ((evcon = evhttp_request_get_connection(ev)) != NULL) {
+		evhttp_connection_get_peer(evcon, &addr, &port);
+		if (addr != NULL)
+			snprintf(r.peer, sizeof(r.peer), strchr(addr, ':') != NULL ?
+				 "[%s]:%u" : "%s:%u", addr, (unsigned)port);
+		bev = evhttp_connection_get_bufferevent(evcon);
+	}
+	if (bev != NULL)
+		ssl = bufferevent_openssl_get_ssl(bev);
+	if (ssl == NULL) {
+		reply_early(&r, 500, "connection without TLS");
+		goto out;
+	}
+	if ((c = SSL_get_ex_data(ssl, h->ex_idx)) != NULL) {
+		c->busy = 1;
+		evhttp_request_set_on_complete_cb(ev, req_complete_cb, c);
+	}
+
+	/* Request-target: origin-form or absolute-form (RFC 9112 s3.2). */
+	if (r.target == NULL || (uri = evhttp_uri_parse(r.target)) == NULL ||
+	    (raw = evhttp_uri_get_path(uri)) == NULL) {
+		reply_early(&r, 400, "unparsable request-target");
+		goto out;
+	}
+	if (*raw == '\0')
+		raw = "/";
+	if ((r.path = evhttp_uridecode(raw, 0, &plen)) == NULL) {
+		reply_early(&r, 500, "out of memory");
+		goto out;
+	}
+	if (r.path[0] != '/' || strlen(r.path) != plen) {
+		free(r.path);
+		r.path = NULL;
+		reply_early(&r, 400, "bad path");
+		goto out;
+	}
+	r.host = evhttp_find_header(evhttp_request_get_input_headers(ev), "Host");
+
+	/* evhttp enforced max_body already; the copy is bounded regardless. */
+	in = evhttp_request_get_input_buffer(ev);
+	n = evbuffer_get_length(in);
+	if (n > h->lim.max_body) {
+		reply_early(&r, 413, "body over max_body");
+		goto out;
+	}
+	if ((r.body = malloc(n + 1)) == NULL) {
+		reply_early(&r, 500, "out of memory");
+		goto out;
+	}
+	if (n > 0 && evbuffer_copyout(in, r.body, n) != (ev_ssize_t)n) {
+		reply_early(&r, 500, "cannot read the body");
+		goto out;
+	}
+	r.body[n] = '\0';
+	r.body_len = n;
+
+	/* Only a certificate that verified against the listener's trust store. */
+	pc = SSL_get0_peer_certificate(ssl);
+	if (pc != NULL && SSL_get_verify_result(ssl) == X509_V_OK)
+		r.peer_cert = pc;
+
+	h->handler(&r, h->hud);
+	if (!r.replied) {
+		fprintf(stderr, "p11ca: handler did not reply to \"%s %s\"\n", r.method, r.path);
+		if (r.detail[0] == '\0')
+			httpd_req_note(&r, NULL, "handler did not reply");
+		httpd_reply(&r, 500, NULL, NULL, NULL, 0);
+	}
+out:
+	evhttp_uri_free(uri);
+	free(r.path);
+	/* Bodies may carry enrollment secrets. */
+	if (r.body != NULL)
+		OPENSSL_clear_free(r.body, r.body_len + 1);
+	ERR_clear_error();
+}
+
+const char *httpd_req_method(const httpd_req *r) { return r->method; }
+const char *httpd_req_path(const httpd_req *r) { return r->path; }
+const char *httpd_req_peer(const httpd_req *r) { return r->peer; }
+const char *httpd_req_host(const httpd_req *r) { return r->host; }
+X509 *httpd_req_peer_cert(const httpd_req *r) { return r->peer_cert; }
+int httpd_req_listener(const httpd_req *r) { return r->tag; }
+
+const char *
+httpd_req_header(const httpd_req *r, const char *name)
+{
+	if (name == NULL)
+		return NULL;
+	/* case-insensitive, first occurrence */
+	return evhttp_find_header(evhttp_request_get_input_headers(r->ev), name);
+}
+
+const unsigned char *
+httpd_req_body(const httpd_req *r, size_t *len)
+{
+	if (len != NULL)
+		*len = r->body_len;
+	return r->body;
+}
+
+/* ---- server ---- */
+
+httpd *
+httpd_new(const struct httpd_limits *lim, httpd_handler handler, void *hud,
+	  httpd_logger logger, void *lud)
+{
+	httpd *h = NULL, *ret = NULL;
+
+	if (handler == NULL)
+		goto out;
+	if ((h = calloc(1, sizeof(*h))) == NULL)
+		goto out;
+	h->ex_idx = -1;
+	if (lim != NULL)
+		h->lim = *lim;
+	if (h->lim.max_body == 0)
+		h->lim.max_body = DEFAULT_MAX_BODY;
+	if (h->lim.max_body > SSIZE_MAX - 1)
+		h->lim.max_body = SSIZE_MAX - 1;
+	if (h->lim.max_headers == 0)
+		h->lim.max_headers = DEFAULT_MAX_HEADERS;
+	if (h->lim.max_headers > SSIZE_MAX)
+		h->lim.max_headers = SSIZE_MAX;
+	if (h->lim.timeout_sec <= 0)
+		h->lim.timeout_sec = DEFAULT_TIMEOUT_SEC;
+	if (h->lim.max_connections < 0)
+		h->lim.max_connections = 0;
+	h->handler = handler;
+	h->hud = hud;
+	h->logger = logger;
+	h->lud = lud;
+	if ((h->base = event_base_new()) == NULL)
+		goto out;
+	if ((h->ex_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, conn_ex_free)) < 0)
+		goto out;
+	if ((h->stop_ev = event_new(h->base, -1, 0, stop_cb, h)) == NULL)
+		goto out;
+	ret = h;
+	h = NULL;
+out:
+	httpd_free(&h);
+	ERR_clear_error();
+	return ret;
+}
+
+const char *
+httpd_error(const httpd *h)
+{
+	if (h == NULL)
+		return "no httpd";
+	return h->err[0] != '\0' ? h->err : "no error";
+}
+
+/* "host:port" or "[v6]:port" into host (NUL-terminated) and port. */
+static int
+parse_addr(httpd *h, const char *addr, char *host, size_t hostsz, int *port)
+{
+	const char *hs, *he, *ps;
+	char *end = NULL;
+	long p;
+
+	if (addr == NULL) {
+		set_err(h, "listen: no address");
+		return -1;
+	}
+	if (addr[0] == '[') {
+		hs = addr + 1;
+		if ((he = strchr(hs, ']')) == NULL || he[1] != ':') {
+			set_err(h, "listen: '%s': expected [IPv6]:port", addr);
+			return -1;
+		}
+		ps = he + 2;
+	} else {
+		hs = addr;
+		if ((he = strrchr(addr, ':')) == NULL) {
+			set_err(h, "listen: '%s': expected host:port", addr);
+			return -1;
+		}
+		if (memchr(hs, ':', (size_t)(he - hs)) != NULL) {
+			set_err(h, "listen: '%s': write an IPv6 address in brackets", addr);
+			return -1;
+		}
+		ps = he + 1;
+	}
+	if (he == hs || (size_t)(he - hs) >= hostsz) {
+		set_err(h, "listen: '%s': bad host", addr);
+		return -1;
+	}
+	memcpy(host, hs, (size_t)(he - hs));
+	host[he - hs] = '\0';
+	errno = 0;
+	p = strtol(ps, &end, 10);
+	if (*ps < '0' || *ps > '9' || errno != 0 || *end != '\0' || p < 0 || p > 65535) {
+		set_err(h, "listen: '%s': bad port", addr);
+		return -1;
+	}
+	*port = (int)p;
+	return 0;
+}
+
+int
+httpd_listen(httpd *h, const char *addr, SSL_CTX *ctx, int tag, int *bound_port)
+{
+	struct listener *l = NULL;
+	char host[256];
+	int port = 0, err, rc = -1;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	if (h == NULL)
+		return -1;
+	if (ctx == NULL) {
+		set_err(h, "listen: no SSL_CTX");
+		goto out;
+	}
+	if (h->stopping) {
+		set_err(h, "listen: the server is stopping");
+		goto out;
+	}
+	if (parse_addr(h, addr, host, sizeof(host), &port) != 0)
+		goto out;
+	if ((l = calloc(1, sizeof(*l))) == NULL || (l->http = evhttp_new(h->base)) == NULL) {
+		set_err(h, "listen: out of memory");
+		goto out;
+	}
+	l->h = h;
+	l->tag = tag;
+	evhttp_set_bevcb(l->http, conn_bevcb, l);
+	evhttp_set_gencb(l->http, req_gencb, l);
+	evhttp_set_allowed_methods(l->http, ALL_METHODS);
+	evhttp_set_default_content_type(l->http, NULL);
+	evhttp_set_max_body_size(l->http, (ev_ssize_t)h->lim.max_body);
+	evhttp_set_max_headers_size(l->http, (ev_ssize_t)h->lim.max_headers);
+	evhttp_set_timeout(l->http, h->lim.timeout_sec);
+	errno = 0;
+	if ((l->bound = evhttp_bind_socket_with_handle(l->http, host, (ev_uint16_t)port)) == NULL) {
+		err = errno;
+		set_err(h, "listen: cannot bind %s: %s", addr,
+			err != 0 ? strerror(err) : "address not usable");
+		goto out;
+	}
+	if (getsockname(evhttp_bound_socket_get_fd(l->bound), (struct sockaddr *)&ss, &sl) != 0) {
+		set_err(h, "listen: getsockname on %s: %s", addr, strerror(errno));
+		goto out;
+	}
+	if (ss.ss_family == AF_INET)
+		port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	else if (ss.ss_family == AF_INET6)
+		port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	if (!SSL_CTX_up_ref(ctx)) {
+		set_err(h, "listen: SSL_CTX_up_ref");
+		goto out;
+	}
+	l->ctx = ctx;
+	if (h->paused)
+		evconnlistener_disable(evhttp_bound_socket_get_listener(l->bound));
+	l->next = h->listeners;
+	h->listeners = l;
+	l = NULL;
+	if (bound_port != NULL)
+		*bound_port = port;
+	rc = 0;
+out:
+	if (l != NULL) {
+		if (l->http != NULL)
+			evhttp_free(l->http);	/* closes the bound socket */
+		free(l);
+	}
+	return rc;
+}
+
+/* Busy connections, or 0 when the stop may finish. */
+static int
+busy_connections(httpd *h)
+{
+	struct conn *c;
+	int n = 0;
+
+	for (c = h->conns; c != NULL; c = c->next) {
+		if (c->busy || (c->bev != NULL &&
+				evbuffer_get_length(bufferevent_get_output(c->bev)) > 0))
+			n++;
+	}
+	return n;
+}
+
+static void
+stop_poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+	httpd *h = arg;
+	struct timespec now;
+	int busy;
+
+	(void)fd;
+	(void)what;
+	busy = busy_connections(h);
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (busy > 0 && (now.tv_sec < h->deadline.tv_sec ||
+			 (now.tv_sec == h->deadline.tv_sec && now.tv_nsec < h->deadline.tv_nsec)))
+		return;
+	if (busy > 0)
+		fprintf(stderr, "p11ca: grace period over, dropping %d busy connection(s)\n", busy);
+	if (h->poll_ev != NULL)
+		event_del(h->poll_ev);
+	event_base_loopexit(h->base, NULL);
+}
+
+/* Stop accepting, then let stop_poll_cb end the loop. */
+static void
+begin_stop(httpd *h)
+{
+	struct listener *l;
+	struct timeval tv = { 0, STOP_POLL_USEC };
+
+	if (h->stopping)
+		return;
+	h->stopping = 1;
+	for (l = h->listeners; l != NULL; l = l->next) {
+		if (l->bound != NULL) {
+			evhttp_del_accept_socket(l->http, l->bound);	/* closes it */
+			l->bound = NULL;
+		}
+	}
+	clock_gettime(CLOCK_MONOTONIC, &h->deadline);
+	h->deadline.tv_sec += h->grace_sec;
+	if (h->poll_ev != NULL)
+		event_add(h->poll_ev, &tv);
+	stop_poll_cb(-1, 0, h);
+}
+
+static void
+signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	httpd *h = arg;
+
+	(void)what;
+	if (h->stopping) {
+		fprintf(stderr, "p11ca: signal %d again: exiting now\n", (int)sig);
+		event_base_loopexit(h->base, NULL);
+		return;
+	}
+	fprintf(stderr, "p11ca: signal %d: stopping (grace %d s)\n", (int)sig, h->grace_sec);
+	begin_stop(h);
+}
+
+static void
+stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	begin_stop(arg);
+}
+
+int
+httpd_run(httpd *h, int grace_sec)
+{
+	static const int sigs[2] = { SIGTERM, SIGINT };
+	struct sigaction sa;
+	int rc = -1, i;
+
+	if (h == NULL)
+		return -1;
+	if (h->stopping)
+		return 0;	/* an earlier run stopped it: listeners are closed */
+	h->grace_sec = grace_sec > 0 ? grace_sec : 0;
+	/* A peer closing mid-write must give EPIPE, not kill the process
+	 * (OpenSSL's socket BIO uses write(2)). */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_IGN;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGPIPE, &sa, NULL) != 0) {
+		set_err(h, "run: ignoring SIGPIPE: %s", strerror(errno));
+		goto out;
+	}
+	if (h->poll_ev == NULL &&
+	    (h->poll_ev = event_new(h->base, -1, EV_PERSIST, stop_poll_cb, h)) == NULL) {
+		set_err(h, "run: out of memory");
+		goto out;
+	}
+	for (i = 0; i < 2; i++) {
+		if (h->sig_ev[i] == NULL &&
+		    (h->sig_ev[i] = evsignal_new(h->base, sigs[i], signal_cb, h)) == NULL) {
+			set_err(h, "run: out of memory");
+			goto out;
+		}
+		if (evsignal_add(h->sig_ev[i], NULL) != 0) {
+			set_err(h, "run: cannot handle signal %d", sigs[i]);
+			goto out;
+		}
+	}
+	if (event_base_dispatch(h->base) < 0) {
+		set_err(h, "run: event loop failed");
+		goto out;
+	}
+	rc = 0;
+out:
+	for (i = 0; i < 2; i++) {
+		if (h->sig_ev[i] != NULL) {
+			event_free(h->sig_ev[i]);
+			h->sig_ev[i] = NULL;
+		}
+	}
+	if (h->poll_ev != NULL) {
+		event_free(h->poll_ev);
+		h->poll_ev = NULL;
+	}
+	return rc;
+}
+
+/* From the loop's thread: a handler, or code before httpd_run. */
+void
+httpd_stop(httpd *h)
+{
+	if (h == NULL || h->stopping)
+		return;
+	/* begin_stop runs from the loop: at once when called before httpd_run */
+	event_active(h->stop_ev, EV_READ, 0);
+}
+
+void
+httpd_free(httpd **hp)
+{
+	httpd *h;
+	struct listener *l, *next;
+	struct conn *c;
+	int i;
+
+	if (hp == NULL || *hp == NULL)
+		return;
+	h = *hp;
+	*hp = NULL;
+	h->stopping = 1;	/* no listener re-enabling from here */
+	for (l = h->listeners; l != NULL; l = l->next) {
+		if (l->http != NULL)
+			evhttp_free(l->http);	/* listeners and connections */
+		l->http = NULL;
+		l->bound = NULL;
+	}
+	if (h->stop_ev != NULL)
+		event_free(h->stop_ev);
+	if (h->poll_ev != NULL)
+		event_free(h->poll_ev);
+	for (i = 0; i < 2; i++) {
+		if (h->sig_ev[i] != NULL)
+			event_free(h->sig_ev[i]);
+	}
+	/* Runs the bufferevents' finalizers: their SSLs, and with them our
+	 * struct conns, are freed here. */
+	if (h->base != NULL)
+		event_base_free(h->base);
+	for (c = h->conns; c != NULL; c = c->next)
+		c->h = NULL;	/* not expected; never let one point at h */
+	for (l = h->listeners; l != NULL; l = next) {
+		next = l->next;
+		SSL_CTX_free(l->ctx);
+		free(l);
+	}
+	if (h->ex_idx >= 0)
+		CRYPTO_free_ex_index(CRYPTO_EX_INDEX_SSL, h->ex_idx);
+	free(h);
+}

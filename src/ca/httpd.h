@@ -1,0 +1,68 @@
+/*
+ * A small HTTPS server on libevent's evhttp with OpenSSL bufferevents.
+ * Single-threaded: handlers run to completion on the event loop, so token
+ * operations made from handlers are naturally serialized.
+ */
+#ifndef P11CA_HTTPD_H
+#define P11CA_HTTPD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+typedef struct httpd httpd;
+typedef struct httpd_req httpd_req;
+
+/* One request.  All pointers are valid only during the handler call. */
+const char *httpd_req_method(const httpd_req *r);   /* "GET", "POST", ... */
+const char *httpd_req_path(const httpd_req *r);     /* decoded path, no query */
+const char *httpd_req_header(const httpd_req *r, const char *name); /* or NULL */
+const unsigned char *httpd_req_body(const httpd_req *r, size_t *len);
+const char *httpd_req_peer(const httpd_req *r);     /* "127.0.0.1:53122" */
+const char *httpd_req_host(const httpd_req *r);     /* Host header or NULL */
+/* The client's certificate when it sent one and it verified against the
+ * listener's client CA (see httpd_listen), else NULL.  Borrowed. */
+X509 *httpd_req_peer_cert(const httpd_req *r);
+/* Which listener got it: the `tag` given to httpd_listen. */
+int httpd_req_listener(const httpd_req *r);
+
+/* Send the response (exactly once per request).  content_type may be NULL.
+ * extra_headers: NULL or a NULL-terminated list of "Name", "value" pairs. */
+void httpd_reply(httpd_req *r, int status, const char *content_type,
+		 const char *const *extra_headers, const void *body, size_t len);
+/* Annotate the access-log line of this request (short, no secrets). */
+void httpd_req_note(httpd_req *r, const char *protocol, const char *detail);
+
+typedef void (*httpd_handler)(httpd_req *r, void *ud);
+/* Called once per finished request, after the reply is queued. */
+typedef void (*httpd_logger)(const char *peer, const char *method, const char *path,
+			     int status, size_t bytes, const char *protocol,
+			     const char *detail, void *ud);
+
+struct httpd_limits {
+	size_t max_body;        /* bodies larger than this: 413 by httpd itself */
+	size_t max_headers;     /* header bytes */
+	int timeout_sec;        /* read/write timeout per connection */
+	int max_connections;    /* concurrent; beyond: accept waits */
+};
+
+httpd *httpd_new(const struct httpd_limits *lim, httpd_handler h, void *hud,
+		 httpd_logger log, void *lud);
+/* Listen on "127.0.0.1:8443" / "[::1]:8443" with this SSL_CTX (the httpd
+ * takes a reference).  `tag` identifies the listener to the handler.
+ * When client_ca_verify is set the SSL_CTX already asks for (but does not
+ * require) a client certificate; httpd only reports it.  Port 0 picks a
+ * free port; *bound_port (may be NULL) receives the actual one.
+ * Returns 0 or -1 with a message in httpd_error(). */
+int httpd_listen(httpd *h, const char *addr, SSL_CTX *ctx, int tag, int *bound_port);
+const char *httpd_error(const httpd *h);
+/* Run until SIGTERM/SIGINT (or httpd_stop).  On the signal: stop
+ * accepting, let in-flight requests finish and their replies flush
+ * (bounded by `grace_sec`), then return 0. */
+int httpd_run(httpd *h, int grace_sec);
+void httpd_stop(httpd *h);
+void httpd_free(httpd **h);
+
+#endif

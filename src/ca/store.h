@@ -1,0 +1,122 @@
+/*
+ * p11ca storage: requests, certificates, access log.  A small table of
+ * functions so that a PostgreSQL backend can follow the SQLite one
+ * (store_sqlite.c) without #ifdefs (the shape of curl's struct Curl_ssl).
+ *
+ * Every write is one transaction, committed before the function returns:
+ * a caller that acknowledges to a client after a successful call never
+ * acknowledges something a crash could lose.
+ */
+#ifndef P11CA_STORE_H
+#define P11CA_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+typedef enum {
+	STORE_OK = 0,
+	STORE_NOT_FOUND,
+	STORE_DUPLICATE,  /* unique constraint (sha256 or serial) */
+	STORE_BUSY,       /* locked longer than the busy timeout */
+	STORE_ERROR,      /* anything else; see store_errmsg() */
+	STORE_NOMEM,
+} store_result;
+
+typedef enum {
+	REQ_PENDING = 0,
+	REQ_SIGNED,
+	REQ_REJECTED,
+} req_state;
+
+typedef enum {
+	LIFETIME_SHORT = 0,
+	LIFETIME_LONG,
+} req_lifetime;
+
+struct store_request {
+	int64_t id;
+	char sha256[65];      /* lowercase hex of the CSR PEM bytes */
+	char *pem;            /* CSR PEM exactly as received */
+	char *subject;        /* RFC 2253 one-line */
+	char *cn;
+	char *ou;             /* may be NULL */
+	req_state state;
+	req_lifetime lifetime;
+	char protocol[16];    /* "caramel", "token", "admin" */
+	int64_t created;      /* unix seconds */
+	int64_t updated;
+	int64_t signed_count; /* number of certificates issued for it */
+};
+
+struct store_cert {
+	int64_t id;
+	int64_t request_id;
+	char serial[66];      /* lowercase hex, no leading zeros beyond one byte */
+	char *pem;
+	int64_t not_before;
+	int64_t not_after;
+	int64_t created;
+	int64_t revoked;      /* 0: not revoked, else unix time */
+	int revoke_reason;    /* RFC 5280 CRLReason, -1 when none */
+};
+
+struct store_access {
+	int64_t time;
+	const char *peer;     /* "127.0.0.1:53122" */
+	const char *method;
+	const char *path;
+	int status;
+	int64_t bytes;        /* response body bytes */
+	const char *protocol; /* "caramel" / "token" / NULL */
+	const char *detail;   /* short reason, may be NULL; never a secret */
+};
+
+typedef struct store store;
+
+struct store_ops {
+	const char *name;
+	store_result (*open)(store **out, const char *location);
+	void (*close)(store **st);
+	const char *(*errmsg)(store *st);
+
+	/* requests */
+	store_result (*req_add)(store *st, const struct store_request *r, int64_t *id);
+	store_result (*req_by_sha256)(store *st, const char *sha256, struct store_request *out);
+	store_result (*req_by_id)(store *st, int64_t id, struct store_request *out);
+	store_result (*req_set_state)(store *st, int64_t id, req_state state,
+				      req_lifetime lifetime, int64_t now);
+	/* filter: -1 all, else a req_state.  cb returns non-zero to stop. */
+	store_result (*req_list)(store *st, int filter,
+				 int (*cb)(const struct store_request *r, void *ud), void *ud);
+	/* every request that is not rejected and has been signed at least once */
+	store_result (*req_list_signed)(store *st,
+					int (*cb)(const struct store_request *r, void *ud), void *ud);
+
+	/* certificates */
+	/* Adds the certificate and sets the request's state to signed, in one
+	 * transaction.  STORE_DUPLICATE when the serial exists. */
+	store_result (*cert_add)(store *st, const struct store_cert *c, int64_t now);
+	/* the newest certificate (largest not_after, then newest id) of a request */
+	store_result (*cert_latest)(store *st, int64_t request_id, struct store_cert *out);
+	store_result (*cert_by_serial)(store *st, const char *serial, struct store_cert *out);
+	store_result (*cert_revoke)(store *st, const char *serial, int reason, int64_t when);
+	store_result (*cert_list_revoked)(store *st,
+					  int (*cb)(const struct store_cert *c, void *ud), void *ud);
+	store_result (*cert_list)(store *st, int64_t request_id,
+				  int (*cb)(const struct store_cert *c, void *ud), void *ud);
+	int (*serial_exists)(store *st, const char *serial); /* 1 yes, 0 no, -1 error */
+
+	/* access log */
+	store_result (*log_access)(store *st, const struct store_access *a);
+};
+
+/* The SQLite backend: location is the database file path. */
+extern const struct store_ops store_sqlite_ops;
+
+/* Free the strings inside (not the struct itself); NULL-safe, idempotent. */
+void store_request_clear(struct store_request *r);
+void store_cert_clear(struct store_cert *c);
+const char *store_state_name(req_state s);
+
+#endif
