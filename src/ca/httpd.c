@@ -395,6 +395,7 @@ httpd_reply(httpd_req *r, int status, const char *content_type,
 {
 	struct evkeyvalq *oh;
 	struct evbuffer *ob;
+	char clen[32];
 	size_t i;
 
 	if (r == NULL)
@@ -407,7 +408,7 @@ httpd_reply(httpd_req *r, int status, const char *content_type,
 	r->replied = 1;
 	oh = evhttp_request_get_output_headers(r->ev);
 	ob = evhttp_request_get_output_buffer(r->ev);
-	if (status < 100 || status > 599) {
+	if (status < 200 || status > 599) {
 		httpd_req_note(r, NULL, "invalid status from handler");
 		goto fail;
 	}
@@ -418,6 +419,18 @@ httpd_reply(httpd_req *r, int status, const char *content_type,
 		if (extra_headers[i + 1] == NULL ||
 		    evhttp_add_header(oh, extra_headers[i], extra_headers[i + 1]) != 0)
 			goto bad_header;
+	}
+	/* No body after HEAD, 204 or 304 (RFC 9110 s9.3.2, s15.3.5, s15.4.5):
+	 * evhttp 2.1 would send a HEAD reply's body.  HEAD keeps the length
+	 * GET would have (RFC 9110 s8.6). */
+	if (status == 204 || status == 304) {
+		len = 0;
+	} else if (strcmp(r->method, "HEAD") == 0) {
+		snprintf(clen, sizeof(clen), "%zu", len);
+		if (evhttp_find_header(oh, "Content-Length") == NULL &&
+		    evhttp_add_header(oh, "Content-Length", clen) != 0)
+			goto bad_header;
+		len = 0;
 	}
 	if (len > 0 && (body == NULL || evbuffer_add(ob, body, len) != 0)) {
 		httpd_req_note(r, NULL, "cannot buffer the reply body");
@@ -434,8 +447,7 @@ fail:
 send:
 	if (r->h->stopping)
 		evhttp_add_header(oh, "Connection", "close");
-	/* evhttp adds Content-Length and Date, and omits the body for HEAD,
-	 * 1xx, 204 and 304 (RFC 9110 s6.4.1). */
+	/* evhttp adds Date, and Content-Length except for HEAD, 204 and 304. */
 	evhttp_send_reply(r->ev, status, reason_phrase(status), NULL);
 	log_request(r, status, len);
 }
