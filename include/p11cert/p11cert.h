@@ -60,6 +60,13 @@ typedef enum {
 	P11C_ERR_IO = 21,           /* file read/write failure */
 	P11C_ERR_TOKEN_GONE = 22,   /* token removed / device error */
 	P11C_ERR_INTERNAL = 23,     /* a bug: should not happen */
+	P11C_ERR_NETWORK = 24,      /* server unreachable, connection failed */
+	P11C_ERR_TLS = 25,          /* TLS handshake or peer verification failed */
+	P11C_ERR_PROTOCOL = 26,     /* unexpected answer from the server */
+	P11C_ERR_REJECTED = 27,     /* the CA rejected the request */
+	P11C_ERR_PENDING = 28,      /* not signed yet */
+	P11C_ERR_LOCKED = 29,       /* another run holds the lock */
+	P11C_ERR_VERIFY = 30,       /* returned certificate fails our checks */
 	P11C_RESULT_MAX_
 } p11c_result;
 

@@ -2,6 +2,8 @@
 #ifndef P11C_CLI_H
 #define P11C_CLI_H
 
+#include <time.h>
+
 #include <p11cert/p11cert.h>
 
 /* sysexits(3) */
@@ -15,6 +17,8 @@
 #define EX_CANTCREAT 73
 #define EX_IOERR 74
 #define EX_NOPERM 77
+#define EX_TEMPFAIL_ 75
+#define EX_PROTOCOL_ 76
 
 #define INPUT_MAX (1024 * 1024)
 
@@ -50,5 +54,8 @@ int cmd_import(struct cli *c, int argc, char **argv);
 int cmd_export(struct cli *c, int argc, char **argv);
 int cmd_list(struct cli *c, int argc, char **argv);
 int cmd_show(struct cli *c, int argc, char **argv);
+int cmd_enroll(struct cli *c, int argc, char **argv);
+/* seconds since the epoch of an ASN1_TIME */
+time_t ca_time(const ASN1_TIME *t);
 
 #endif

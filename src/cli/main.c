@@ -25,6 +25,7 @@ static const char usage_text[] =
 	"  show     describe a certificate or CSR (file or token)\n"
 	"  export   write a token certificate as PEM or DER\n"
 	"  delete   destroy a key pair and its certificates\n"
+	"  enroll   get a certificate for a token key: caramel or token protocol\n"
 	"  version  print versions\n"
 	"\n"
 	"Run 'p11cert COMMAND --help' for a command's options.\n"
@@ -67,6 +68,18 @@ int cli_exit_code(p11c_result r)
 	case P11C_ERR_INTERNAL:
 	case P11C_ERR_CRYPTO:
 		return EX_SOFTWARE;
+	case P11C_ERR_NETWORK:
+		return EX_UNAVAILABLE;
+	case P11C_ERR_TLS:
+	case P11C_ERR_PROTOCOL:
+		return EX_PROTOCOL_;
+	case P11C_ERR_VERIFY:
+		return EX_DATAERR;
+	case P11C_ERR_REJECTED:
+		return EX_NOPERM;
+	case P11C_ERR_PENDING:
+	case P11C_ERR_LOCKED:
+		return EX_TEMPFAIL_;
 	default:
 		return EX_FAIL;
 	}
@@ -212,6 +225,15 @@ int cli_input(struct cli *c, const char *file, unsigned char **buf, size_t *len)
 	}
 }
 
+time_t ca_time(const ASN1_TIME *t)
+{
+	struct tm tm;
+
+	if (t == NULL || !ASN1_TIME_to_tm(t, &tm))
+		return 0;
+	return timegm(&tm);
+}
+
 int cli_help(int argc, char **argv, const char *text)
 {
 	int i;
@@ -246,7 +268,7 @@ static const struct {
 } commands[] = {
 	{ "keygen", cmd_keygen }, { "csr", cmd_csr },	    { "import", cmd_import },
 	{ "list", cmd_list },	  { "show", cmd_show },	    { "export", cmd_export },
-	{ "delete", cmd_delete }, { "version", cmd_version },
+	{ "delete", cmd_delete }, { "version", cmd_version }, { "enroll", cmd_enroll },
 };
 
 /* Take the global options out of argv wherever they stand (before "--").

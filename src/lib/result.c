@@ -33,6 +33,13 @@ static const char *const messages[P11C_RESULT_MAX_] = {
 	[P11C_ERR_IO] = "I/O error",
 	[P11C_ERR_TOKEN_GONE] = "token not present or device error",
 	[P11C_ERR_INTERNAL] = "internal error",
+	[P11C_ERR_NETWORK] = "cannot reach the server",
+	[P11C_ERR_TLS] = "TLS failure",
+	[P11C_ERR_PROTOCOL] = "unexpected answer from the server",
+	[P11C_ERR_REJECTED] = "request rejected by the CA",
+	[P11C_ERR_PENDING] = "request pending signature",
+	[P11C_ERR_LOCKED] = "another run holds the lock",
+	[P11C_ERR_VERIFY] = "certificate from the CA fails verification",
 };
 
 const char *p11c_strerror(p11c_result r)

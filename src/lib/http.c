@@ -1,0 +1,263 @@
+/* HTTPS requests for the enrollment clients, on libcurl with OpenSSL.
+ * Peer verification is always on; the shared-token bootstrap replaces it
+ * with its own check (one self-signed certificate, CN = host) and the
+ * caller then authenticates the peer by the HMAC. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "http.h"
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_rc;
+
+static void curl_init(void)
+{
+	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+struct xfer {
+	struct p11c_http *h;
+	size_t cap;
+	int too_big;
+	char bootstrap_err[256];
+};
+
+static size_t on_body(char *data, size_t size, size_t n, void *ud)
+{
+	struct xfer *x = ud;
+	struct p11c_http *h = x->h;
+	size_t len = size * n;
+	unsigned char *p;
+
+	if (len > P11C_HTTP_MAX_RESPONSE - h->resp_len) {
+		x->too_big = 1;
+		return 0; /* aborts the transfer */
+	}
+	if (h->resp_len + len + 1 > x->cap) {
+		size_t cap = x->cap ? x->cap : 4096;
+
+		while (cap < h->resp_len + len + 1)
+			cap *= 2;
+		p = realloc(h->resp, cap);
+		if (p == NULL)
+			return 0;
+		h->resp = p;
+		x->cap = cap;
+	}
+	memcpy(h->resp + h->resp_len, data, len);
+	h->resp_len += len;
+	h->resp[h->resp_len] = '\0';
+	return len;
+}
+
+static size_t on_header(char *data, size_t size, size_t n, void *ud)
+{
+	struct xfer *x = ud;
+	size_t len = size * n;
+
+	if (len > 14 && strncasecmp(data, "Last-Modified:", 14) == 0) {
+		const char *v = data + 14;
+		size_t vl = len - 14;
+
+		while (vl > 0 && (*v == ' ' || *v == '\t')) {
+			v++;
+			vl--;
+		}
+		while (vl > 0 && (v[vl - 1] == '\r' || v[vl - 1] == '\n'))
+			vl--;
+		if (vl < sizeof x->h->last_modified) {
+			memcpy(x->h->last_modified, v, vl);
+			x->h->last_modified[vl] = '\0';
+		}
+	}
+	return len;
+}
+
+/* Bootstrap check in the handshake (docs/protocols.md s2, client checks 1
+ * and 2): the peer chain is one self-signed certificate whose CN is the
+ * host asked for.  Records the certificate for the HMAC check. */
+static int bootstrap_verify(X509_STORE_CTX *sctx, void *arg)
+{
+	struct xfer *x = arg;
+	X509 *leaf = X509_STORE_CTX_get0_cert(sctx);
+	STACK_OF(X509) *chain = X509_STORE_CTX_get0_untrusted(sctx);
+	char cn[256] = "";
+	int n = chain ? sk_X509_num(chain) : 0;
+
+	if (leaf == NULL || n > 1) {
+		snprintf(x->bootstrap_err, sizeof x->bootstrap_err,
+			 "the server sent a chain of %d certificates; the shared-token protocol needs "
+			 "exactly one, the CA's own", n);
+		return 0;
+	}
+	if (X509_check_issued(leaf, leaf) != X509_V_OK) {
+		snprintf(x->bootstrap_err, sizeof x->bootstrap_err,
+			 "the server's certificate is not self-signed: it is not the CA certificate");
+		return 0;
+	}
+	X509_NAME_get_text_by_NID(X509_get_subject_name(leaf), NID_commonName, cn, sizeof cn);
+	if (x->h->expect_cn != NULL && strcmp(cn, x->h->expect_cn) != 0) {
+		snprintf(x->bootstrap_err, sizeof x->bootstrap_err,
+			 "the server's certificate is for CN=%.100s, not the CA host '%.100s'", cn,
+			 x->h->expect_cn);
+		return 0;
+	}
+	if (!X509_up_ref(leaf))
+		return 0;
+	X509_free(x->h->peer_cert);
+	x->h->peer_cert = leaf;
+	return 1;
+}
+
+static CURLcode on_ssl_ctx(CURL *curl, void *sslctx, void *ud)
+{
+	struct xfer *x = ud;
+	struct p11c_http *h = x->h;
+	SSL_CTX *ctx = sslctx;
+
+	(void)curl;
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	if (h->bootstrap) {
+		/* curl set SSL_VERIFY_NONE (its own check would refuse the
+		 * self-signed CA); ours must abort the handshake when it fails */
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+		SSL_CTX_set_cert_verify_callback(ctx, bootstrap_verify, x);
+	}
+	if (h->client_key != NULL && h->client_cert != NULL) {
+		/* the token key: signing happens in the token (libp11's
+		 * EVP_PKEY), never an ENGINE */
+		if (SSL_CTX_use_certificate(ctx, h->client_cert) != 1 ||
+		    SSL_CTX_use_PrivateKey(ctx, h->client_key) != 1)
+			return CURLE_SSL_CERTPROBLEM;
+	}
+	return CURLE_OK;
+}
+
+p11c_result p11c_http_do(p11c_ctx *ctx, struct p11c_http *h)
+{
+	CURL *c = NULL;
+	struct curl_slist *hdrs = NULL;
+	struct curl_blob blob;
+	struct xfer x;
+	char errbuf[CURL_ERROR_SIZE] = "", line[256];
+	CURLcode cc;
+	p11c_result r = P11C_ERR_NETWORK;
+	char *ct = NULL;
+
+	memset(&x, 0, sizeof x);
+	x.h = h;
+	h->status = 0;
+	h->err[0] = '\0';
+	pthread_once(&curl_once, curl_init);
+	if (curl_init_rc != CURLE_OK || (c = curl_easy_init()) == NULL) {
+		snprintf(h->err, sizeof h->err, "libcurl could not start");
+		r = P11C_ERR_NOMEM;
+		goto out;
+	}
+	curl_easy_setopt(c, CURLOPT_URL, h->url);
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, h->timeout_ms > 0 ? h->timeout_ms : 30000L);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &x);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, &x);
+	curl_easy_setopt(c, CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
+	curl_easy_setopt(c, CURLOPT_SSL_CTX_DATA, &x);
+	curl_easy_setopt(c, CURLOPT_USERAGENT, h->user_agent ? h->user_agent : "p11cert/" P11CERT_VERSION);
+	curl_easy_setopt(c, CURLOPT_SSL_SESSIONID_CACHE, 0L);
+	if (h->bootstrap) {
+		/* verification is done by bootstrap_verify in the handshake;
+		 * curl's own check would reject the self-signed CA */
+		curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+		curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+	} else {
+		curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+		curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+		if (h->ca_pem != NULL) {
+			blob.data = (void *)(uintptr_t)h->ca_pem;
+			blob.len = strlen(h->ca_pem);
+			blob.flags = CURL_BLOB_COPY;
+			curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &blob);
+			curl_easy_setopt(c, CURLOPT_CAINFO, NULL);
+			curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
+		} else if (h->ca_file != NULL) {
+			curl_easy_setopt(c, CURLOPT_CAINFO, h->ca_file);
+			curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
+		}
+	}
+	if (h->if_modified_since != NULL) {
+		snprintf(line, sizeof line, "If-Modified-Since: %s", h->if_modified_since);
+		hdrs = curl_slist_append(hdrs, line);
+	}
+	if (h->method != NULL && strcmp(h->method, "POST") == 0) {
+		snprintf(line, sizeof line, "Content-Type: %s",
+			 h->content_type ? h->content_type : "application/octet-stream");
+		hdrs = curl_slist_append(hdrs, line);
+		hdrs = curl_slist_append(hdrs, "Expect:");
+		curl_easy_setopt(c, CURLOPT_POST, 1L);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, h->body);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)h->body_len);
+	}
+	if (hdrs != NULL)
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+
+	cc = curl_easy_perform(c);
+	if (cc != CURLE_OK) {
+		if (x.bootstrap_err[0] != '\0') {
+			snprintf(h->err, sizeof h->err, "%s", x.bootstrap_err);
+			r = P11C_ERR_TLS;
+		} else if (x.too_big) {
+			snprintf(h->err, sizeof h->err, "answer larger than %d bytes", P11C_HTTP_MAX_RESPONSE);
+			r = P11C_ERR_PROTOCOL;
+		} else if (cc == CURLE_PEER_FAILED_VERIFICATION || cc == CURLE_SSL_CONNECT_ERROR ||
+			   cc == CURLE_SSL_CERTPROBLEM || cc == CURLE_SSL_CACERT_BADFILE) {
+			snprintf(h->err, sizeof h->err, "TLS with %s failed: %s", h->url,
+				 errbuf[0] ? errbuf : curl_easy_strerror(cc));
+			r = P11C_ERR_TLS;
+		} else {
+			snprintf(h->err, sizeof h->err, "%s: %s", h->url,
+				 errbuf[0] ? errbuf : curl_easy_strerror(cc));
+			r = P11C_ERR_NETWORK;
+		}
+		p11c_detail(ctx, "%s", h->err);
+		ERR_clear_error();
+		goto out;
+	}
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &h->status);
+	if (curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK && ct != NULL)
+		snprintf(h->content_type_out, sizeof h->content_type_out, "%s", ct);
+	if (h->resp == NULL) {
+		h->resp = calloc(1, 1);
+		if (h->resp == NULL) {
+			r = P11C_ERR_NOMEM;
+			goto out;
+		}
+	}
+	r = P11C_OK;
+out:
+	curl_slist_free_all(hdrs);
+	if (c != NULL)
+		curl_easy_cleanup(c);
+	return r;
+}
+
+void p11c_http_clear(struct p11c_http *h)
+{
+	if (h == NULL)
+		return;
+	free(h->resp);
+	h->resp = NULL;
+	h->resp_len = 0;
+	X509_free(h->peer_cert);
+	h->peer_cert = NULL;
+}

@@ -1,0 +1,50 @@
+/* HTTPS for the enrollment clients, on libcurl.  Internal.
+ * The network code never sees a PIN or a session: it gets an EVP_PKEY
+ * whose private operations the key holder performs. */
+#ifndef P11C_HTTP_H
+#define P11C_HTTP_H
+
+#include "internal.h"
+
+#define P11C_HTTP_MAX_RESPONSE (256 * 1024)
+
+struct p11c_http {
+	/* request */
+	const char *url;
+	const char *method;               /* "GET" (default) or "POST" */
+	const char *content_type;         /* for POST bodies */
+	const char *if_modified_since;    /* HTTP-date or NULL */
+	const void *body;
+	size_t body_len;
+	const char *user_agent;
+	long timeout_ms;                  /* whole request; 0: 30 s */
+	/* trust: a file, PEM in memory, or the system store (neither set).
+	 * Peer verification is always on, except... */
+	const char *ca_file;
+	const char *ca_pem;
+	/* ...the shared-token bootstrap: the server must present exactly one
+	 * self-signed certificate whose CN is expect_cn; the HMAC then
+	 * authenticates it (docs/protocols.md s2) */
+	int bootstrap;
+	const char *expect_cn;
+	/* client certificate (mTLS with the token key) */
+	EVP_PKEY *client_key;
+	X509 *client_cert;
+	/* response */
+	long status;
+	unsigned char *resp;              /* NUL-terminated */
+	size_t resp_len;
+	char content_type_out[128];
+	char last_modified[64];
+	X509 *peer_cert;                  /* bootstrap: the server's certificate */
+	char err[512];
+};
+
+/* Perform the request.  HTTP statuses are not errors: look at h->status.
+ * P11C_ERR_NETWORK / P11C_ERR_TLS / P11C_ERR_PROTOCOL with h->err and the
+ * ctx detail set otherwise. */
+P11C_HIDDEN p11c_result p11c_http_do(p11c_ctx *ctx, struct p11c_http *h);
+/* Free the response fields; the request fields are borrowed. */
+P11C_HIDDEN void p11c_http_clear(struct p11c_http *h);
+
+#endif
