@@ -55,6 +55,8 @@ int cmd_export(struct cli *c, int argc, char **argv);
 int cmd_list(struct cli *c, int argc, char **argv);
 int cmd_show(struct cli *c, int argc, char **argv);
 int cmd_enroll(struct cli *c, int argc, char **argv);
+int cmd_curl(struct cli *c, int argc, char **argv);
+int cmd_tunnel(struct cli *c, int argc, char **argv);
 /* seconds since the epoch of an ASN1_TIME */
 time_t ca_time(const ASN1_TIME *t);
 

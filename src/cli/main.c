@@ -26,6 +26,8 @@ static const char usage_text[] =
 	"  export   write a token certificate as PEM or DER\n"
 	"  delete   destroy a key pair and its certificates\n"
 	"  enroll   get a certificate for a token key: caramel or token protocol\n"
+	"  curl     an HTTPS request authenticated with the token key (mTLS)\n"
+	"  tunnel   local plain TCP forwarded over mTLS with the token key\n"
 	"  version  print versions\n"
 	"\n"
 	"Run 'p11cert COMMAND --help' for a command's options.\n"
@@ -269,6 +271,7 @@ static const struct {
 	{ "keygen", cmd_keygen }, { "csr", cmd_csr },	    { "import", cmd_import },
 	{ "list", cmd_list },	  { "show", cmd_show },	    { "export", cmd_export },
 	{ "delete", cmd_delete }, { "version", cmd_version }, { "enroll", cmd_enroll },
+	{ "curl", cmd_curl },	  { "tunnel", cmd_tunnel },
 };
 
 /* Take the global options out of argv wherever they stand (before "--").
