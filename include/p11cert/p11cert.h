@@ -162,6 +162,11 @@ P11C_API p11c_result p11c_key_signer(p11c_key *key, EVP_PKEY **out);
  * SHA-384 for larger; NULL for Ed25519. */
 P11C_API const EVP_MD *p11c_key_default_md(const p11c_key *key);
 
+/* Set CKA_LABEL of the key, its public key and its certificates (the
+ * objects sharing its CKA_ID).  Used to put a new key in an old one's place
+ * after a rekey. */
+P11C_API p11c_result p11c_key_relabel(p11c_ctx *ctx, p11c_key *key, const char *label);
+
 /* Delete the private key, public key and certificates sharing its CKA_ID.
  * *key is freed. */
 P11C_API p11c_result p11c_key_delete(p11c_ctx *ctx, p11c_key **key);

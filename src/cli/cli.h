@@ -57,6 +57,8 @@ int cmd_show(struct cli *c, int argc, char **argv);
 int cmd_enroll(struct cli *c, int argc, char **argv);
 int cmd_curl(struct cli *c, int argc, char **argv);
 int cmd_tunnel(struct cli *c, int argc, char **argv);
+int cmd_check(struct cli *c, int argc, char **argv);
+int cmd_renew(struct cli *c, int argc, char **argv);
 /* seconds since the epoch of an ASN1_TIME */
 time_t ca_time(const ASN1_TIME *t);
 

@@ -204,7 +204,9 @@ int cmd_enroll_caramel(struct cli *c, int argc, char **argv)
 		return cli_usage(c, "CLIENTID must be 1 to 64 characters, no '/', not starting with '.'");
 	if (dir == NULL)
 		dir = ".";
-#define FAIL(code) do { rc = once ? CARAMEL_EX_ERROR : (code); goto out; } while (0)
+/* code is evaluated (and its message printed) in embedded mode too; only
+ * the exit code is mapped to 127 there */
+#define FAIL(code) do { int fail_rc_ = (code); rc = once ? CARAMEL_EX_ERROR : fail_rc_; goto out; } while (0)
 	if (uri == NULL) {
 		if (asprintf(&key_uri, "pkcs11:object=%s", id) < 0)
 			FAIL(EX_SOFTWARE);

@@ -26,6 +26,8 @@ static const char usage_text[] =
 	"  export   write a token certificate as PEM or DER\n"
 	"  delete   destroy a key pair and its certificates\n"
 	"  enroll   get a certificate for a token key: caramel or token protocol\n"
+	"  check    does the certificate need renewal? (exit 0 yes, 1 no)\n"
+	"  renew    renew through the recorded enrollment, optionally with a new key\n"
 	"  curl     an HTTPS request authenticated with the token key (mTLS)\n"
 	"  tunnel   local plain TCP forwarded over mTLS with the token key\n"
 	"  version  print versions\n"
@@ -271,7 +273,8 @@ static const struct {
 	{ "keygen", cmd_keygen }, { "csr", cmd_csr },	    { "import", cmd_import },
 	{ "list", cmd_list },	  { "show", cmd_show },	    { "export", cmd_export },
 	{ "delete", cmd_delete }, { "version", cmd_version }, { "enroll", cmd_enroll },
-	{ "curl", cmd_curl },	  { "tunnel", cmd_tunnel },
+	{ "curl", cmd_curl },	  { "tunnel", cmd_tunnel }, { "check", cmd_check },
+	{ "renew", cmd_renew },
 };
 
 /* Take the global options out of argv wherever they stand (before "--").

@@ -130,7 +130,9 @@ p11c_result p11c_token_enroll(p11c_ctx *ctx, p11c_key *key, const p11c_token_enr
 	if (!p11c_token_hmac_eq(rhmac, want)) {
 		p11c_detail(ctx, "the response HMAC does not match the TLS peer's key: possible man in "
 			    "the middle at %s; nothing stored", url);
-		r = P11C_ERR_VERIFY;
+		/* the peer failed authentication: a TLS failure (exit 76 in
+		 * docs/enroll.md), not a certificate that fails our checks */
+		r = P11C_ERR_TLS;
 		goto out;
 	}
 	/* check 5: the certificate is signed by the peer's key */

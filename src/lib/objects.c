@@ -466,6 +466,43 @@ void p11c_objects_free(p11c_object **objs, size_t n)
 	*objs = NULL;
 }
 
+/* --- relabel --------------------------------------------------------------- */
+
+p11c_result p11c_key_relabel(p11c_ctx *ctx, p11c_key *k, const char *label)
+{
+	CK_OBJECT_CLASS classes[] = { CKO_PUBLIC_KEY, CKO_CERTIFICATE, CKO_PRIVATE_KEY };
+	CK_OBJECT_HANDLE h[16];
+	CK_ULONG n, i, c;
+	CK_ATTRIBUTE a;
+	CK_RV rv;
+	char *copy;
+	p11c_result r;
+
+	if (ctx == NULL || k == NULL || label == NULL || *label == '\0' || strlen(label) > P11C_LABEL_MAX)
+		return P11C_ERR_ARG;
+	a = (CK_ATTRIBUTE){ CKA_LABEL, (void *)(uintptr_t)label, strlen(label) };
+	/* the private key last: until then a search by the new label finds no
+	 * second private key */
+	for (c = 0; c < sizeof classes / sizeof classes[0]; c++) {
+		CK_ATTRIBUTE t[2] = { { CKA_CLASS, &classes[c], sizeof classes[c] }, { CKA_ID, k->id, k->id_len } };
+
+		r = p11c_find(ctx, t, 2, h, 16, &n);
+		if (r != P11C_OK)
+			return r;
+		for (i = 0; i < n; i++) {
+			rv = ctx->f->C_SetAttributeValue(ctx->session, h[i], &a, 1);
+			if (rv != CKR_OK)
+				return p11c_ckr(ctx, "C_SetAttributeValue(CKA_LABEL)", rv);
+		}
+	}
+	copy = strdup(label);
+	if (copy == NULL)
+		return P11C_ERR_NOMEM;
+	free(k->label);
+	k->label = copy;
+	return P11C_OK;
+}
+
 /* --- deletion ------------------------------------------------------------- */
 
 p11c_result p11c_key_delete(p11c_ctx *ctx, p11c_key **pkey)

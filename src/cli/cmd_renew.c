@@ -1,0 +1,433 @@
+/* p11cert check / renew: keep the token identity fresh (systemd timers). */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+
+#include <p11cert/enroll.h>
+#include <p11cert/proto.h>
+
+#include "cli.h"
+
+/* check: systemd ExecCondition= semantics */
+#define CHECK_RENEW 0
+#define CHECK_FRESH 1
+#define CHECK_ERROR 255
+
+int cmd_enroll_caramel(struct cli *c, int argc, char **argv);
+
+struct threshold {
+	long num, den; /* fraction of the lifetime, or */
+	long days;     /* days before notAfter */
+};
+
+static int parse_threshold(const char *s, struct threshold *t)
+{
+	char *end;
+
+	memset(t, 0, sizeof *t);
+	if (strchr(s, '/') != NULL) {
+		t->num = strtol(s, &end, 10);
+		if (*end != '/' || t->num <= 0)
+			return -1;
+		t->den = strtol(end + 1, &end, 10);
+		return *end == '\0' && t->den > t->num ? 0 : -1;
+	}
+	t->days = strtol(s, &end, 10);
+	if (*end == 'd')
+		end++;
+	return *end == '\0' && t->days > 0 ? 0 : -1;
+}
+
+/* When the certificate should be renewed. */
+static time_t renew_at(X509 *x, const struct threshold *t)
+{
+	time_t nb = ca_time(X509_get0_notBefore(x)), na = ca_time(X509_get0_notAfter(x));
+
+	if (t->days > 0)
+		return na - t->days * 86400L;
+	return nb + (time_t)((double)(na - nb) * (double)t->num / (double)t->den);
+}
+
+static void iso(time_t t, char *buf, size_t len)
+{
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static const char check_help[] =
+	"usage: p11cert check --key URI [--threshold 2/3|DAYS] [--json]\n"
+	"\n"
+	"Does the certificate of the token key need renewal?  Exit 0: yes (missing,\n"
+	"expired, or past the threshold: a fraction of its lifetime, default 2/3, or\n"
+	"a number of days before it expires); 1: no; 255: error.  Made for systemd's\n"
+	"ExecCondition=, which skips the unit on 1-254 and fails it on 255.\n";
+
+int cmd_check(struct cli *c, int argc, char **argv);
+int cmd_check(struct cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "key", required_argument, NULL, 'k' }, { "threshold", required_argument, NULL, 't' },
+		{ "json", no_argument, NULL, 'j' },	 { NULL, 0, NULL, 0 },
+	};
+	const char *uri = NULL, *th = "2/3", *reason;
+	struct threshold t;
+	int json = 0, ch, rc = CHECK_ERROR, need;
+	p11c_key *key = NULL;
+	X509 *cert = NULL;
+	p11c_result r;
+	time_t now = time(NULL), at = 0;
+	char nb[32] = "", na[32] = "", ra[32] = "";
+
+	if (cli_help(argc, argv, check_help))
+		return 0;
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'k': uri = optarg; break;
+		case 't': th = optarg; break;
+		case 'j': json = 1; break;
+		default: cli_bad_option(c, argv); return CHECK_ERROR;
+		}
+	}
+	if (uri == NULL || optind != argc) {
+		cli_usage(c, "--key URI is required");
+		return CHECK_ERROR;
+	}
+	if (parse_threshold(th, &t) != 0) {
+		cli_usage(c, "--threshold must be a fraction like 2/3 or a number of days, not '%s'", th);
+		return CHECK_ERROR;
+	}
+	if ((r = cli_ctx(c)) != P11C_OK || (r = p11c_key_find(c->ctx, uri, &key)) != P11C_OK) {
+		cli_fail(c, r, NULL);
+		return CHECK_ERROR;
+	}
+	r = p11c_cert_get(c->ctx, key, &cert);
+	if (r == P11C_ERR_NOT_FOUND) {
+		need = 1;
+		reason = "no certificate";
+	} else if (r != P11C_OK) {
+		cli_fail(c, r, NULL);
+		goto out;
+	} else {
+		at = renew_at(cert, &t);
+		iso(ca_time(X509_get0_notBefore(cert)), nb, sizeof nb);
+		iso(ca_time(X509_get0_notAfter(cert)), na, sizeof na);
+		iso(at, ra, sizeof ra);
+		if (X509_cmp_time(X509_get0_notAfter(cert), NULL) <= 0) {
+			need = 1;
+			reason = "expired";
+		} else if (now >= at) {
+			need = 1;
+			reason = "past the renewal threshold";
+		} else {
+			need = 0;
+			reason = "valid";
+		}
+	}
+	if (json) {
+		json_t *j = json_pack("{s:s, s:b, s:s, s:b, s:s}", "key", uri, "certificate", cert != NULL, "threshold",
+				      th, "needs_renewal", need, "reason", reason);
+		char *s;
+
+		if (j != NULL && cert != NULL) {
+			json_object_set_new(j, "not_before", json_string(nb));
+			json_object_set_new(j, "not_after", json_string(na));
+			json_object_set_new(j, "renew_at", json_string(ra));
+		}
+		s = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
+		printf("%s\n", s ? s : "{}");
+		free(s);
+		json_decref(j);
+	} else if (!c->quiet) {
+		if (cert != NULL)
+			printf("%s: %s; valid %s to %s, renew from %s\n", need ? "renew" : "fresh", reason, nb, na, ra);
+		else
+			printf("renew: %s\n", reason);
+	}
+	rc = need ? CHECK_RENEW : CHECK_FRESH;
+out:
+	X509_free(cert);
+	p11c_key_free(&key);
+	return rc;
+}
+
+/* --- renew ------------------------------------------------------------------ */
+
+static char *unconst(const char *s)
+{
+	return (char *)(uintptr_t)s;
+}
+
+static int run_hook(const char *cmd)
+{
+	pid_t pid = fork();
+	int st;
+
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	if (waitpid(pid, &st, 0) < 0)
+		return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static X509 *token_cert(struct cli *c, const char *uri)
+{
+	p11c_key *k = NULL;
+	X509 *x = NULL;
+
+	if (p11c_key_find(c->ctx, uri, &k) == P11C_OK)
+		(void)p11c_cert_get(c->ctx, k, &x);
+	p11c_key_free(&k);
+	ERR_clear_error();
+	return x;
+}
+
+/* Rekey over Caramel: a new key under a temporary label; its CSR posted
+ * with mutual TLS by the old key (p11ca signs such renewals at once); the
+ * old key and certificate destroyed only once the new certificate is
+ * stored and verified; then the new key takes the old label. */
+static int rekey_caramel(struct cli *c, const char *dir, const char *server, const char *id, const char *uri,
+			 const char *ca_file)
+{
+	p11c_caramel_server srv;
+	p11c_caramel_state st;
+	p11c_key *old = NULL, *nkey = NULL, *stale = NULL;
+	X509 *old_cert = NULL, *ca = NULL, *cert = NULL;
+	char *tmp_uri = NULL, *csr = NULL, *cpem = NULL, *csr_path = NULL, *crt_path = NULL, *label = NULL;
+	size_t csr_len = 0;
+	p11c_key_type kt;
+	p11c_result r;
+	int rc = EX_FAIL;
+	FILE *fp;
+
+	if ((r = p11c_key_find(c->ctx, uri, &old)) != P11C_OK) {
+		rc = cli_fail(c, r, "the current key");
+		goto out;
+	}
+	kt = p11c_key_get_type(old);
+	label = strdup(p11c_key_label(old));
+	if (label == NULL || asprintf(&tmp_uri, "pkcs11:token=%s;object=%s~rekey", p11c_token_label(c->ctx), label) < 0)
+		goto out;
+	/* a leftover from an interrupted rekey goes first */
+	if (p11c_key_find(c->ctx, tmp_uri, &stale) == P11C_OK)
+		(void)p11c_key_delete(c->ctx, &stale);
+	if ((r = p11c_keygen(c->ctx, tmp_uri, kt, 0, &nkey)) != P11C_OK) {
+		rc = cli_fail(c, r, "cannot generate the new key");
+		goto out;
+	}
+	(void)p11c_cert_get(c->ctx, old, &old_cert);
+	if (ca_file != NULL && (fp = fopen(ca_file, "r")) != NULL) {
+		ca = PEM_read_X509(fp, NULL, NULL, NULL);
+		fclose(fp);
+	}
+	memset(&srv, 0, sizeof srv);
+	srv.server = server;
+	srv.ca_file = ca_file;
+	srv.client_id = id;
+	if (ca == NULL && (r = p11c_caramel_fetch_ca(c->ctx, &srv, &ca)) != P11C_OK) {
+		rc = cli_fail(c, r, "cannot get the CA certificate");
+		goto out;
+	}
+	if ((r = p11c_caramel_csr(nkey, ca, id, &csr, &csr_len)) != P11C_OK) {
+		rc = cli_fail(c, r, "cannot make the CSR");
+		goto out;
+	}
+	r = p11c_caramel_poll(c->ctx, &srv, csr, csr_len, old, old_cert, NULL, &st, &cpem);
+	if (r != P11C_OK) {
+		rc = cli_fail(c, r, "renewal request");
+		goto out;
+	}
+	if (st != P11C_CARAMEL_SIGNED) {
+		fprintf(stderr, "p11cert: renew: the CA did not sign the new key at once (%s); the old key and "
+			"certificate stay in use\n", st == P11C_CARAMEL_REJECTED ? "rejected" : "pending");
+		rc = st == P11C_CARAMEL_REJECTED ? EX_NOPERM : EX_TEMPFAIL_;
+		goto out;
+	}
+	if (p11c_x509_parse((const unsigned char *)cpem, strlen(cpem), &cert) != P11C_OK ||
+	    (r = p11c_caramel_check(c->ctx, cert, nkey, ca, id)) != P11C_OK ||
+	    (r = p11c_cert_store(c->ctx, nkey, cert)) != P11C_OK) {
+		rc = cli_fail(c, r ? r : P11C_ERR_PROTOCOL, "the new certificate; the old one stays in use");
+		goto out;
+	}
+	/* the new identity is complete: now the old one may go */
+	if ((r = p11c_key_delete(c->ctx, &old)) != P11C_OK ||
+	    (r = p11c_key_relabel(c->ctx, nkey, label)) != P11C_OK) {
+		rc = cli_fail(c, r, "finishing the rekey");
+		goto out;
+	}
+	csr_path = NULL;
+	if (asprintf(&csr_path, "%s/%s.csr", dir, id) < 0 || asprintf(&crt_path, "%s/%s.crt", dir, id) < 0)
+		goto out;
+	if ((rc = cli_output(c, csr_path, csr, csr_len, 0644)) != 0 ||
+	    (rc = cli_output(c, crt_path, cpem, strlen(cpem), 0644)) != 0)
+		goto out;
+	rc = 0;
+out:
+	free(tmp_uri);
+	free(csr);
+	free(cpem);
+	free(csr_path);
+	free(crt_path);
+	free(label);
+	X509_free(old_cert);
+	X509_free(ca);
+	X509_free(cert);
+	p11c_key_free(&old);
+	p11c_key_free(&nkey);
+	p11c_key_free(&stale);
+	return rc;
+}
+
+static const char renew_help[] =
+	"usage: p11cert renew [--dir DIR] [--id CLIENTID] [--rekey] [--exec CMD] [--jitter SECONDS]\n"
+	"\n"
+	"Renew through the protocol recorded at enrollment (DIR/CLIENTID.enroll; DIR\n"
+	"defaults to $CARAMEL_CERT_DIR or the current folder), presenting the current\n"
+	"certificate with the token key (mutual TLS).  --rekey makes a new key in the\n"
+	"token; the old key and certificate are destroyed only after the new\n"
+	"certificate is stored and verified.  --exec CMD runs (sh -c) once after a\n"
+	"certificate was renewed.  --jitter S waits a random 0..S seconds first.\n"
+	"Exit: 0 renewed or current, 69 pending, 75 locked, others as enroll.\n";
+
+int cmd_renew(struct cli *c, int argc, char **argv);
+int cmd_renew(struct cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "dir", required_argument, NULL, 'd' },  { "id", required_argument, NULL, 'i' },
+		{ "rekey", no_argument, NULL, 'r' },	  { "exec", required_argument, NULL, 'x' },
+		{ "jitter", required_argument, NULL, 'j' }, { NULL, 0, NULL, 0 },
+	};
+	const char *dir = getenv("CARAMEL_CERT_DIR"), *id = NULL, *hook = NULL;
+	const char *server, *cid, *uri, *ca_file, *proto;
+	char *st_path = NULL;
+	unsigned char *buf = NULL;
+	size_t len = 0;
+	long jitter = 0;
+	int rekey = 0, ch, rc = EX_FAIL;
+	json_t *st = NULL;
+	json_error_t je;
+	X509 *before = NULL, *after = NULL;
+	p11c_result r;
+
+	if (cli_help(argc, argv, renew_help))
+		return 0;
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'd': dir = optarg; break;
+		case 'i': id = optarg; break;
+		case 'r': rekey = 1; break;
+		case 'x': hook = optarg; break;
+		case 'j': jitter = strtol(optarg, NULL, 10); break;
+		default: return cli_bad_option(c, argv);
+		}
+	}
+	if (optind != argc)
+		return cli_usage(c, "unexpected argument '%s'", argv[optind]);
+	if (dir == NULL)
+		dir = ".";
+	if (id == NULL) {
+		return cli_usage(c, "--id CLIENTID is required (the name of DIR/CLIENTID.enroll)");
+	}
+	if (asprintf(&st_path, "%s/%s.enroll", dir, id) < 0)
+		return EX_SOFTWARE;
+	if ((rc = cli_input(c, st_path, &buf, &len)) != 0)
+		goto out;
+	st = json_loadb((const char *)buf, len, 0, &je);
+	if (st == NULL || json_unpack(st, "{s:s, s:s, s:s, s:s}", "protocol", &proto, "server", &server, "client_id",
+				       &cid, "key", &uri) != 0) {
+		fprintf(stderr, "p11cert: renew: %s is not an enrollment record\n", st_path);
+		rc = EX_DATAERR;
+		goto out;
+	}
+	ca_file = json_string_value(json_object_get(st, "ca_file"));
+	if (strcmp(proto, "caramel") != 0) {
+		fprintf(stderr, "p11cert: renew: protocol '%s' cannot be renewed yet\n", proto);
+		rc = EX_UNAVAILABLE;
+		goto out;
+	}
+	if (jitter > 0) {
+		unsigned int r32 = 0;
+		struct timespec ts;
+
+		RAND_bytes((unsigned char *)&r32, sizeof r32);
+		ts.tv_sec = (time_t)(r32 % (unsigned int)(jitter + 1));
+		ts.tv_nsec = 0;
+		nanosleep(&ts, NULL);
+	}
+	if ((r = cli_ctx(c)) != P11C_OK) {
+		rc = cli_fail(c, r, NULL);
+		goto out;
+	}
+	before = token_cert(c, uri);
+	if (rekey) {
+		rc = rekey_caramel(c, dir, server, cid, uri, ca_file);
+	} else {
+		char *av[12];
+		int n = 0;
+
+		av[n++] = (char *)"caramel";
+		av[n++] = unconst(server);
+		av[n++] = unconst(cid);
+		av[n++] = (char *)"--key";
+		av[n++] = unconst(uri);
+		av[n++] = (char *)"--dir";
+		av[n++] = unconst(dir);
+		av[n++] = (char *)"--once";
+		if (ca_file != NULL) {
+			av[n++] = (char *)"--ca-file";
+			av[n++] = unconst(ca_file);
+		}
+		av[n] = NULL;
+		optind = 0; /* a fresh getopt scan */
+		rc = cmd_enroll_caramel(c, n, av);
+		if (rc == 1)
+			rc = EX_TEMPFAIL_;
+		else if (rc == 127)
+			rc = EX_FAIL;
+	}
+	if (rc != 0)
+		goto out;
+	after = token_cert(c, uri);
+	if (after == NULL) {
+		fprintf(stderr, "p11cert: renew: no certificate in the token after renewal\n");
+		rc = EX_FAIL;
+		goto out;
+	}
+	if (before != NULL && X509_cmp(before, after) == 0) {
+		if (!c->quiet)
+			fprintf(stderr, "p11cert: renew: the certificate is current; nothing renewed\n");
+		goto out;
+	}
+	if (!c->quiet)
+		fprintf(stderr, "p11cert: renew: renewed '%s'%s\n", cid, rekey ? " with a new key" : "");
+	if (hook != NULL) {
+		int hr = run_hook(hook);
+
+		if (hr != 0) {
+			fprintf(stderr, "p11cert: renew: renewed, but the hook '%s' exited %d\n", hook, hr);
+			rc = EX_FAIL;
+		}
+	}
+out:
+	json_decref(st);
+	free(buf);
+	free(st_path);
+	X509_free(before);
+	X509_free(after);
+	return rc;
+}
