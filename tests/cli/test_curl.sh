@@ -114,6 +114,15 @@ expect_rc 0 p11c -v curl "https://localhost:$P13/" --key "pkcs11:token=$TOKEN;ob
 grep -qF -- "$PIN" "$T/out" "$T/err" && fail "the PIN appears in -v output"
 pass "verification always on; clear errors; no PIN in -v output"
 
+# the library example: an application's own OpenSSL code with the token identity
+EX=$P11C_BUILD_DIR/examples/tls_client
+[ -x "$EX" ] || fail "examples/tls_client not built"
+P11CERT_PIN=$PIN P11CERT_MODULE=$MOD timeout 60 "$EX" localhost "$P13" "$D/ca.crt" "pkcs11:token=$TOKEN;object=rsa-client" \
+	>"$T/ex.out" 2>"$T/ex.err" || fail "tls_client failed: $(cat "$T/ex.err")"
+grep -q "hello CN=rsa-client" "$T/ex.out" || fail "tls_client: unexpected answer: $(cat "$T/ex.out")"
+grep -q "TLSv1.3 with the token key" "$T/ex.err" || fail "tls_client: $(cat "$T/ex.err")"
+pass "examples/tls_client (p11c_tls_client_ctx with plain OpenSSL) gets 200 from nginx"
+
 # openssl s_server -Verify as a second peer
 PS=$(free_port)
 openssl s_server -Verify 1 -verify_return_error -CAfile "$D/ca.crt" -cert "$D/tls.crt" -key "$D/tls.key" \
