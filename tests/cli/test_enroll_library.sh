@@ -16,6 +16,11 @@ ENROLL_MEM=$P11C_BUILD_DIR/examples/enroll_mem
 [ -x "$ENROLL_MEM" ] || fail "$ENROLL_MEM is not built (target enroll_mem)"
 HAVE_STRACE=0
 command -v strace >/dev/null && HAVE_STRACE=1
+# LeakSanitizer cannot run under ptrace: in a sanitizer build, leak checks
+# stay on for every run but the traced ones
+if [ "${HAVE_STRACE:-0}" = 1 ]; then
+	export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
+fi
 NOBODY=65534
 
 D=$T/ca
@@ -104,7 +109,8 @@ if [ "$can_nobody" = 1 ]; then
 	touch "$T/marker"
 	sleep 1
 	run=(env -i PATH=/usr/bin:/bin HOME="$APP/home" SOFTHSM2_CONF="$SOFTHSM2_CONF"
-		P11CERT_MODULE="$MOD" P11CERT_PIN="$PIN_VALUE"
+		P11CERT_MODULE="$MOD" P11CERT_PIN="$PIN_VALUE" ASAN_OPTIONS="${ASAN_OPTIONS:-}"
+		LSAN_OPTIONS="${LSAN_OPTIONS:-}" UBSAN_OPTIONS="${UBSAN_OPTIONS:-}"
 		setpriv --reuid="$NOBODY" --regid="$NOBODY" --clear-groups --
 		"$ENROLL_MEM" "$SERVER" "$APP/ca.pem" "$KEY_URI")
 	[ "$HAVE_STRACE" = 1 ] && run=(strace -f -qq -o "$T/trace1.txt" "${run[@]}")
