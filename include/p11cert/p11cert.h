@@ -246,6 +246,10 @@ P11C_API p11c_result p11c_file_write_atomic(const char *path, const void *data,
 P11C_API p11c_result p11c_file_read(const char *path, size_t maxlen,
 				    unsigned char **out, size_t *len);
 
+/* PEM text of a certificate (NUL-terminated, caller frees with free()),
+ * or NULL on allocation failure. */
+P11C_API char *p11c_x509_pem(X509 *cert);
+
 /* PEM or DER certificate / CSR from memory. */
 P11C_API p11c_result p11c_x509_parse(const unsigned char *buf, size_t len,
 				     X509 **out);

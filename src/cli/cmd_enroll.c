@@ -73,21 +73,9 @@ static X509 *read_cert_file(const char *path)
 	return x;
 }
 
-static char *x509_pem(X509 *x)
-{
-	BIO *b = BIO_new(BIO_s_mem());
-	char *data, *s = NULL;
-	long n;
-
-	if (b != NULL && PEM_write_bio_X509(b, x) && (n = BIO_get_mem_data(b, &data)) > 0)
-		s = strndup(data, (size_t)n);
-	BIO_free(b);
-	return s;
-}
-
 static int write_x509(struct cli *c, const char *path, X509 *x, unsigned mode)
 {
-	char *pem = x509_pem(x);
+	char *pem = p11c_x509_pem(x);
 	int rc;
 
 	if (pem == NULL)

@@ -252,18 +252,6 @@ long p11c_caramel_backoff_ms(unsigned attempt)
 	return (long)(ms * (1.0 + jitter));
 }
 
-static char *pem_of(X509 *x)
-{
-	BIO *b = BIO_new(BIO_s_mem());
-	char *data, *s = NULL;
-	long n;
-
-	if (b != NULL && PEM_write_bio_X509(b, x) && (n = BIO_get_mem_data(b, &data)) > 0)
-		s = strndup(data, (size_t)n);
-	BIO_free(b);
-	return s;
-}
-
 p11c_result p11c_caramel_enroll_mem(p11c_ctx *ctx, p11c_key *key, const char *server,
 				    const char *trust_pem, const char *client_id, long timeout_ms,
 				    p11c_enrollment *out)
@@ -345,7 +333,7 @@ p11c_result p11c_caramel_enroll_mem(p11c_ctx *ctx, p11c_key *key, const char *se
 		goto out;
 	out->client_id = strdup(id);
 	out->cert_pem = cpem;
-	out->ca_pem = pem_of(ca);
+	out->ca_pem = p11c_x509_pem(ca);
 	out->csr_pem = pem;
 	cpem = pem = NULL;
 	if (out->client_id == NULL || out->ca_pem == NULL) {

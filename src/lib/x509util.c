@@ -188,3 +188,18 @@ p11c_result p11c_req_parse(const unsigned char *buf, size_t len, X509_REQ **out)
 	*out = x;
 	return P11C_OK;
 }
+
+char *p11c_x509_pem(X509 *x)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	char *data, *s = NULL;
+	long n;
+
+	if (b != NULL && x != NULL && PEM_write_bio_X509(b, x) && (n = BIO_get_mem_data(b, &data)) > 0 &&
+	    (s = malloc((size_t)n + 1)) != NULL) {
+		memcpy(s, data, (size_t)n);
+		s[n] = '\0';
+	}
+	BIO_free(b);
+	return s;
+}
