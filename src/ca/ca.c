@@ -72,10 +72,12 @@ char *ca_x509_pem(X509 *x)
 {
 	BIO *b = BIO_new(BIO_s_mem());
 	char *data, *s = NULL;
-	long n;
 
-	if (b != NULL && PEM_write_bio_X509(b, x) && (n = BIO_get_mem_data(b, &data)) > 0)
-		s = strndup(data, (size_t)n);
+	/* memory BIO data has no NUL of its own: add one (strndup would look
+	 * past the end for it; ASan's strict_string_checks says so) */
+	if (b != NULL && PEM_write_bio_X509(b, x) && BIO_write(b, "", 1) == 1 &&
+	    BIO_get_mem_data(b, &data) > 1)
+		s = strdup(data);
 	BIO_free(b);
 	return s;
 }
@@ -673,16 +675,15 @@ int ca_add_request(struct ca *ca, const char *pem, size_t len, X509_REQ *req, co
 	int64_t id = 0;
 	store_result sr;
 	BIO *b = BIO_new(BIO_s_mem());
-	long n;
 	char *data;
 
 	memset(&r, 0, sizeof r);
-	if (b == NULL || X509_NAME_print_ex(b, subj, 0, XN_FLAG_RFC2253) < 0) {
+	if (b == NULL || X509_NAME_print_ex(b, subj, 0, XN_FLAG_RFC2253) < 0 || BIO_write(b, "", 1) != 1) {
 		BIO_free(b);
 		return -1;
 	}
-	n = BIO_get_mem_data(b, &data);
-	s = strndup(data, (size_t)n);
+	(void)BIO_get_mem_data(b, &data);
+	s = strdup(data);
 	BIO_free(b);
 	if (s == NULL)
 		return -1;

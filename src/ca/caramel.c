@@ -40,6 +40,17 @@ void reply_problem(httpd_req *r, int status, const char *title, const char *deta
 	free(body);
 }
 
+/* A Host header fit for the URL of a 202 body: a host name, an IPv4 or
+ * [IPv6] literal, an optional port.  Anything else (control characters,
+ * quotes, '/', '@', '#') would break the JSON or send the client elsewhere. */
+static int host_ok(const char *host)
+{
+	static const char allowed[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]";
+	size_t n = host != NULL ? strlen(host) : 0;
+
+	return n > 0 && n < 256 && strspn(host, allowed) == n;
+}
+
 static void reply_accepted(struct server *s, httpd_req *r, const char *sha)
 {
 	char url[512], body[700];
@@ -48,8 +59,7 @@ static void reply_accepted(struct server *s, httpd_req *r, const char *sha)
 	if (s->ca->cfg.url != NULL)
 		snprintf(url, sizeof url, "%s/%s", s->ca->cfg.url, sha);
 	else
-		snprintf(url, sizeof url, "https://%s/%s", host && strlen(host) < 256 &&
-			 strpbrk(host, "\"\\/ ") == NULL ? host : "localhost", sha);
+		snprintf(url, sizeof url, "https://%s/%s", host_ok(host) ? host : "localhost", sha);
 	snprintf(body, sizeof body, "{\"sha256\": \"%s\", \"url\": \"%s\"}", sha, url);
 	httpd_reply(r, 202, "application/json", NULL, body, strlen(body));
 }
@@ -85,13 +95,14 @@ static int mtls_same_subject(struct server *s, httpd_req *r, const char *subject
 	if (X509_cmp_time(X509_get0_notAfter(peer), NULL) <= 0)
 		goto out;
 	b = BIO_new(BIO_s_mem());
-	if (b == NULL || X509_NAME_print_ex(b, X509_get_subject_name(peer), 0, XN_FLAG_RFC2253) < 0)
+	if (b == NULL || X509_NAME_print_ex(b, X509_get_subject_name(peer), 0, XN_FLAG_RFC2253) < 0 ||
+	    BIO_write(b, "", 1) != 1)
 		goto out;
 	{
 		char *data;
-		long n = BIO_get_mem_data(b, &data);
 
-		ps = strndup(data, (size_t)n);
+		(void)BIO_get_mem_data(b, &data);
+		ps = strdup(data); /* NUL written above: BIO memory has none */
 	}
 	if (ps == NULL || strcmp(ps, subject_rfc2253) != 0)
 		goto out;
@@ -138,6 +149,10 @@ static void do_get(struct server *s, httpd_req *r, const char *sha)
 		goto out;
 	}
 	sr = s->ca->so->cert_latest(s->ca->st, q.id, &c);
+	if (sr != STORE_OK && sr != STORE_NOT_FOUND) {
+		reply_problem(r, 500, NULL, "database error");
+		goto out;
+	}
 	/* renewal: a valid client certificate for this subject, and the
 	 * newest certificate is past half its lifetime (or missing) */
 	if (mtls_same_subject(s, r, q.subject) &&

@@ -97,7 +97,7 @@ struct store_ops {
 	/* Adds the certificate and sets the request's state to signed, in one
 	 * transaction.  STORE_DUPLICATE when the serial exists. */
 	store_result (*cert_add)(store *st, const struct store_cert *c, int64_t now);
-	/* the newest certificate (largest not_after, then newest id) of a request */
+	/* the certificate issued last for a request (what Caramel GET serves) */
 	store_result (*cert_latest)(store *st, int64_t request_id, struct store_cert *out);
 	store_result (*cert_by_serial)(store *st, const char *serial, struct store_cert *out);
 	store_result (*cert_revoke)(store *st, const char *serial, int reason, int64_t when);

@@ -1134,7 +1134,7 @@ out:
 static store_result sq_cert_latest(store *st, int64_t request_id, struct store_cert *out)
 {
 	return cert_get(st, "SELECT " CERT_COLS " FROM certificates"
-			" WHERE request_id = ?1 ORDER BY not_after DESC, id DESC LIMIT 1",
+			" WHERE request_id = ?1 ORDER BY id DESC LIMIT 1",
 			NULL, request_id, out);
 }
 

@@ -68,31 +68,43 @@ static void squeeze(const char *in, char *out, size_t len)
 	out[j] = '\0';
 }
 
-static int dn_ok(const char *suffix, const X509_NAME *n)
+/* Whether the DN, printed with `flags`, ends with the RDNs in `want`
+ * (already squeezed). */
+static int dn_ends_with(const X509_NAME *n, unsigned long flags, const char *want)
 {
 	BIO *b = BIO_new(BIO_s_mem());
-	char *data, dn[1024], want[512];
+	char *data, dn[1024];
 	long len;
-	size_t dl, wl;
+	size_t dl, wl = strlen(want);
 	int ok = 0;
 
-	if (suffix == NULL || *suffix == '\0') {
-		BIO_free(b);
-		return 1;
-	}
-	if (b == NULL || X509_NAME_print_ex(b, n, 0, XN_FLAG_RFC2253) < 0)
+	if (b == NULL || X509_NAME_print_ex(b, n, 0, flags) < 0)
 		goto out;
 	len = BIO_get_mem_data(b, &data);
 	snprintf(dn, sizeof dn, "%.*s", (int)len, data);
 	squeeze(dn, dn, sizeof dn);
-	squeeze(suffix, want, sizeof want);
 	dl = strlen(dn);
-	wl = strlen(want);
 	/* whole RDNs only: "OU=NIFI" matches "CN=a,OU=NIFI", not "CN=a,OU=XNIFI" */
 	ok = dl >= wl && strcasecmp(dn + dl - wl, want) == 0 && (dl == wl || dn[dl - wl - 1] == ',');
 out:
 	BIO_free(b);
 	return ok;
+}
+
+/* The suffix is written the way clients write their DN string, "CN=a,
+ * OU=NIFI".  p11cert and OpenSSL read that as RFC 2253 (last RDN first, so
+ * OU=NIFI is encoded first); the NiFi Java client builds its CSR with
+ * BouncyCastle's X500Name, which encodes the RDNs in string order (CN=a
+ * first; docs/protocols.md s2).  Accept the suffix in either reading. */
+static int dn_ok(const char *suffix, const X509_NAME *n)
+{
+	char want[512];
+
+	if (suffix == NULL || *suffix == '\0')
+		return 1;
+	squeeze(suffix, want, sizeof want);
+	return dn_ends_with(n, XN_FLAG_RFC2253, want) ||
+	       dn_ends_with(n, XN_FLAG_RFC2253 & ~XN_FLAG_DN_REV, want);
 }
 
 void token_handle(struct server *s, httpd_req *r)
