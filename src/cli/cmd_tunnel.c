@@ -99,7 +99,6 @@ struct tunnel {
 	int full;     /* listener disabled: --max-connections reached */
 	int stalled;  /* listener disabled after an accept error */
 	int stopping; /* signal received */
-	int signo;
 	struct conn *conns;
 };
 
@@ -110,7 +109,7 @@ struct conn {
 	char peer[ADDR_STR]; /* the local client */
 	char addr[ADDR_STR]; /* the server address connected to */
 	struct bufferevent *cli, *tls;
-	struct event *timer;   /* connect / handshake deadline */
+	struct event *timer;   /* TLS handshake deadline */
 	struct event *ev_conn; /* pending TCP connect */
 	struct event *ev_shut; /* close_notify waiting for the socket */
 	int fd;                /* socket of the pending connect, else -1 */
@@ -280,9 +279,10 @@ static void conn_free(struct conn *k, const char *why)
 {
 	struct tunnel *t = k->t;
 
-	if (k->tls_up)
-		say(t, "#%lu closed: %" PRIu64 " bytes up, %" PRIu64 " bytes down, %.3f s%s%s", k->id, k->up,
-		    k->down, elapsed(&k->start), why ? ", " : "", why ? why : "");
+	/* why: an error after the handshake, shown even with -q */
+	if (k->tls_up && (why != NULL || !t->c->quiet))
+		warn("#%lu closed: %" PRIu64 " bytes up, %" PRIu64 " bytes down, %.3f s%s%s", k->id, k->up,
+		     k->down, elapsed(&k->start), why ? ", " : "", why ? why : "");
 	if (k->timer != NULL)
 		event_free(k->timer);
 	if (k->ev_conn != NULL)
@@ -312,6 +312,23 @@ static void maybe_done(struct conn *k)
 		conn_free(k, NULL);
 }
 
+/* A socket error worth naming.  errno may be stale by the time a deferred
+ * callback runs, so only errors that end connections are believed. */
+static const char *net_error(int e)
+{
+	switch (e) {
+	case ECONNRESET:
+	case EPIPE:
+	case ETIMEDOUT:
+	case ECONNABORTED:
+	case EHOSTUNREACH:
+	case ENETUNREACH:
+		return strerror(e);
+	default:
+		return NULL;
+	}
+}
+
 /* The OpenSSL error behind a failed TLS connection, as one phrase. */
 static void tls_reason(struct conn *k, char *buf, size_t size)
 {
@@ -332,16 +349,15 @@ static void tls_reason(struct conn *k, char *buf, size_t size)
 			snprintf(buf, size, "%s", r);
 		else
 			ERR_error_string_n(last, buf, size);
-	} else if (sock != 0) {
-		snprintf(buf, size, "%s", strerror(sock));
+	} else if (net_error(sock) != NULL) {
+		snprintf(buf, size, "%s", net_error(sock));
 	} else {
 		snprintf(buf, size, "connection closed by the server");
 	}
 	ERR_clear_error();
 }
 
-static void relay(struct conn *k, struct bufferevent *from, struct bufferevent *to, uint64_t *count,
-		  int *paused)
+static void relay(struct bufferevent *from, struct bufferevent *to, uint64_t *count, int *paused)
 {
 	struct evbuffer *in = bufferevent_get_input(from), *out = bufferevent_get_output(to);
 
@@ -352,7 +368,6 @@ static void relay(struct conn *k, struct bufferevent *from, struct bufferevent *
 		bufferevent_disable(from, EV_READ);
 		*paused = 1;
 	}
-	(void)k;
 }
 
 static void shut_retry_cb(evutil_socket_t fd, short what, void *arg);
@@ -410,14 +425,14 @@ static void cli_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct conn *k = arg;
 
-	relay(k, bev, k->tls, &k->up, &k->cli_paused);
+	relay(bev, k->tls, &k->up, &k->cli_paused);
 }
 
 static void tls_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct conn *k = arg;
 
-	relay(k, bev, k->cli, &k->down, &k->tls_paused);
+	relay(bev, k->cli, &k->down, &k->tls_paused);
 }
 
 /* Output of the client socket drained below RELAY_LOW. */
@@ -455,11 +470,12 @@ static void cli_event_cb(struct bufferevent *bev, short what, void *arg)
 	if (what & BEV_EVENT_EOF) {
 		k->cli_eof = 1;
 		if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
-			relay(k, bev, k->tls, &k->up, &k->cli_paused);
+			relay(bev, k->tls, &k->up, &k->cli_paused);
 		maybe_close_notify(k);
 		return;
 	}
-	snprintf(why, sizeof why, "client: %s", strerror(EVUTIL_SOCKET_ERROR()));
+	snprintf(why, sizeof why, "client: %s",
+		 net_error(EVUTIL_SOCKET_ERROR()) ? net_error(EVUTIL_SOCKET_ERROR()) : "socket error");
 	conn_free(k, why);
 }
 
@@ -489,11 +505,10 @@ static void tls_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & BEV_EVENT_EOF) {
-		/* close_notify, or a TCP EOF without one (dirty shutdown allowed:
-		 * the client only sees a TCP EOF either way) */
+		/* close_notify, or a TCP EOF without one (see start_tls) */
 		k->tls_eof = 1;
 		if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
-			relay(k, bev, k->cli, &k->down, &k->tls_paused);
+			relay(bev, k->cli, &k->down, &k->tls_paused);
 		maybe_shut_client(k);
 		return;
 	}
@@ -531,6 +546,12 @@ static void start_tls(struct conn *k, int fd)
 	ssl = SSL_new(t->ssl_ctx);
 	if (ssl == NULL)
 		goto fail;
+	/* A server's TCP EOF without close_notify ends its direction like a
+	 * close_notify would (the client only ever sees a TCP EOF): OpenSSL 3
+	 * reports it as an SSL error unless told, and libevent 2.1's "dirty
+	 * shutdown" only knows the OpenSSL 1.1 way.  nginx, for one, closes
+	 * without close_notify once it has received ours. */
+	SSL_set_options(ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
 	/* RFC 6066 s3: no IP literals in SNI; verify those against iPAddress */
 	if (t->name_is_ip) {
 		if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), t->name) != 1)
@@ -680,7 +701,6 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 	if (t->stopping)
 		return;
 	t->stopping = 1;
-	t->signo = (int)sig;
 	say(t, "%s: stopping, closing %zu connection%s", sig == SIGTERM ? "SIGTERM" : "SIGINT", t->nconn,
 	    t->nconn == 1 ? "" : "s");
 	listener_update(t);
@@ -691,7 +711,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 		if (k->tls_up && !k->notify_sent)
 			(void)SSL_shutdown(bufferevent_openssl_get_ssl(k->tls));
 		ERR_clear_error();
-		conn_free(k, "stopping");
+		conn_free(k, NULL);
 	}
 	event_base_loopbreak(t->base);
 }
