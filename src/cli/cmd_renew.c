@@ -293,6 +293,52 @@ out:
 	return rc;
 }
 
+/* What an enrollment record says (DIR/CLIENTID.enroll). */
+struct renew_job {
+	const char *dir, *server, *id, *uri, *ca_file;
+	int rekey;
+};
+
+/* Caramel without a new key: the recorded request polled in embedded
+ * mode with the current certificate presented (mTLS). */
+static int renew_caramel(struct cli *c, const struct renew_job *j)
+{
+	char *av[12];
+	int n = 0, rc;
+
+	if (j->rekey)
+		return rekey_caramel(c, j->dir, j->server, j->id, j->uri, j->ca_file);
+	av[n++] = (char *)"caramel";
+	av[n++] = unconst(j->server);
+	av[n++] = unconst(j->id);
+	av[n++] = (char *)"--key";
+	av[n++] = unconst(j->uri);
+	av[n++] = (char *)"--dir";
+	av[n++] = unconst(j->dir);
+	av[n++] = (char *)"--once";
+	if (j->ca_file != NULL) {
+		av[n++] = (char *)"--ca-file";
+		av[n++] = unconst(j->ca_file);
+	}
+	av[n] = NULL;
+	optind = 0; /* a fresh getopt scan */
+	rc = cmd_enroll_caramel(c, n, av);
+	if (rc == 1)
+		rc = EX_TEMPFAIL_;
+	else if (rc == 127)
+		rc = EX_FAIL;
+	return rc;
+}
+
+/* One entry per enrollment protocol (style: one interface, one file each;
+ * EST and ACME join here). */
+static const struct renewer {
+	const char *protocol;
+	int (*renew)(struct cli *c, const struct renew_job *j);
+} renewers[] = {
+	{ "caramel", renew_caramel },
+};
+
 static const char renew_help[] =
 	"usage: p11cert renew [--dir DIR] [--id CLIENTID] [--rekey] [--exec CMD] [--jitter SECONDS]\n"
 	"\n"
@@ -319,6 +365,7 @@ int cmd_renew(struct cli *c, int argc, char **argv)
 	size_t len = 0;
 	long jitter = 0;
 	int rekey = 0, ch, rc = EX_FAIL;
+	size_t ri;
 	json_t *st = NULL;
 	json_error_t je;
 	X509 *before = NULL, *after = NULL;
@@ -355,7 +402,10 @@ int cmd_renew(struct cli *c, int argc, char **argv)
 		goto out;
 	}
 	ca_file = json_string_value(json_object_get(st, "ca_file"));
-	if (strcmp(proto, "caramel") != 0) {
+	for (ri = 0; ri < sizeof renewers / sizeof renewers[0]; ri++)
+		if (strcmp(proto, renewers[ri].protocol) == 0)
+			break;
+	if (ri == sizeof renewers / sizeof renewers[0]) {
 		fprintf(stderr, "p11cert: renew: protocol '%s' cannot be renewed yet\n", proto);
 		rc = EX_UNAVAILABLE;
 		goto out;
@@ -374,31 +424,10 @@ int cmd_renew(struct cli *c, int argc, char **argv)
 		goto out;
 	}
 	before = token_cert(c, uri);
-	if (rekey) {
-		rc = rekey_caramel(c, dir, server, cid, uri, ca_file);
-	} else {
-		char *av[12];
-		int n = 0;
+	{
+		struct renew_job j = { dir, server, cid, uri, ca_file, rekey };
 
-		av[n++] = (char *)"caramel";
-		av[n++] = unconst(server);
-		av[n++] = unconst(cid);
-		av[n++] = (char *)"--key";
-		av[n++] = unconst(uri);
-		av[n++] = (char *)"--dir";
-		av[n++] = unconst(dir);
-		av[n++] = (char *)"--once";
-		if (ca_file != NULL) {
-			av[n++] = (char *)"--ca-file";
-			av[n++] = unconst(ca_file);
-		}
-		av[n] = NULL;
-		optind = 0; /* a fresh getopt scan */
-		rc = cmd_enroll_caramel(c, n, av);
-		if (rc == 1)
-			rc = EX_TEMPFAIL_;
-		else if (rc == 127)
-			rc = EX_FAIL;
+		rc = renewers[ri].renew(c, &j);
 	}
 	if (rc != 0)
 		goto out;
