@@ -317,3 +317,70 @@ expect_leaf() {
 	grep -q 'X509v3 Authority Key Identifier' <<<"$txt" || fail "$c: no AKI"
 	[ "$(pubkey_of "$c")" = "$(pubkey_of "$csr")" ] || fail "$c: public key is not the CSR's"
 }
+
+# --- peers for the mTLS tests ----------------------------------------------------
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# enroll_signed ID TYPE: a token key with a certificate from the running CA
+# (CA_PORT, CA_DIR): embedded mode (69), the administrator signs, again (0).
+# State goes to $T/s.
+enroll_signed() {
+	local id=$1 type=$2 sha
+	mkdir -p "$T/s"
+	expect_rc 69 p11c enroll caramel "localhost:$CA_PORT" "$id" --type "$type" --ca-file "$CA_DIR/ca.crt" --dir "$T/s" --once
+	sha=$(sha256sum "$T/s/$id.csr" | cut -d' ' -f1)
+	p11ca sign --dir "$CA_DIR" "$sha" >/dev/null 2>&1 || fail "p11ca sign $id"
+	expect_rc 0 p11c enroll caramel "localhost:$CA_PORT" "$id" --ca-file "$CA_DIR/ca.crt" --dir "$T/s" --once
+}
+
+# nginx_mtls CA_DIR: a real nginx (one process: master_process off, so
+# killing its PID leaves no worker behind) with the CA's tls.crt, requiring
+# client certificates from the CA, on two loopback ports: NG_P12 (TLS 1.2
+# only) and NG_P13 (TLS 1.3 only).  "/" answers "hello <client DN>",
+# /missing 404, /echo "len=<Content-Length> method=<M>".  Access log
+# $T/ng/access.log: "$ssl_protocol $status $ssl_client_s_dn".
+nginx_mtls() {
+	local d=$1 user_line= code=000
+	command -v /usr/sbin/nginx >/dev/null || fail "nginx not installed (scripts/setup installs nginx-light)"
+	NG_P12=$(free_port)
+	NG_P13=$(free_port)
+	mkdir -p "$T/ng"
+	[ "$(id -u)" = 0 ] && user_line='user root;'
+	cat >"$T/ng/nginx.conf" <<CONF
+$user_line
+daemon off;
+master_process off;
+pid $T/ng/nginx.pid;
+error_log $T/ng/error.log;
+events { worker_connections 512; }
+http {
+	client_body_temp_path $T/ng/body;
+	proxy_temp_path $T/ng/proxy;
+	fastcgi_temp_path $T/ng/fastcgi;
+	uwsgi_temp_path $T/ng/uwsgi;
+	scgi_temp_path $T/ng/scgi;
+	log_format m '\$ssl_protocol \$status \$ssl_client_s_dn';
+	access_log $T/ng/access.log m;
+	ssl_certificate $d/tls.crt;
+	ssl_certificate_key $d/tls.key;
+	ssl_client_certificate $d/ca.crt;
+	ssl_verify_client on;
+	server { listen 127.0.0.1:$NG_P12 ssl; ssl_protocols TLSv1.2;
+		location / { return 200 "hello \$ssl_client_s_dn\n"; } }
+	server { listen 127.0.0.1:$NG_P13 ssl; ssl_protocols TLSv1.3;
+		location / { return 200 "hello \$ssl_client_s_dn\n"; }
+		location /missing { return 404; }
+		location /echo { client_max_body_size 1m; return 200 "len=\$content_length method=\$request_method\n"; } }
+}
+CONF
+	/usr/sbin/nginx -p "$T/ng" -c "$T/ng/nginx.conf" >/dev/null 2>"$T/ng/start.err" </dev/null &
+	CA_PIDS+=("$!")
+	for _ in $(seq 100); do
+		code=$(curl -s --noproxy '*' --max-time 5 -o /dev/null -w '%{http_code}' --cacert "$d/ca.crt" \
+			"https://localhost:$NG_P13/" 2>/dev/null) || true
+		[ "$code" != 000 ] && break
+		sleep 0.1
+	done
+	[ "$code" = 400 ] || fail "nginx without a client certificate answered '$code', not 400: $(cat "$T/ng/start.err" "$T/ng/error.log" 2>/dev/null)"
+}

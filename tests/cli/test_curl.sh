@@ -4,10 +4,6 @@
 # shellcheck source=ca_lib.sh
 . "$(dirname "$0")/ca_lib.sh"
 
-NGINX=/usr/sbin/nginx
-[ -x "$NGINX" ] || fail "nginx not installed (scripts/setup installs nginx-light)"
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 new_token curl
 D=$T/ca
@@ -15,65 +11,15 @@ p11ca init --dir "$D" --C SE --O Example --hostname localhost --listen 127.0.0.1
 	fail "p11ca init: $(cat "$T/init.err")"
 ca_start ca "$D"
 
-# enroll an EC and an RSA token key (embedded mode; the administrator signs)
-enroll() {
-	local id=$1 type=$2 sha
-	expect_rc 69 p11c enroll caramel "localhost:$CA_PORT" "$id" --type "$type" --ca-file "$D/ca.crt" --dir "$T/s" --once
-	sha=$(sha256sum "$T/s/$id.csr" | cut -d' ' -f1)
-	p11ca sign --dir "$D" "$sha" 2>/dev/null || fail "p11ca sign $id"
-	expect_rc 0 p11c enroll caramel "localhost:$CA_PORT" "$id" --ca-file "$D/ca.crt" --dir "$T/s" --once
-}
-mkdir -p "$T/s"
-enroll ec-client ec:P-256
-enroll rsa-client rsa:2048
+enroll_signed ec-client ec:P-256
+enroll_signed rsa-client rsa:2048
 pass "EC and RSA token keys enrolled"
 
-# nginx: two servers, TLS 1.2 only and TLS 1.3 only, client certificates required
-P12=$(free_port)
-P13=$(free_port)
-mkdir -p "$T/ng"
-user_line=
-[ "$(id -u)" = 0 ] && user_line='user root;'
-cat >"$T/ng/nginx.conf" <<CONF
-$user_line
-daemon off;
-master_process off;
-pid $T/ng/nginx.pid;
-error_log $T/ng/error.log;
-events { worker_connections 256; }
-http {
-	client_body_temp_path $T/ng/body;
-	proxy_temp_path $T/ng/proxy;
-	fastcgi_temp_path $T/ng/fastcgi;
-	uwsgi_temp_path $T/ng/uwsgi;
-	scgi_temp_path $T/ng/scgi;
-	log_format m '\$ssl_protocol \$status \$ssl_client_s_dn';
-	access_log $T/ng/access.log m;
-	ssl_certificate $D/tls.crt;
-	ssl_certificate_key $D/tls.key;
-	ssl_client_certificate $D/ca.crt;
-	ssl_verify_client on;
-	server { listen 127.0.0.1:$P12 ssl; ssl_protocols TLSv1.2;
-		location / { return 200 "hello \$ssl_client_s_dn\n"; } }
-	server { listen 127.0.0.1:$P13 ssl; ssl_protocols TLSv1.3;
-		location / { return 200 "hello \$ssl_client_s_dn\n"; }
-		location /missing { return 404; }
-		location /echo { client_max_body_size 1m; return 200 "len=\$content_length method=\$request_method\n"; } }
-}
-CONF
-# one process (master_process off): killed by PID at exit, no orphaned
-# workers holding the test's output open
-"$NGINX" -p "$T/ng" -c "$T/ng/nginx.conf" >/dev/null 2>"$T/ng/start.err" &
-CA_PIDS+=("$!")
-for _ in $(seq 50); do
-	curl -s --cacert "$D/ca.crt" "https://localhost:$P13/" -o /dev/null 2>/dev/null && break
-	[ -s "$T/ng/access.log" ] && break
-	sleep 0.1
-done
-
-# without a client certificate nginx refuses: 400
-code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$D/ca.crt" "https://localhost:$P13/")
-[ "$code" = 400 ] || fail "nginx without a client certificate answered $code, not 400"
+# nginx: TLS 1.2 only and TLS 1.3 only, client certificates required;
+# nginx_mtls checks that it answers 400 without one
+nginx_mtls "$D"
+P12=$NG_P12
+P13=$NG_P13
 pass "nginx answers 400 without a client certificate"
 
 for id in ec-client rsa-client; do

@@ -12,8 +12,6 @@
 NGINX=/usr/sbin/nginx
 [ -x "$NGINX" ] || fail "nginx not installed (scripts/setup installs nginx-light)"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
 # wait_grep ERE FILE [SECONDS]: poll (bounded) until FILE has a line matching ERE
 wait_grep() {
 	local i
@@ -84,59 +82,16 @@ p11ca init --dir "$D" --C SE --O Example --hostname localhost --listen 127.0.0.1
 	fail "p11ca init: $(cat "$T/init.err")"
 ca_start ca "$D"
 mkdir -p "$T/s"
-enroll() {
-	local id=$1 type=$2 sha
-	expect_rc 69 p11c enroll caramel "localhost:$CA_PORT" "$id" --type "$type" --ca-file "$D/ca.crt" --dir "$T/s" --once
-	sha=$(sha256sum "$T/s/$id.csr" | cut -d' ' -f1)
-	p11ca sign --dir "$D" "$sha" >/dev/null 2>&1 || fail "p11ca sign $id"
-	expect_rc 0 p11c enroll caramel "localhost:$CA_PORT" "$id" --ca-file "$D/ca.crt" --dir "$T/s" --once
-	[ "$(count_objects cert "$id")" = 1 ] || fail "no certificate for $id in the token"
-}
-enroll client1 ec:P-256
-enroll client2 rsa:2048
+enroll_signed client1 ec:P-256
+[ "$(count_objects cert client1)" = 1 ] || fail "no certificate for client1 in the token"
+enroll_signed client2 rsa:2048
+[ "$(count_objects cert client2)" = 1 ] || fail "no certificate for client2 in the token"
 pass "EC (client1) and RSA (client2) token keys enrolled"
 
 # --- nginx: TLS 1.2 only and TLS 1.3 only, client certificates required ------
-P12=$(free_port)
-P13=$(free_port)
-mkdir -p "$T/ng"
-user_line=
-[ "$(id -u)" = 0 ] && user_line='user root;'
-cat >"$T/ng/nginx.conf" <<CONF
-$user_line
-daemon off;
-master_process off;
-pid $T/ng/nginx.pid;
-error_log $T/ng/error.log;
-events { worker_connections 512; }
-http {
-	client_body_temp_path $T/ng/body;
-	proxy_temp_path $T/ng/proxy;
-	fastcgi_temp_path $T/ng/fastcgi;
-	uwsgi_temp_path $T/ng/uwsgi;
-	scgi_temp_path $T/ng/scgi;
-	log_format m '\$ssl_protocol \$status \$ssl_client_s_dn';
-	access_log $T/ng/access.log m;
-	ssl_certificate $D/tls.crt;
-	ssl_certificate_key $D/tls.key;
-	ssl_client_certificate $D/ca.crt;
-	ssl_verify_client on;
-	server { listen 127.0.0.1:$P12 ssl; ssl_protocols TLSv1.2;
-		location / { return 200 "hello \$ssl_client_s_dn\n"; } }
-	server { listen 127.0.0.1:$P13 ssl; ssl_protocols TLSv1.3;
-		location / { return 200 "hello \$ssl_client_s_dn\n"; } }
-}
-CONF
-# one process (master_process off): killing its PID leaves no worker behind
-"$NGINX" -p "$T/ng" -c "$T/ng/nginx.conf" >/dev/null 2>"$T/ng/start.err" </dev/null &
-CA_PIDS+=("$!")
-code=000
-for _ in $(seq 100); do
-	code=$(curl -s --noproxy '*' --max-time 5 -o /dev/null -w '%{http_code}' --cacert "$D/ca.crt" "https://localhost:$P13/" 2>/dev/null) || true
-	[ "$code" != 000 ] && break
-	sleep 0.1
-done
-[ "$code" = 400 ] || fail "nginx without a client certificate answered '$code', not 400: $(cat "$T/ng/start.err" "$T/ng/error.log" 2>/dev/null)"
+nginx_mtls "$D"
+P12=$NG_P12
+P13=$NG_P13
 pass "nginx refuses plain curl without a client certificate (400)"
 
 # --- usage: loopback only, required options ---------------------------------
