@@ -39,6 +39,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -509,6 +511,16 @@ req_gencb(struct evhttp_request *ev, void *arg)
 			snprintf(r.peer, sizeof(r.peer), strchr(addr, ':') != NULL ?
 				 "[%s]:%u" : "%s:%u", addr, (unsigned)port);
 		bev = evhttp_connection_get_bufferevent(evcon);
+	}
+	/* the reply goes out in several writes (TLS records): without
+	 * TCP_NODELAY, Nagle waits for the client's delayed ACK, about 40 ms
+	 * per response (docs/benchmarks.md) */
+	if (bev != NULL) {
+		evutil_socket_t fd = bufferevent_getfd(bev);
+		int one = 1;
+
+		if (fd >= 0)
+			(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	}
 	if (bev != NULL)
 		ssl = bufferevent_openssl_get_ssl(bev);
