@@ -418,7 +418,7 @@ int ca_issue(struct ca *ca, X509_REQ *req, enum ca_profile prof, long seconds, X
 	EVP_PKEY *pub = X509_REQ_get0_pubkey(req);
 	STACK_OF(X509_EXTENSION) *exts = NULL;
 	GENERAL_NAMES *gens = NULL;
-	char cn[256], sanconf[80];
+	char cn[256];
 	int rc = -1, crit = 0;
 
 	(void)prof;
@@ -474,7 +474,6 @@ int ca_issue(struct ca *ca, X509_REQ *req, enum ca_profile prof, long seconds, X
 			}
 		}
 	}
-	(void)sanconf;
 	if (sk_GENERAL_NAME_num(gens) > 0 && !X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 0, 0))
 		goto out;
 	if (X509_sign(x, ca->key, ca_md(ca->key)) <= 0) {

@@ -23,7 +23,6 @@ struct server {
 	size_t ca_pem_len;
 	unsigned char *token;        /* shared token, wiped at exit */
 	size_t token_len;
-	char ca_hmac_key_b64[64];    /* unused placeholder */
 	int token_on_main;           /* token protocol at POST / of the main listener */
 	struct rate_slot rate[RATE_SLOTS];
 };
