@@ -7,6 +7,7 @@
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/x509v3.h>
 
 #include "serve.h"
 
@@ -154,6 +155,15 @@ int ca_serve(struct ca *ca, const char *port_file)
 		}
 		main_ctx = tls_ctx(ca, tls_cert, tls_key, 1);
 	} else {
+		/* the CA certificate itself serves TLS: TLS clients refuse a
+		 * certificate whose keyUsage lacks digitalSignature */
+		if ((X509_get_extension_flags(ca->cert) & EXFLAG_KUSAGE) &&
+		    !(X509_get_key_usage(ca->cert) & KU_DIGITAL_SIGNATURE)) {
+			ca_err("no TLS certificate in %s: the CA certificate cannot serve TLS (its keyUsage lacks "
+			       "digitalSignature); create the CA with --hostname NAME (a TLS server certificate) "
+			       "or --ca-hostname NAME (the CA certificate serves TLS itself)", ca->dir);
+			goto out;
+		}
 		main_ctx = tls_ctx(ca, ca->cert, ca->key, 0);
 	}
 	if (main_ctx == NULL)
