@@ -29,13 +29,12 @@ static char *read_text(const char *path)
 {
 	FILE *fp = fopen(path, "rb");
 	char *buf = NULL;
-	size_t len = 0;
 
 	if (fp == NULL)
 		return NULL;
 	buf = malloc(CA_PEM_MAX + 1);
 	if (buf != NULL) {
-		len = fread(buf, 1, CA_PEM_MAX + 1, fp);
+		size_t len = fread(buf, 1, CA_PEM_MAX + 1, fp);
 		if (ferror(fp) || len == 0 || len > CA_PEM_MAX) {
 			free(buf);
 			buf = NULL;

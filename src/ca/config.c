@@ -201,7 +201,7 @@ int ca_config_load(struct ca_config *c, const char *dir, char *err, size_t errle
 
 		snprintf(env, sizeof env, "P11CA_%s", *n);
 		for (i = 6; env[i] != '\0'; i++)
-			env[i] = env[i] == '-' ? '_' : (char)toupper((unsigned char)env[i]);
+			env[i] = (char)(env[i] == '-' ? '_' : toupper((unsigned char)env[i]));
 		v = getenv(env);
 		if (v != NULL && ca_config_set(c, *n, v, e2, sizeof e2) != 0) {
 			snprintf(err, errlen, "environment %s: %s", env, e2);

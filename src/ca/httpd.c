@@ -757,6 +757,7 @@ httpd_listen(httpd *h, const char *addr, SSL_CTX *ctx, int tag, int *bound_port)
 			err != 0 ? strerror(err) : "address not usable");
 		goto out;
 	}
+	memset(&ss, 0, sizeof ss);
 	if (getsockname(evhttp_bound_socket_get_fd(l->bound), (struct sockaddr *)&ss, &sl) != 0) {
 		set_err(h, "listen: getsockname on %s: %s", addr, strerror(errno));
 		goto out;

@@ -130,8 +130,8 @@ int cmd_csr(struct cli *c, int argc, char **argv)
 			break;
 		case 'm':
 			md = EVP_get_digestbyname(optarg);
-			if (md == NULL || (strcmp(optarg, "sha256") && strcmp(optarg, "sha384") &&
-					   strcmp(optarg, "sha512"))) {
+			if (md == NULL || (strcmp(optarg, "sha256") != 0 && strcmp(optarg, "sha384") != 0 &&
+					   strcmp(optarg, "sha512") != 0)) {
 				rc = cli_usage(c, "unknown --md '%s' (sha256, sha384, sha512)", optarg);
 				goto out;
 			}

@@ -157,20 +157,17 @@ static void warn(const char *fmt, ...)
 static void addr_str(const struct sockaddr *sa, char *buf, size_t size)
 {
 	char h[INET6_ADDRSTRLEN] = "?";
-	unsigned port = 0;
 
 	if (sa->sa_family == AF_INET) {
 		const struct sockaddr_in *s4 = (const struct sockaddr_in *)(const void *)sa;
 
 		inet_ntop(AF_INET, &s4->sin_addr, h, sizeof h);
-		port = ntohs(s4->sin_port);
-		snprintf(buf, size, "%s:%u", h, port);
+		snprintf(buf, size, "%s:%u", h, (unsigned)ntohs(s4->sin_port));
 	} else if (sa->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)(const void *)sa;
 
 		inet_ntop(AF_INET6, &s6->sin6_addr, h, sizeof h);
-		port = ntohs(s6->sin6_port);
-		snprintf(buf, size, "[%s]:%u", h, port);
+		snprintf(buf, size, "[%s]:%u", h, (unsigned)ntohs(s6->sin6_port));
 	} else {
 		snprintf(buf, size, "?");
 	}
@@ -566,7 +563,7 @@ static void start_tls(struct conn *k, int fd)
 	if (k->tls == NULL)
 		goto fail; /* libevent freed nothing */
 	ssl = NULL;
-	fd = -1;
+	fd = -1; /* NOLINT(clang-analyzer-deadcode.DeadStores): owned by k->tls now */
 	bufferevent_openssl_set_allow_dirty_shutdown(k->tls, 1);
 	bufferevent_setcb(k->tls, tls_read_cb, tls_write_cb, tls_event_cb, k);
 	bufferevent_setwatermark(k->tls, EV_WRITE, RELAY_LOW, 0);
@@ -716,19 +713,6 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 	event_base_loopbreak(t->base);
 }
 
-static int parse_num(const char *s, long lo, long hi, long *out)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
-		return -1;
-	*out = v;
-	return 0;
-}
-
 /* --listen: numeric address and port */
 static int parse_listen(struct cli *c, const char *s, int allow_remote, struct sockaddr_storage *ss,
 			socklen_t *len)
@@ -782,7 +766,11 @@ static int resolve(struct cli *c, struct tunnel *t, const char *s, char *host, s
 	}
 	for (ai = t->ai; ai != NULL; ai = ai->ai_next)
 		n++;
-	t->addrs = calloc(n, sizeof *t->addrs);
+	if (n == 0) {
+		fprintf(stderr, "p11cert: tunnel: '%s' resolves to no address\n", host);
+		return EX_UNAVAILABLE;
+	}
+	t->addrs = calloc(n, sizeof *t->addrs); /* NOLINT(bugprone-sizeof-expression): an array of pointers */
 	if (t->addrs == NULL) {
 		fprintf(stderr, "p11cert: tunnel: out of memory\n");
 		return EX_SOFTWARE;
@@ -837,12 +825,12 @@ int cmd_tunnel(struct cli *c, int argc, char **argv)
 		case 'R': allow_remote = 1; break;
 		case 'p': port_file = optarg; break;
 		case 'm':
-			if (parse_num(optarg, 1, MAX_CONNECTIONS_LIMIT, &max_conn) != 0)
+			if (cli_parse_long(optarg, 1, MAX_CONNECTIONS_LIMIT, &max_conn) != 0)
 				return cli_usage(c, "bad --max-connections '%s' (1 to %d)", optarg,
 						 MAX_CONNECTIONS_LIMIT);
 			break;
 		case 'T':
-			if (parse_num(optarg, 1, 86400, &timeout) != 0)
+			if (cli_parse_long(optarg, 1, 86400, &timeout) != 0)
 				return cli_usage(c, "bad --timeout '%s' (1 to 86400 seconds)", optarg);
 			break;
 		default:
@@ -901,6 +889,7 @@ int cmd_tunnel(struct cli *c, int argc, char **argv)
 		rc = EX_SOFTWARE;
 		goto out;
 	}
+	memset(&bss, 0, sizeof bss);
 	if (getsockname(evconnlistener_get_fd(t.lst), (struct sockaddr *)&bss, &blen) != 0) {
 		fprintf(stderr, "p11cert: tunnel: getsockname: %s\n", strerror(errno));
 		rc = EX_SOFTWARE;
@@ -928,7 +917,7 @@ int cmd_tunnel(struct cli *c, int argc, char **argv)
 	rc = t.stopping ? 0 : EX_SOFTWARE;
 out:
 	while (t.conns != NULL)
-		conn_free(t.conns, NULL);
+		conn_free(t.conns, NULL); /* NOLINT(clang-analyzer-unix.Malloc): conn_free unlinks it */
 	if (t.lst != NULL)
 		evconnlistener_free(t.lst);
 	if (t.ev_term != NULL)

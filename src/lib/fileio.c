@@ -25,7 +25,7 @@ p11c_result p11c_file_write_atomic(const char *path, const void *data, size_t le
 	if (path == NULL || (data == NULL && len > 0))
 		return P11C_ERR_ARG;
 	plen = strlen(path);
-	tmp = malloc(plen + 16);
+	tmp = calloc(1, plen + 16);
 	dcopy = strdup(path);
 	if (tmp == NULL || dcopy == NULL) {
 		r = P11C_ERR_NOMEM;
@@ -48,7 +48,9 @@ p11c_result p11c_file_write_atomic(const char *path, const void *data, size_t le
 			goto out;
 		done += (size_t)n;
 	}
-	if (fsync(fd) != 0 || close(fd) != 0) {
+	if (fsync(fd) != 0)
+		goto out;
+	if (close(fd) != 0) {
 		fd = -1;
 		goto out;
 	}

@@ -60,11 +60,13 @@ static void quote(char *dst, const char *s, size_t n)
 {
 	size_t i, m = n > QUOTE_MAX ? QUOTE_MAX : n;
 
+	/* cppcheck-suppress knownConditionTrueFalse ; only false for n == 0, a real case */
 	for (i = 0; i < m; i++) {
 		unsigned char c = (unsigned char)s[i];
 
-		dst[i] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+		dst[i] = (char)((c >= 0x20 && c < 0x7f) ? c : '?');
 	}
+	/* cppcheck-suppress knownConditionTrueFalse ; true for long input */
 	if (m < n) {
 		memcpy(dst + i, "...", 3);
 		i += 3;

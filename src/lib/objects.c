@@ -89,7 +89,6 @@ static p11c_result rsa_pub(p11c_ctx *ctx, CK_OBJECT_HANDLE h, EVP_PKEY **out)
 	r = p11c_attr(ctx, h, CKA_PUBLIC_EXPONENT, &exp, &elen);
 	if (r != P11C_OK)
 		goto out;
-	r = P11C_ERR_CRYPTO;
 	n = BN_bin2bn(mod, (int)mlen, NULL);
 	e = BN_bin2bn(exp, (int)elen, NULL);
 	bld = OSSL_PARAM_BLD_new();
@@ -153,7 +152,6 @@ static p11c_result ec_pub(p11c_ctx *ctx, CK_OBJECT_HANDLE h, int edwards, EVP_PK
 	if (r != P11C_OK)
 		goto out;
 	q = ec_point(point, qlen, &rawlen);
-	r = P11C_ERR_CRYPTO;
 	if (edwards) {
 		/* CKA_EC_PARAMS: OID 1.3.101.112 or PrintableString "edwards25519" */
 		*out = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, q, rawlen);
@@ -291,7 +289,8 @@ p11c_result p11c_key_new(p11c_ctx *ctx, CK_OBJECT_HANDLE priv, p11c_key **out)
 		r = P11C_ERR_PKCS11;
 		goto out;
 	}
-	memcpy(k->id, v, len);
+	if (len > 0)
+		memcpy(k->id, v, len);
 	k->id_len = len;
 	r = p11c_pubkey_for_id(ctx, priv, k->id, k->id_len, &k->pub, &k->type);
 	if (r != P11C_OK)

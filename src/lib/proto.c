@@ -181,7 +181,7 @@ static void entry_str(const X509_NAME_ENTRY *e, char *buf, size_t len)
 	if (ul < 0)
 		ul = 0;
 	for (i = 0; i < (size_t)ul && i + 1 < sizeof val; i++)
-		val[i] = (u[i] < 0x20 || u[i] == 0x7f) ? '?' : (char)u[i];
+		val[i] = (char)((u[i] < 0x20 || u[i] == 0x7f) ? '?' : u[i]);
 	val[i] = '\0';
 	OPENSSL_free(u);
 	snprintf(buf, len, "%s=%s", type, val);

@@ -440,11 +440,8 @@ static char *gen_name_str(const GENERAL_NAME *g)
 			d = ASN1_STRING_get0_data(g->d.iPAddress);
 			n = ASN1_STRING_length(g->d.iPAddress);
 		}
-		if (d != NULL && n == 4 &&
-		    inet_ntop(AF_INET, d, ip, sizeof(ip)) != NULL)
-			ret = concat_own("IP:", str_dup(ip));
-		else if (d != NULL && n == 16 &&
-			 inet_ntop(AF_INET6, d, ip, sizeof(ip)) != NULL)
+		if (d != NULL && (n == 4 || n == 16) &&
+		    inet_ntop(n == 4 ? AF_INET : AF_INET6, d, ip, sizeof(ip)) != NULL)
 			ret = concat_own("IP:", str_dup(ip));
 		else {
 			hex = hex_str(d, n > 0 ? (size_t)n : 0, 0);

@@ -139,8 +139,16 @@ main(int argc, char **argv)
 	}
 	if (addr == NULL)
 		addr = "127.0.0.1:0";
-	if (maxc != NULL)
-		lim.max_connections = atoi(maxc);
+	if (maxc != NULL) {
+		char *end;
+		long v = strtol(maxc, &end, 10);
+
+		if (end == maxc || *end != '\0' || v < 1 || v > 100000) {
+			fprintf(stderr, "httpd_echo: bad HTTPD_ECHO_MAX_CONNECTIONS '%s'\n", maxc);
+			return 2;
+		}
+		lim.max_connections = (int)v;
+	}
 	if ((ctx = make_ctx(argv[1], argv[2], argc == 5 ? argv[4] : NULL)) == NULL) {
 		fprintf(stderr, "httpd_echo: TLS setup failed\n");
 		ERR_print_errors_fp(stderr);

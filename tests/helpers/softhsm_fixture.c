@@ -47,7 +47,7 @@ static int read_var(const char *envfile, const char *name, char *out, size_t len
 				end = v + strcspn(v, "\n");
 			*end = '\0';
 			if (strlen(v) < len) {
-				strcpy(out, v);
+				memcpy(out, v, strlen(v) + 1);
 				rc = 0;
 			}
 			break;

@@ -54,7 +54,7 @@ static void assert_unreadable(p11c_ctx *ctx, p11c_key *key)
 	CK_ATTRIBUTE_TYPE secret[] = { CKA_VALUE, CKA_PRIVATE_EXPONENT, CKA_PRIME_1 };
 	CK_BBOOL b;
 	CK_ATTRIBUTE a;
-	unsigned char buf[1024];
+	unsigned char buf[1024] = { 0 };
 	size_t i;
 
 	for (i = 0; i < sizeof secret / sizeof secret[0]; i++) {
