@@ -47,8 +47,8 @@ static const char usage[] =
 struct opts {
 	const char *dir;
 	struct ca_config flags;
-	int json, pending, all, lng, reason;
-	long days;
+	int json, pending, all, lng;
+	long reason, days;
 	const char *type, *out, *port_file, *ca_hostname;
 	const char *rdn[6]; /* C ST L O OU CN */
 	const char *hostnames[MAX_HOSTNAMES];
@@ -59,6 +59,22 @@ struct opts {
 
 enum { O_DIR = 256, O_JSON, O_PENDING, O_ALL, O_LONG, O_REASON, O_DAYS, O_TYPE, O_OUT, O_PORTFILE,
        O_HOSTNAME, O_CAHOST, O_C, O_ST, O_L, O_O, O_OU, O_CN, O_HELP, O_CONF = 1000 };
+
+/* A whole decimal number in [min, max], or a message naming the option. */
+static int num_opt(const char *name, const char *s, long min, long max, long *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < min || v > max) {
+		fprintf(stderr, "p11ca: %s '%s': expected a number from %ld to %ld\n", name, s, min, max);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
 
 static int parse(int argc, char **argv, struct opts *o)
 {
@@ -94,8 +110,18 @@ static int parse(int argc, char **argv, struct opts *o)
 		case O_PENDING: o->pending = 1; break;
 		case O_ALL: o->all = 1; break;
 		case O_LONG: o->lng = 1; break;
-		case O_REASON: o->reason = atoi(optarg); break;
-		case O_DAYS: o->days = strtol(optarg, NULL, 10); break;
+		case O_REASON:
+			/* RFC 5280 CRLReason: 0..10, 7 is unused */
+			if (num_opt("--reason", optarg, 0, 10, &o->reason) != 0 || o->reason == 7) {
+				fprintf(stderr, "p11ca: --reason '%s': not an RFC 5280 CRLReason code "
+					"(0-10 except 7)\n", optarg);
+				return -1;
+			}
+			break;
+		case O_DAYS:
+			if (num_opt("--days", optarg, 1, 36500, &o->days) != 0)
+				return -1;
+			break;
 		case O_TYPE: o->type = optarg; break;
 		case 'o':
 		case O_OUT: o->out = optarg; break;
@@ -629,7 +655,7 @@ static int cmd_revoke(struct opts *o, struct ca *ca)
 	for (i = 0; o->args[0][i]; i++)
 		serial[i] = (char)tolower((unsigned char)o->args[0][i]);
 	serial[i] = '\0';
-	sr = ca->so->cert_revoke(ca->st, serial, o->reason, time(NULL));
+	sr = ca->so->cert_revoke(ca->st, serial, (int)o->reason, time(NULL));
 	if (sr == STORE_NOT_FOUND) {
 		ca_err("no certificate with serial %s", serial);
 		return 66;
@@ -663,8 +689,8 @@ int main(int argc, char **argv)
 	}
 	need_key = strcmp(cmd, "serve") == 0 || strcmp(cmd, "sign") == 0 || strcmp(cmd, "refresh") == 0 ||
 		   strcmp(cmd, "crl") == 0;
-	if (strcmp(cmd, "serve") && strcmp(cmd, "list") && strcmp(cmd, "show") && strcmp(cmd, "sign") &&
-	    strcmp(cmd, "reject") && strcmp(cmd, "refresh") && strcmp(cmd, "revoke") && strcmp(cmd, "crl")) {
+	if (!need_key && strcmp(cmd, "list") != 0 && strcmp(cmd, "show") != 0 &&
+	    strcmp(cmd, "reject") != 0 && strcmp(cmd, "revoke") != 0) {
 		fprintf(stderr, "p11ca: unknown command '%s' (see p11ca --help)\n", cmd);
 		ca_config_free(&o.flags);
 		return 64;

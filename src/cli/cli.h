@@ -38,6 +38,11 @@ int cli_fail(struct cli *c, p11c_result r, const char *fmt, ...)
 /* After getopt_long returned '?' or ':'. */
 int cli_bad_option(struct cli *c, char **argv);
 int cli_usage(struct cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A whole decimal number in [lo, hi]: 0, or -1 (nothing printed). */
+int cli_parse_long(const char *s, long lo, long hi, long *out);
+/* The same for the value of option OPT: 0, or prints a usage error naming
+ * the option and the range and returns EX_USAGE. */
+int cli_num(struct cli *c, const char *opt, const char *s, long lo, long hi, long *out);
 /* The library handle, configured from the global options. */
 p11c_result cli_ctx(struct cli *c);
 /* Write to FILE atomically (or stdout when NULL or "-"). */

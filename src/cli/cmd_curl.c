@@ -136,8 +136,14 @@ int cmd_curl(struct cli *c, int argc, char **argv)
 		case 'o': outfile = optarg; break;
 		case 'i': include = 1; break;
 		case 'f': fail = 1; break;
-		case 'T': connect_to = strtol(optarg, NULL, 10); break;
-		case 'm': max_time = strtol(optarg, NULL, 10); break;
+		case 'T':
+			if ((rc = cli_num(c, "--connect-timeout", optarg, 1, 86400, &connect_to)) != 0)
+				goto out;
+			break;
+		case 'm':
+			if ((rc = cli_num(c, "--max-time", optarg, 1, 86400, &max_time)) != 0)
+				goto out;
+			break;
 		case '2': tls_min = CURL_SSLVERSION_TLSv1_2; break;
 		case '3': tls_min = CURL_SSLVERSION_TLSv1_3; break;
 		case 'M':

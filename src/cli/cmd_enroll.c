@@ -178,7 +178,10 @@ int cmd_enroll_caramel(struct cli *c, int argc, char **argv)
 		case 'c': ca_file = optarg; break;
 		case 't': type = optarg; break;
 		case '1': once = 1; break;
-		case 'T': timeout = strtol(optarg, NULL, 10); break;
+		case 'T':
+			if (cli_num(c, "--timeout", optarg, 0, 31536000, &timeout) != 0)
+				return EX_USAGE;
+			break;
 		default: return cli_bad_option(c, argv);
 		}
 	}
@@ -502,6 +505,7 @@ int cmd_enroll_token(struct cli *c, int argc, char **argv)
 	const char *host = NULL, *tfile = NULL, *dn_s = NULL, *uri = NULL, *dir = ".", *type = "rsa:2048";
 	const char *san_s[32];
 	int nsans = 0, port = 9443, ch, rc = EX_FAIL, created = 0;
+	long lport;
 	long timeout = 30;
 	char hostname[256], dnbuf[300], err[256], *key_uri = NULL, *cfg = NULL, *trust = NULL, *cfgp = NULL;
 	unsigned char *tok = NULL;
@@ -518,7 +522,11 @@ int cmd_enroll_token(struct cli *c, int argc, char **argv)
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'h': host = optarg; break;
-		case 'p': port = atoi(optarg); break;
+		case 'p':
+			if ((rc = cli_num(c, "--port", optarg, 1, 65535, &lport)) != 0)
+				goto out;
+			port = (int)lport;
+			break;
 		case 'f': tfile = optarg; break;
 		case 'n': dn_s = optarg; break;
 		case 's':
@@ -533,7 +541,10 @@ int cmd_enroll_token(struct cli *c, int argc, char **argv)
 		case 'k': uri = optarg; break;
 		case 'd': dir = optarg; break;
 		case 't': type = optarg; break;
-		case 'T': timeout = strtol(optarg, NULL, 10); break;
+		case 'T':
+			if ((rc = cli_num(c, "--timeout", optarg, 1, 3600, &timeout)) != 0)
+				goto out;
+			break;
 		default: rc = cli_bad_option(c, argv); goto out;
 		}
 	}

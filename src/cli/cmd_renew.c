@@ -379,7 +379,10 @@ int cmd_renew(struct cli *c, int argc, char **argv)
 		case 'i': id = optarg; break;
 		case 'r': rekey = 1; break;
 		case 'x': hook = optarg; break;
-		case 'j': jitter = strtol(optarg, NULL, 10); break;
+		case 'j':
+			if (cli_num(c, "--jitter", optarg, 0, 86400, &jitter) != 0)
+				return EX_USAGE;
+			break;
 		default: return cli_bad_option(c, argv);
 		}
 	}

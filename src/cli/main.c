@@ -131,6 +131,26 @@ int cli_usage(struct cli *c, const char *fmt, ...)
 	return EX_USAGE;
 }
 
+int cli_parse_long(const char *s, long lo, long hi, long *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int cli_num(struct cli *c, const char *opt, const char *s, long lo, long hi, long *out)
+{
+	if (cli_parse_long(s, lo, hi, out) == 0)
+		return 0;
+	return cli_usage(c, "%s '%s': expected a number from %ld to %ld", opt, s, lo, hi);
+}
+
 /* No-echo prompt on the controlling terminal, only when stdin is one. */
 static int tty_pin(const char *prompt, char *buf, size_t size, void *userdata)
 {
