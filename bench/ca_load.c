@@ -33,7 +33,8 @@
  *   of one core: client_cpu of this process; with --server-pid also
  *   server_cpu of that process, other_cpu of everything else on the
  *   machine (from /proc/stat: a busy neighbour shows here), and the
- *   server's VmRSS in kB at the start and the end of the timed part)
+ *   server's VmRSS in kB at the start and the end of the timed part, its
+ *   highest VmRSS sampled every 20 ms during it, and its VmHWM at the end)
  * Exit 0 when the run completed (errors are counted, not fatal), 1 when it
  * could not start, 64 on usage errors.
  *
@@ -96,6 +97,7 @@ struct shared {
 	struct timespec deadline;
 	atomic_int err_lines;
 	atomic_int setup_failed;
+	atomic_int finished;	/* workers done with the timed part */
 };
 
 struct worker {
@@ -402,8 +404,10 @@ static void *worker_main(void *arg)
 	rc = pthread_barrier_wait(&sh->ready);	/* main sets the deadline */
 	(void)rc;
 	rc = pthread_barrier_wait(&sh->ready);
-	if (atomic_load(&sh->setup_failed))
+	if (atomic_load(&sh->setup_failed)) {
+		atomic_fetch_add(&sh->finished, 1);
 		return NULL;
+	}
 	while (!past(&sh->deadline)) {
 		if (w->next == w->ncsr) {
 			/* out of CSRs: make more, outside any enrollment's time
@@ -416,6 +420,7 @@ static void *worker_main(void *arg)
 		}
 		enroll(w, &w->csrs[w->next++]);
 	}
+	atomic_fetch_add(&sh->finished, 1);
 	return NULL;
 }
 
@@ -482,6 +487,29 @@ static void take_sample(long pid, struct sample *s)
 	}
 }
 
+/* VmRSS / VmHWM (kB) of pid, -1 when unknown */
+static long vm_kb(long pid, const char *field)
+{
+	char path[64], buf[256];
+	size_t fl = strlen(field);
+	long v = -1;
+	FILE *fp;
+
+	if (pid <= 0)
+		return -1;
+	snprintf(path, sizeof path, "/proc/%ld/status", pid);
+	if ((fp = fopen(path, "r")) == NULL)
+		return -1;
+	while (fgets(buf, sizeof buf, fp) != NULL) {
+		if (strncmp(buf, field, fl) == 0 && buf[fl] == ':') {
+			v = strtol(buf + fl + 1, NULL, 10);
+			break;
+		}
+	}
+	fclose(fp);
+	return v;
+}
+
 /* ---- main ---------------------------------------------------------------- */
 
 static int loopback_url(const char *url)
@@ -541,7 +569,7 @@ int main(int argc, char **argv)
 	struct sample s0, s1;
 	double t0, elapsed, *all, rate, pc_self, pc_server, pc_other;
 	size_t total_lat = 0, k;
-	long enr = 0, errs = 0, refills = 0;
+	long enr = 0, errs = 0, refills = 0, rss_peak = -1;
 	int i;
 
 	for (i = 1; i < argc; i++) {
@@ -626,6 +654,16 @@ int main(int argc, char **argv)
 		sh.deadline.tv_nsec -= 1000000000L;
 	}
 	pthread_barrier_wait(&sh.ready);	/* go */
+	/* the server's peak VmRSS during the run: sampled every 20 ms */
+	rss_peak = s0.server_rss_kb;
+	while (o.server_pid > 0 && atomic_load(&sh.finished) < o.clients) {
+		long v = vm_kb(o.server_pid, "VmRSS");
+		struct timespec ts = { 0, 20 * 1000 * 1000 };
+
+		if (v > rss_peak)
+			rss_peak = v;
+		nanosleep(&ts, NULL);
+	}
 	for (i = 0; i < o.clients; i++)
 		pthread_join(w[i].th, NULL);
 	elapsed = now_s() - t0;
@@ -657,8 +695,10 @@ int main(int argc, char **argv)
 	       o.mode == MODE_REUSE ? "reuse" : o.mode == MODE_PER_ENROLLMENT ? "no-reuse" : "conn-per-request",
 	       o.rsa ? "rsa" : "ec", elapsed, refills, pc_self);
 	if (o.server_pid > 0)
-		printf(" server_cpu=%.0f other_cpu=%.0f server_rss_start_kb=%ld server_rss_end_kb=%ld", pc_server,
-		       pc_other < 0 ? 0 : pc_other, s0.server_rss_kb, s1.server_rss_kb);
+		printf(" server_cpu=%.0f other_cpu=%.0f server_rss_start_kb=%ld server_rss_end_kb=%ld"
+		       " server_rss_peak_kb=%ld server_hwm_kb=%ld", pc_server,
+		       pc_other < 0 ? 0 : pc_other, s0.server_rss_kb, s1.server_rss_kb,
+		       rss_peak > s1.server_rss_kb ? rss_peak : s1.server_rss_kb, vm_kb(o.server_pid, "VmHWM"));
 	printf("\n");
 	if (refills > 0)
 		fprintf(stderr, "%s: warning: %ld CSR pool refill(s) during the run; raise --rate-hint\n", prog,

@@ -85,8 +85,11 @@ static int write_x509(struct cli *c, const char *path, X509 *x, unsigned mode)
 	return rc;
 }
 
-/* The key named by URI, generated when missing. */
-static p11c_result key_for(struct cli *c, const char *uri, const char *type, p11c_key **key, int *created)
+/* The key named by URI, generated when missing.  own_uri: URI is our
+ * "pkcs11:object=LABEL", so the failed lookup has just searched exactly what
+ * keygen's label check would search again: skip that second search. */
+static p11c_result key_for(struct cli *c, const char *uri, const char *type, p11c_key **key, int *created,
+			   int own_uri)
 {
 	p11c_key_type kt;
 	p11c_result r;
@@ -99,7 +102,7 @@ static p11c_result key_for(struct cli *c, const char *uri, const char *type, p11
 		fprintf(stderr, "p11cert: %s: unknown key type '%s'\n", c->cmd, type);
 		return P11C_ERR_ARG;
 	}
-	r = p11c_keygen(c->ctx, uri, kt, 0, key);
+	r = p11c_keygen(c->ctx, uri, kt, own_uri ? P11C_KEYGEN_FORCE : 0, key);
 	if (r == P11C_OK) {
 		*created = 1;
 		if (!c->quiet)
@@ -242,7 +245,7 @@ int cmd_enroll_caramel(struct cli *c, int argc, char **argv)
 		}
 	}
 	/* the key: reused, or made in the token */
-	r = key_for(c, uri, type, &key, &created);
+	r = key_for(c, uri, type, &key, &created, uri == key_uri);
 	if (r != P11C_OK)
 		FAIL(cli_fail(c, r, "token key '%s'", uri));
 	/* the CSR: the one we posted before, if it is still for this key, so
@@ -272,8 +275,8 @@ int cmd_enroll_caramel(struct cli *c, int argc, char **argv)
 	}
 	p11c_sha256_hex(csr, csr_len, sha);
 	/* a usable certificate for the key: present it (mTLS), and ask only
-	 * for a newer one */
-	if (p11c_cert_get(c->ctx, key, &mine) == P11C_OK &&
+	 * for a newer one.  A key generated in this run has none: no search */
+	if (!created && p11c_cert_get(c->ctx, key, &mine) == P11C_OK &&
 	    (!valid_now(mine) || p11c_caramel_check(c->ctx, mine, key, ca, id) != P11C_OK)) {
 		X509_free(mine);
 		mine = NULL;
@@ -576,7 +579,7 @@ int cmd_enroll_token(struct cli *c, int argc, char **argv)
 	if ((rc = read_token(c, tfile, &tok, &tok_len)) != 0)
 		goto out;
 	rc = EX_FAIL;
-	if ((r = cli_ctx(c)) != P11C_OK || (r = key_for(c, uri, type, &key, &created)) != P11C_OK) {
+	if ((r = cli_ctx(c)) != P11C_OK || (r = key_for(c, uri, type, &key, &created, uri == key_uri)) != P11C_OK) {
 		rc = cli_fail(c, r, "token key '%s'", uri);
 		goto out;
 	}
