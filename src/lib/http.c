@@ -140,6 +140,59 @@ static CURLcode on_ssl_ctx(CURL *curl, void *sslctx, void *ud)
 	return CURLE_OK;
 }
 
+void p11c_http_release(p11c_ctx *ctx)
+{
+	if (ctx->http != NULL)
+		curl_easy_cleanup(ctx->http);
+	ctx->http = NULL;
+	X509_free(ctx->http_cert);
+	ctx->http_cert = NULL;
+	free(ctx->http_trust);
+	ctx->http_trust = NULL;
+}
+
+/* The handle for this request: the kept one when its connections were
+ * made with the same trust and client certificate (curl_easy_reset keeps
+ * live connections), else a new one, kept for the next request.  The
+ * bootstrap gets a handle of its own every time: its check runs in the
+ * handshake and reports the peer's certificate. */
+static CURL *handle_for(p11c_ctx *ctx, const struct p11c_http *h, int *owned)
+{
+	X509 *cert = h->client_key != NULL ? h->client_cert : NULL;
+	char *trust = NULL;
+	CURL *c;
+
+	*owned = 1;
+	if (h->bootstrap)
+		return curl_easy_init();
+	if (asprintf(&trust, "%s%s", h->ca_pem != NULL ? "P" : h->ca_file != NULL ? "F" : "S",
+		     h->ca_pem != NULL ? h->ca_pem : h->ca_file != NULL ? h->ca_file : "") < 0)
+		return NULL;
+	if (ctx->http != NULL && strcmp(ctx->http_trust, trust) == 0 &&
+	    ((cert == NULL && ctx->http_cert == NULL) ||
+	     (cert != NULL && ctx->http_cert != NULL && X509_cmp(cert, ctx->http_cert) == 0))) {
+		free(trust);
+		curl_easy_reset(ctx->http);
+		*owned = 0;
+		return ctx->http;
+	}
+	p11c_http_release(ctx);
+	if ((c = curl_easy_init()) == NULL) {
+		free(trust);
+		return NULL;
+	}
+	if (cert != NULL && !X509_up_ref(cert)) {
+		curl_easy_cleanup(c);
+		free(trust);
+		return NULL;
+	}
+	ctx->http = c;
+	ctx->http_cert = cert;
+	ctx->http_trust = trust;
+	*owned = 0;
+	return c;
+}
+
 p11c_result p11c_http_do(p11c_ctx *ctx, struct p11c_http *h)
 {
 	CURL *c = NULL;
@@ -150,13 +203,14 @@ p11c_result p11c_http_do(p11c_ctx *ctx, struct p11c_http *h)
 	CURLcode cc;
 	p11c_result r = P11C_ERR_NETWORK;
 	char *ct = NULL;
+	int owned = 1;
 
 	memset(&x, 0, sizeof x);
 	x.h = h;
 	h->status = 0;
 	h->err[0] = '\0';
 	pthread_once(&curl_once, curl_init);
-	if (curl_init_rc != CURLE_OK || (c = curl_easy_init()) == NULL) {
+	if (curl_init_rc != CURLE_OK || (c = handle_for(ctx, h, &owned)) == NULL) {
 		snprintf(h->err, sizeof h->err, "libcurl could not start");
 		r = P11C_ERR_NOMEM;
 		goto out;
@@ -231,6 +285,10 @@ p11c_result p11c_http_do(p11c_ctx *ctx, struct p11c_http *h)
 		}
 		p11c_detail(ctx, "%s", h->err);
 		ERR_clear_error();
+		if (!owned) {
+			p11c_http_release(ctx); /* nothing of a failed connection is kept */
+			c = NULL;
+		}
 		goto out;
 	}
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &h->status);
@@ -246,8 +304,10 @@ p11c_result p11c_http_do(p11c_ctx *ctx, struct p11c_http *h)
 	r = P11C_OK;
 out:
 	curl_slist_free_all(hdrs);
-	if (c != NULL)
+	if (c != NULL && owned)
 		curl_easy_cleanup(c);
+	else if (c != NULL)
+		curl_easy_reset(c); /* drop pointers to this call's buffers; connections stay */
 	return r;
 }
 

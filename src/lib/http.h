@@ -44,6 +44,8 @@ struct p11c_http {
  * P11C_ERR_NETWORK / P11C_ERR_TLS / P11C_ERR_PROTOCOL with h->err and the
  * ctx detail set otherwise. */
 P11C_HIDDEN p11c_result p11c_http_do(p11c_ctx *ctx, struct p11c_http *h);
+/* Close the connection kept for the next request (p11c_ctx_free does). */
+P11C_HIDDEN void p11c_http_release(p11c_ctx *ctx);
 /* Free the response fields; the request fields are borrowed. */
 P11C_HIDDEN void p11c_http_clear(struct p11c_http *h);
 

@@ -49,6 +49,13 @@ struct p11c_ctx {
 	PKCS11_SLOT *slots;
 	unsigned int nslots;
 	PKCS11_SLOT *slot;
+
+	/* HTTPS (http.c): one libcurl handle kept for the requests of a run,
+	 * so they share a connection.  Reused only for the same trust and the
+	 * same client certificate; never for the shared-token bootstrap. */
+	void *http;                 /* CURL * */
+	X509 *http_cert;            /* the client certificate it presents */
+	char *http_trust;           /* "F" + ca_file, "P" + ca_pem, or "S" */
 };
 
 struct p11c_key {

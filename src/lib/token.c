@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http.h"
 #include "internal.h"
 
 p11c_result p11c_ctx_new(p11c_ctx **out)
@@ -421,6 +422,8 @@ void p11c_ctx_free(p11c_ctx **pctx)
 		return;
 	ctx = *pctx;
 	*pctx = NULL;
+	/* first: a kept TLS connection may hold the token key */
+	p11c_http_release(ctx);
 	if (ctx->f != NULL && ctx->session != CK_INVALID_HANDLE) {
 		/* logging out ends the login for libp11's sessions too */
 		if (ctx->logged_in)

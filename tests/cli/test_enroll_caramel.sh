@@ -279,3 +279,9 @@ assert len(k) == 1 and k[0]['key'] == 'EC P-256', k
 assert k[0]['sensitive'] is True and k[0]['extractable'] is False, k
 "
 pass "EC P-256 key with a UUID id: autosigned, exit 0 with --once (CARAMEL_CERT_DIR honoured)"
+# one run, one TLS connection: the requests for this CSR all came from the
+# same client port (p11ca logs the peer address of each request)
+grep -E "\"(GET|POST) /$SHA\" " "$SRV_LOG" | awk '{print $2}' >"$T/e.peers"
+[ "$(wc -l <"$T/e.peers")" -ge 2 ] || fail "fewer than 2 requests for $SHA: $(cat "$T/e.peers")"
+[ "$(sort -u "$T/e.peers" | wc -l)" = 1 ] || fail "requests of one run used several connections: $(tr '\n' ' ' <"$T/e.peers")"
+pass "the run's $(wc -l <"$T/e.peers") requests shared one TLS connection"
