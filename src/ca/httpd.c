@@ -584,7 +584,11 @@ req_gencb(struct evhttp_request *ev, void *arg)
 		httpd_reply(&r, 500, NULL, NULL, NULL, 0);
 	}
 out:
-	evhttp_uri_free(uri);
+	/* libevent 2.1's evhttp_uri_free does not accept NULL: uri is NULL
+	 * after a target evhttp's lenient request-line parse let through but
+	 * evhttp_uri_parse refuses ("GET /a{b"), which crashed p11ca */
+	if (uri != NULL)
+		evhttp_uri_free(uri);
 	free(r.path);
 	/* Bodies may carry enrollment secrets. */
 	if (r.body != NULL)
