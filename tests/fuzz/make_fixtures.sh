@@ -54,6 +54,11 @@ openssl req -new -key client.key -subj "/OU=OTHER/CN=host9" -out token_bad_dn.cs
 openssl req -new -key client.key -subj "/OU=NIFI/CN=host4" \
 	-addext "subjectAltName=DNS:host4,DNS:evil.example.org" -out token_bad_san.csr
 openssl req -new -key client.key -subj "/C=SE/O=Example/CN=$uuid" -outform DER -out caramel_uuid.der
+# 40 characters (OpenSSL's limit is 64 characters), 80 bytes (ours is 64 bytes)
+openssl req -new -utf8 -key client.key -subj "/C=SE/O=Example/CN=$(printf '\303\251%.0s' $(seq 40))" -out bad_cn_long.csr
+openssl req -new -key client.key -subj "/C=SE/O=Example/OU=no common name" -out bad_no_cn.csr
+openssl req -new -key p521.key -subj "/OU=NIFI/CN=host5" -addext "subjectAltName=DNS:host5" -out token_bad_key.csr
+openssl req -new -key client.key -subj "/OU= NIFI /CN=a = b" -out token_spaces.csr
 
 # a certificate for client.key, as p11ca would answer
 openssl x509 -req -in caramel_uuid.csr -CA ca.crt -CAkey ca.key -set_serial 0x4a0b0c0d0e0f10111213141516171819 \
@@ -83,7 +88,7 @@ cstr() { # file -> C string literal lines
 c=$here/corpus
 mkdir -p "$c/server" "$c/csr" "$c/answers"
 
-for f in caramel_uuid caramel_host caramel_rsa caramel_p384 bad_p521 bad_ed bad_subject bad_san token_host token_bc token_bad_dn token_bad_san; do
+for f in caramel_uuid caramel_host caramel_rsa caramel_p384 bad_p521 bad_ed bad_subject bad_san token_host token_bc token_bad_dn token_bad_san token_bad_key bad_cn_long bad_no_cn; do
 	cp $f.csr "$c/csr/$f.pem"
 done
 cp caramel_uuid.der "$c/csr/caramel_uuid.der"
@@ -125,17 +130,21 @@ req POST /@SHA@ -- caramel_uuid.csr > "$s/post_no_length_411"
 req POST /0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef "Content-Length: @CL@" -- caramel_uuid.csr > "$s/post_sha_mismatch"
 sed 's/$/\r/' caramel_uuid.csr > crlf.csr
 req POST /@SHA@ "Content-Length: @CL@" -- crlf.csr > "$s/post_not_canonical"
-for f in bad_p521 bad_ed bad_subject bad_san; do
+for f in bad_p521 bad_ed bad_subject bad_san bad_cn_long bad_no_cn; do
 	req POST /@SHA@ "Content-Length: @CL@" -- $f.csr > "$s/post_$f"
 done
 tokbody token_host.csr > tok1.json
 tokbody token_bc.csr > tok2.json
 tokbody token_bad_dn.csr > tok3.json
 tokbody token_bad_san.csr > tok4.json
+tokbody token_bad_key.csr > tok5.json
+tokbody token_spaces.csr > tok6.json
 req POST / "Content-Type: application/json" "Content-Length: @CL@" -- tok1.json > "$s/token_ok"
 req POST / "@listener: token" "Content-Length: @CL@" -- tok2.json > "$s/token_bc_order"
 req POST /anything "@listener: token" -- tok3.json > "$s/token_bad_dn"
 req POST / -- tok4.json > "$s/token_bad_san"
+req POST / "@peer: [2001:db8:1111:2222:3333:4444:5555:6666:7777:8888:9999:aaaa:bbbb:cccc]:1" -- tok5.json > "$s/token_bad_key"
+req POST / -- tok6.json > "$s/token_dn_spaces"
 sed 's/@HMAC@/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=/' tok1.json > tokwrong.json
 { for i in 1 2 3; do req POST / "@peer: 198.51.100.4:5000" -- tokwrong.json; next; done
   req POST / "@peer: 198.51.100.4:5001" -- tokwrong.json; } > "$s/token_wrong_hmac"
