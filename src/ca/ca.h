@@ -39,6 +39,10 @@ void ca_config_free(struct ca_config *c);
  * bad value (err says which). */
 int ca_config_set(struct ca_config *c, const char *name, const char *value, char *err,
 		  size_t errlen);
+/* Settings from the text of a p11ca.conf ("name = value" lines, '#'
+ * comments; at most 64 KiB; name is the file's name for messages). */
+int ca_config_parse(struct ca_config *c, const char *text, size_t len, const char *name, char *err,
+		    size_t errlen);
 /* Read DIR/p11ca.conf (missing file is fine), then P11CA_* variables. */
 int ca_config_load(struct ca_config *c, const char *dir, char *err, size_t errlen);
 /* Write the non-default settings to DIR/p11ca.conf atomically. */

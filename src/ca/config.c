@@ -159,36 +159,62 @@ static char *trim(char *s)
 	return s;
 }
 
+int ca_config_parse(struct ca_config *c, const char *text, size_t len, const char *name, char *err,
+		    size_t errlen)
+{
+	char *buf = NULL, *line, *save = NULL;
+	int lineno = 0, rc = -1;
+
+	if (len > CONF_MAX) {
+		snprintf(err, errlen, "%s: larger than %d bytes", name, CONF_MAX);
+		return -1;
+	}
+	/* a copy to cut into lines; like the file read, it ends at a NUL */
+	if ((buf = malloc(len + 1)) == NULL) {
+		snprintf(err, errlen, "%s: out of memory", name);
+		return -1;
+	}
+	if (len > 0)
+		memcpy(buf, text, len);
+	buf[len] = '\0';
+	for (line = strtok_r(buf, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+		char *eq, *k, *v, e2[200];
+
+		lineno++;
+		line = trim(line);
+		if (*line == '\0' || *line == '#')
+			continue;
+		eq = strchr(line, '=');
+		if (eq == NULL) {
+			snprintf(err, errlen, "%s line %d: expected 'name = value'", name, lineno);
+			goto out;
+		}
+		*eq = '\0';
+		k = trim(line);
+		v = trim(eq + 1);
+		if (ca_config_set(c, k, v, e2, sizeof e2) != 0) {
+			snprintf(err, errlen, "%s line %d: %s", name, lineno, e2);
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	free(buf);
+	return rc;
+}
+
 int ca_config_load(struct ca_config *c, const char *dir, char *err, size_t errlen)
 {
-	char *path = ca_path(dir, CA_CONFIG_FILE), *buf = NULL, *line, *save = NULL;
+	char *path = ca_path(dir, CA_CONFIG_FILE), *buf = NULL;
 	size_t len = 0;
-	int lineno = 0, rc = -1;
+	int rc = -1;
 	const char *const *n;
 
 	if (path == NULL)
 		return -1;
 	if (ca_read_file(path, CONF_MAX, &buf, &len) == 0) {
-		for (line = strtok_r(buf, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
-			char *eq, *k, *v, e2[200];
-
-			lineno++;
-			line = trim(line);
-			if (*line == '\0' || *line == '#')
-				continue;
-			eq = strchr(line, '=');
-			if (eq == NULL) {
-				snprintf(err, errlen, "%s line %d: expected 'name = value'", path, lineno);
-				goto out;
-			}
-			*eq = '\0';
-			k = trim(line);
-			v = trim(eq + 1);
-			if (ca_config_set(c, k, v, e2, sizeof e2) != 0) {
-				snprintf(err, errlen, "%s line %d: %s", path, lineno, e2);
-				goto out;
-			}
-		}
+		if (ca_config_parse(c, buf, len, path, err, errlen) != 0)
+			goto out;
 	} else if (errno != ENOENT) {
 		snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
 		goto out;

@@ -41,6 +41,7 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -49,6 +50,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 
 #include <openssl/crypto.h>
@@ -108,8 +110,10 @@ struct httpd {
 };
 
 struct httpd_req {
-	httpd *h;
-	struct evhttp_request *ev;
+	httpd *h;		/* NULL for an in-memory request */
+	struct evhttp_request *ev;	/* NULL for an in-memory request */
+	struct evkeyvalq *in_headers;
+	struct evkeyvalq *out_headers;
 	int tag;
 	const char *method;
 	const char *target;	/* raw request-target, for the log */
@@ -122,6 +126,17 @@ struct httpd_req {
 	char peer[INET6_ADDRSTRLEN + 8];
 	char protocol[32];
 	char detail[160];
+	struct mem_req *mem;	/* httpd_req_mem_new: what the reply captured */
+};
+
+/* An in-memory request owns its inputs and captures the reply. */
+struct mem_req {
+	char *target;
+	struct evkeyvalq in;
+	struct evkeyvalq out;
+	int status;
+	unsigned char *reply;
+	size_t reply_len;
 };
 
 static void set_err(httpd *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -384,11 +399,28 @@ log_request(httpd_req *r, int status, size_t bytes)
 	log_escape(path, sizeof(path), r->path != NULL ? r->path : r->target, 0);
 	log_escape(proto, sizeof(proto), r->protocol, 0);
 	log_escape(detail, sizeof(detail), r->detail, 1);
+	if (h == NULL)
+		return;	/* in-memory request: the line is made, not written */
 	if (h->logger != NULL)
 		h->logger(r->peer, r->method, path, status, bytes, proto, detail, h->lud);
 	else
 		fprintf(stderr, "p11ca: %s \"%s %s\" %d %zu %s %s\n", r->peer, r->method,
 			path, status, bytes, proto, detail);
+}
+
+/* The reply body into evhttp's output buffer, or the in-memory copy. */
+static int
+mem_or_ev_add(httpd_req *r, struct evbuffer *ob, const void *body, size_t len)
+{
+	if (r->mem == NULL)
+		return evbuffer_add(ob, body, len);
+	free(r->mem->reply);
+	if ((r->mem->reply = malloc(len + 1)) == NULL)
+		return -1;
+	memcpy(r->mem->reply, body, len);
+	r->mem->reply[len] = '\0';
+	r->mem->reply_len = len;
+	return 0;
 }
 
 void
@@ -408,8 +440,8 @@ httpd_reply(httpd_req *r, int status, const char *content_type,
 		return;
 	}
 	r->replied = 1;
-	oh = evhttp_request_get_output_headers(r->ev);
-	ob = evhttp_request_get_output_buffer(r->ev);
+	oh = r->out_headers;
+	ob = r->ev != NULL ? evhttp_request_get_output_buffer(r->ev) : NULL;
 	if (status < 200 || status > 599) {
 		httpd_req_note(r, NULL, "invalid status from handler");
 		goto fail;
@@ -434,7 +466,7 @@ httpd_reply(httpd_req *r, int status, const char *content_type,
 			goto bad_header;
 		len = 0;
 	}
-	if (len > 0 && (body == NULL || evbuffer_add(ob, body, len) != 0)) {
+	if (len > 0 && (body == NULL || mem_or_ev_add(r, ob, body, len) != 0)) {
 		httpd_req_note(r, NULL, "cannot buffer the reply body");
 		goto fail;
 	}
@@ -443,10 +475,21 @@ bad_header:
 	httpd_req_note(r, NULL, "invalid reply header");
 fail:
 	evhttp_clear_headers(oh);
-	evbuffer_drain(ob, evbuffer_get_length(ob));
+	if (ob != NULL)
+		evbuffer_drain(ob, evbuffer_get_length(ob));
+	if (r->mem != NULL) {
+		free(r->mem->reply);
+		r->mem->reply = NULL;
+		r->mem->reply_len = 0;
+	}
 	status = 500;
 	len = 0;
 send:
+	if (r->mem != NULL) {
+		r->mem->status = status;
+		log_request(r, status, len);
+		return;
+	}
 	if (r->h->stopping)
 		evhttp_add_header(oh, "Connection", "close");
 	/* evhttp adds Date, and Content-Length except for HEAD, 204 and 304. */
@@ -463,6 +506,47 @@ httpd_req_note(httpd_req *r, const char *protocol, const char *detail)
 		snprintf(r->protocol, sizeof(r->protocol), "%s", protocol);
 	if (detail != NULL)
 		snprintf(r->detail, sizeof(r->detail), "%s", detail);
+}
+
+/*
+ * Request-target: origin-form or absolute-form (RFC 9112 s3.2) into
+ * r->path, decoded.  0, or the status to answer with (why set).  evhttp
+ * parsed the request line leniently (EVHTTP_URI_NONCONFORMANT), so a
+ * target like "/a{b" gets here and fails the strict parse.
+ */
+static int
+parse_target(httpd_req *r, const char **why)
+{
+	struct evhttp_uri *uri = NULL;
+	const char *raw;
+	size_t plen = 0;
+	int status = 0;
+
+	if (r->target == NULL || (uri = evhttp_uri_parse(r->target)) == NULL ||
+	    (raw = evhttp_uri_get_path(uri)) == NULL) {
+		*why = "unparsable request-target";
+		status = 400;
+		goto out;
+	}
+	if (*raw == '\0')
+		raw = "/";
+	if ((r->path = evhttp_uridecode(raw, 0, &plen)) == NULL) {
+		*why = "out of memory";
+		status = 500;
+		goto out;
+	}
+	if (r->path[0] != '/' || strlen(r->path) != plen) {
+		free(r->path);
+		r->path = NULL;
+		*why = "bad path";
+		status = 400;
+		goto out;
+	}
+out:
+	/* libevent 2.1's evhttp_uri_free does not accept NULL */
+	if (uri != NULL)
+		evhttp_uri_free(uri);
+	return status;
 }
 
 /* Reply before the handler saw the request. */
@@ -490,17 +574,19 @@ req_gencb(struct evhttp_request *ev, void *arg)
 	struct bufferevent *bev = NULL;
 	SSL *ssl = NULL;
 	struct conn *c = NULL;
-	struct evhttp_uri *uri = NULL;
 	struct evbuffer *in;
-	const char *raw;
+	const char *why = NULL;
 	char *addr = NULL;
 	ev_uint16_t port = 0;
-	size_t plen = 0, n;
+	size_t n;
+	int status;
 	X509 *pc;
 
 	memset(&r, 0, sizeof(r));
 	r.h = h;
 	r.ev = ev;
+	r.in_headers = evhttp_request_get_input_headers(ev);
+	r.out_headers = evhttp_request_get_output_headers(ev);
 	r.tag = l->tag;
 	r.method = method_name(evhttp_request_get_command(ev));
 	r.target = evhttp_request_get_uri(ev);
@@ -533,25 +619,11 @@ req_gencb(struct evhttp_request *ev, void *arg)
 		evhttp_request_set_on_complete_cb(ev, req_complete_cb, c);
 	}
 
-	/* Request-target: origin-form or absolute-form (RFC 9112 s3.2). */
-	if (r.target == NULL || (uri = evhttp_uri_parse(r.target)) == NULL ||
-	    (raw = evhttp_uri_get_path(uri)) == NULL) {
-		reply_early(&r, 400, "unparsable request-target");
+	if ((status = parse_target(&r, &why)) != 0) {
+		reply_early(&r, status, why);
 		goto out;
 	}
-	if (*raw == '\0')
-		raw = "/";
-	if ((r.path = evhttp_uridecode(raw, 0, &plen)) == NULL) {
-		reply_early(&r, 500, "out of memory");
-		goto out;
-	}
-	if (r.path[0] != '/' || strlen(r.path) != plen) {
-		free(r.path);
-		r.path = NULL;
-		reply_early(&r, 400, "bad path");
-		goto out;
-	}
-	r.host = evhttp_find_header(evhttp_request_get_input_headers(ev), "Host");
+	r.host = evhttp_find_header(r.in_headers, "Host");
 
 	/* evhttp enforced max_body already; the copy is bounded regardless. */
 	in = evhttp_request_get_input_buffer(ev);
@@ -584,7 +656,6 @@ req_gencb(struct evhttp_request *ev, void *arg)
 		httpd_reply(&r, 500, NULL, NULL, NULL, 0);
 	}
 out:
-	evhttp_uri_free(uri);
 	free(r.path);
 	/* Bodies may carry enrollment secrets. */
 	if (r.body != NULL)
@@ -605,7 +676,7 @@ httpd_req_header(const httpd_req *r, const char *name)
 	if (name == NULL)
 		return NULL;
 	/* case-insensitive, first occurrence */
-	return evhttp_find_header(evhttp_request_get_input_headers(r->ev), name);
+	return evhttp_find_header(r->in_headers, name);
 }
 
 const unsigned char *
@@ -614,6 +685,119 @@ httpd_req_body(const httpd_req *r, size_t *len)
 	if (len != NULL)
 		*len = r->body_len;
 	return r->body;
+}
+
+/* ---- in-memory requests ---- */
+
+static const char *const known_methods[] = {
+	"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE", "CONNECT", "PATCH", NULL,
+};
+
+httpd_req *
+httpd_req_mem_new(const char *method, const char *target, const char *const *headers,
+		  const void *body, size_t len, const char *peer, int tag)
+{
+	httpd_req *r = NULL, *ret = NULL;
+	const char *why = NULL;
+	size_t i;
+	int status;
+
+	if (method == NULL || target == NULL)
+		return NULL;
+	for (i = 0; known_methods[i] != NULL && strcmp(known_methods[i], method) != 0; i++)
+		;
+	if (known_methods[i] == NULL)
+		return NULL;	/* evhttp answers 405/400 before any handler */
+	if ((r = calloc(1, sizeof(*r))) == NULL || (r->mem = calloc(1, sizeof(*r->mem))) == NULL)
+		goto out;
+	TAILQ_INIT(&r->mem->in);
+	TAILQ_INIT(&r->mem->out);
+	r->in_headers = &r->mem->in;
+	r->out_headers = &r->mem->out;
+	r->tag = tag;
+	r->method = known_methods[i];
+	if ((r->mem->target = strdup(target)) == NULL)
+		goto out;
+	r->target = r->mem->target;
+	snprintf(r->peer, sizeof(r->peer), "%s", peer != NULL ? peer : "-");
+	for (i = 0; headers != NULL && headers[i] != NULL; i += 2) {
+		/* evhttp refuses the same names and values on the wire */
+		if (headers[i + 1] == NULL ||
+		    evhttp_add_header(&r->mem->in, headers[i], headers[i + 1]) != 0)
+			goto out;
+	}
+	if ((r->body = malloc(len + 1)) == NULL)
+		goto out;
+	if (len > 0)
+		memcpy(r->body, body, len);
+	r->body[len] = '\0';
+	r->body_len = len;
+	if ((status = parse_target(r, &why)) != 0)
+		reply_early(r, status, why);
+	else
+		r->host = evhttp_find_header(r->in_headers, "Host");
+	ret = r;
+	r = NULL;
+out:
+	httpd_req_mem_free(&r);
+	return ret;
+}
+
+void
+httpd_req_mem_set_peer_cert(httpd_req *r, X509 *cert)
+{
+	if (r != NULL && r->mem != NULL)
+		r->peer_cert = cert;
+}
+
+int
+httpd_req_mem_status(const httpd_req *r)
+{
+	return r != NULL && r->mem != NULL ? r->mem->status : 0;
+}
+
+const unsigned char *
+httpd_req_mem_reply(const httpd_req *r, size_t *len)
+{
+	if (len != NULL)
+		*len = r != NULL && r->mem != NULL ? r->mem->reply_len : 0;
+	return r != NULL && r->mem != NULL ? r->mem->reply : NULL;
+}
+
+const char *
+httpd_req_mem_reply_header(const httpd_req *r, const char *name)
+{
+	if (r == NULL || r->mem == NULL || name == NULL)
+		return NULL;
+	return evhttp_find_header(&r->mem->out, name);
+}
+
+const char *
+httpd_req_mem_detail(const httpd_req *r)
+{
+	return r != NULL ? r->detail : "";
+}
+
+void
+httpd_req_mem_free(httpd_req **rp)
+{
+	httpd_req *r;
+
+	if (rp == NULL || *rp == NULL)
+		return;
+	r = *rp;
+	*rp = NULL;
+	if (r->mem != NULL) {
+		evhttp_clear_headers(&r->mem->in);
+		evhttp_clear_headers(&r->mem->out);
+		free(r->mem->target);
+		free(r->mem->reply);
+		free(r->mem);
+	}
+	free(r->path);
+	if (r->body != NULL)
+		OPENSSL_clear_free(r->body, r->body_len + 1);
+	free(r);
 }
 
 /* ---- server ---- */

@@ -35,6 +35,31 @@ void httpd_reply(httpd_req *r, int status, const char *content_type,
 /* Annotate the access-log line of this request (short, no secrets). */
 void httpd_req_note(httpd_req *r, const char *protocol, const char *detail);
 
+/*
+ * In-memory requests, for fuzzing and tests: no socket, no event loop.
+ * method must be one the server knows ("GET", "POST", ...; else NULL);
+ * target is the raw request-target, decoded like the server does; headers
+ * is NULL or a NULL-terminated list of "Name", "value" pairs (NULL when
+ * evhttp would refuse one); the body is copied as is (the server bounds it
+ * by max_body before; so must the caller); peer as httpd_req_peer reports
+ * it; tag as httpd_req_listener reports it.  A target the server answers
+ * itself (400 "bad path", ...) is answered at once: httpd_req_mem_status
+ * is then non-zero and the handler must not be called.  Replies are
+ * captured, not sent or logged.  NULL when out of memory.
+ */
+httpd_req *httpd_req_mem_new(const char *method, const char *target, const char *const *headers,
+			     const void *body, size_t len, const char *peer, int tag);
+/* The verified client certificate to report (borrowed, may be NULL). */
+void httpd_req_mem_set_peer_cert(httpd_req *r, X509 *cert);
+/* The status replied, 0 before any reply. */
+int httpd_req_mem_status(const httpd_req *r);
+/* The reply body (NUL-terminated copy; NULL when empty) and a reply header. */
+const unsigned char *httpd_req_mem_reply(const httpd_req *r, size_t *len);
+const char *httpd_req_mem_reply_header(const httpd_req *r, const char *name);
+/* The access-log detail noted for the request ("" when none). */
+const char *httpd_req_mem_detail(const httpd_req *r);
+void httpd_req_mem_free(httpd_req **r);
+
 typedef void (*httpd_handler)(httpd_req *r, void *ud);
 /* Called once per finished request, after the reply is queued. */
 typedef void (*httpd_logger)(const char *peer, const char *method, const char *path,

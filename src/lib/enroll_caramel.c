@@ -35,21 +35,40 @@ static void setup(struct p11c_http *h, const p11c_caramel_server *srv, const cha
 	h->timeout_ms = srv->timeout_ms;
 }
 
-/* "the server said 400: detail" from a problem+json answer. */
-static p11c_result unexpected(p11c_ctx *ctx, struct p11c_http *h, const char *what)
+/* "the server said 400: detail" from a problem+json answer, else the
+ * first 200 bytes of the answer (up to a NUL). */
+p11c_result p11c_caramel_unexpected(p11c_ctx *ctx, long status, const unsigned char *resp, size_t len,
+				    const char *what)
 {
 	char *title = NULL, *detail = NULL;
 
-	if (p11c_problem_parse((const char *)h->resp, h->resp_len, &title, &detail) == P11C_OK &&
+	if (p11c_problem_parse((const char *)resp, len, &title, &detail) == P11C_OK &&
 	    (title != NULL || detail != NULL))
-		p11c_detail(ctx, "%s: the CA answered %ld %s%s%s", what, h->status, title ? title : "",
+		p11c_detail(ctx, "%s: the CA answered %ld %s%s%s", what, status, title ? title : "",
 			    detail ? ": " : "", detail ? detail : "");
 	else
-		p11c_detail(ctx, "%s: the CA answered %ld%s%.200s", what, h->status,
-			    h->resp_len ? ": " : "", h->resp_len ? (const char *)h->resp : "");
+		p11c_detail(ctx, "%s: the CA answered %ld%s%.*s", what, status, len ? ": " : "",
+			    (int)(len < 200 ? len : 200), len ? (const char *)resp : "");
 	free(title);
 	free(detail);
 	return P11C_ERR_PROTOCOL;
+}
+
+static p11c_result unexpected(p11c_ctx *ctx, struct p11c_http *h, const char *what)
+{
+	return p11c_caramel_unexpected(ctx, h->status, h->resp, h->resp_len, what);
+}
+
+p11c_result p11c_caramel_ca_answer(p11c_ctx *ctx, const char *url, long status, const unsigned char *resp,
+				   size_t len, X509 **ca)
+{
+	if (status != 200)
+		return p11c_caramel_unexpected(ctx, status, resp, len, "GET /root.crt");
+	if (p11c_x509_parse(resp, len, ca) != P11C_OK) {
+		p11c_detail(ctx, "GET %s: the answer is not a PEM certificate", url);
+		return P11C_ERR_PROTOCOL;
+	}
+	return P11C_OK;
 }
 
 p11c_result p11c_caramel_fetch_ca(p11c_ctx *ctx, const p11c_caramel_server *srv, X509 **ca)
@@ -64,17 +83,8 @@ p11c_result p11c_caramel_fetch_ca(p11c_ctx *ctx, const p11c_caramel_server *srv,
 	user_agent(srv, ua, sizeof ua);
 	setup(&h, srv, url, ua);
 	r = p11c_http_do(ctx, &h);
-	if (r != P11C_OK)
-		goto out;
-	if (h.status != 200) {
-		r = unexpected(ctx, &h, "GET /root.crt");
-		goto out;
-	}
-	if (p11c_x509_parse(h.resp, h.resp_len, ca) != P11C_OK) {
-		p11c_detail(ctx, "GET %s: the answer is not a PEM certificate", url);
-		r = P11C_ERR_PROTOCOL;
-	}
-out:
+	if (r == P11C_OK)
+		r = p11c_caramel_ca_answer(ctx, url, h.status, h.resp, h.resp_len, ca);
 	p11c_http_clear(&h);
 	return r;
 }
@@ -181,7 +191,8 @@ out:
 	return r;
 }
 
-p11c_result p11c_caramel_check(p11c_ctx *ctx, X509 *cert, p11c_key *key, X509 *ca, const char *client_id)
+p11c_result p11c_caramel_check_pub(p11c_ctx *ctx, X509 *cert, EVP_PKEY *pub, const char *label, X509 *ca,
+				   const char *client_id)
 {
 	X509_STORE *st = NULL;
 	X509_STORE_CTX *sc = NULL;
@@ -189,10 +200,10 @@ p11c_result p11c_caramel_check(p11c_ctx *ctx, X509 *cert, p11c_key *key, X509 *c
 	p11c_result r = P11C_ERR_VERIFY;
 	int ok;
 
-	if (ctx == NULL || cert == NULL || key == NULL || ca == NULL)
+	if (ctx == NULL || cert == NULL || ca == NULL)
 		return P11C_ERR_ARG;
-	if (!p11c_cert_matches(cert, p11c_key_public(key))) {
-		p11c_detail(ctx, "the CA returned a certificate for another key than '%s'", p11c_key_label(key));
+	if (!p11c_cert_matches(cert, pub)) {
+		p11c_detail(ctx, "the CA returned a certificate for another key than '%s'", label ? label : "");
 		return P11C_ERR_VERIFY;
 	}
 	X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof cn);
@@ -220,6 +231,13 @@ out:
 	X509_STORE_CTX_free(sc);
 	X509_STORE_free(st);
 	return r;
+}
+
+p11c_result p11c_caramel_check(p11c_ctx *ctx, X509 *cert, p11c_key *key, X509 *ca, const char *client_id)
+{
+	if (ctx == NULL || cert == NULL || key == NULL || ca == NULL)
+		return P11C_ERR_ARG;
+	return p11c_caramel_check_pub(ctx, cert, p11c_key_public(key), p11c_key_label(key), ca, client_id);
 }
 
 p11c_result p11c_uuid4(char out[37])

@@ -51,6 +51,83 @@ fail:
 	return NULL;
 }
 
+/*
+ * The answer to the enrollment POST, checks 3 to 5 (docs/protocols.md s2):
+ * status 200, the response HMAC over the TLS peer's public key, a
+ * certificate signed by the peer's key and for pub.  No network: the
+ * bytes, the peer's certificate and the token come from the caller.
+ */
+p11c_result p11c_token_answer(p11c_ctx *ctx, const char *url, long status, const unsigned char *resp,
+			      size_t resp_len, const unsigned char *token, size_t token_len, X509 *peer,
+			      EVP_PKEY *pub, const char *label, X509 **cert_out)
+{
+	char want[64], *rhmac = NULL, *rcert = NULL, *rerr = NULL;
+	X509 *cert = NULL;
+	p11c_result r;
+
+	if (ctx == NULL || url == NULL || peer == NULL || cert_out == NULL)
+		return P11C_ERR_ARG;
+	*cert_out = NULL;
+	/* check 3: status 200 */
+	if (status != 200) {
+		if (p11c_token_response_parse((const char *)resp, resp_len, &rhmac, &rcert, &rerr) == P11C_OK &&
+		    rerr != NULL)
+			p11c_detail(ctx, "the CA at %s answered %ld: %s", url, status, rerr);
+		else
+			p11c_detail(ctx, "the CA at %s answered %ld", url, status);
+		r = status == 403 ? P11C_ERR_REJECTED : P11C_ERR_PROTOCOL;
+		goto out;
+	}
+	r = p11c_token_response_parse((const char *)resp, resp_len, &rhmac, &rcert, &rerr);
+	if (r != P11C_OK || rhmac == NULL || rcert == NULL) {
+		p11c_detail(ctx, "the CA at %s sent a 200 without hmac and pemEncodedCertificate", url);
+		r = P11C_ERR_PROTOCOL;
+		goto out;
+	}
+	/* check 4: the response HMAC is over the public key of the peer we
+	 * talked to; anyone without the token cannot make it */
+	r = p11c_token_hmac(token, token_len, X509_get0_pubkey(peer), want, sizeof want);
+	if (r != P11C_OK)
+		goto out;
+	if (!p11c_token_hmac_eq(rhmac, want)) {
+		p11c_detail(ctx, "the response HMAC does not match the TLS peer's key: possible man in "
+			    "the middle at %s; nothing stored", url);
+		/* the peer failed authentication: a TLS failure (exit 76 in
+		 * docs/enroll.md), not a certificate that fails our checks */
+		r = P11C_ERR_TLS;
+		goto out;
+	}
+	/* check 5: the certificate is signed by the peer's key */
+	if (p11c_x509_parse((const unsigned char *)rcert, strlen(rcert), &cert) != P11C_OK) {
+		p11c_detail(ctx, "pemEncodedCertificate is not a PEM certificate");
+		r = P11C_ERR_PROTOCOL;
+		goto out;
+	}
+	if (X509_verify(cert, X509_get0_pubkey(peer)) != 1) {
+		ERR_clear_error();
+		p11c_detail(ctx, "the certificate is not signed by the CA we talked to; nothing stored");
+		r = P11C_ERR_VERIFY;
+		goto out;
+	}
+	/* and ours: it is for the token key */
+	if (!p11c_cert_matches(cert, pub)) {
+		p11c_detail(ctx, "the certificate is for another public key than the token key '%s'",
+			    label ? label : "");
+		r = P11C_ERR_VERIFY;
+		goto out;
+	}
+	*cert_out = cert;
+	cert = NULL;
+	r = P11C_OK;
+out:
+	OPENSSL_cleanse(want, sizeof want);
+	free(rhmac);
+	free(rcert);
+	free(rerr);
+	X509_free(cert);
+	return r;
+}
+
 p11c_result p11c_token_enroll(p11c_ctx *ctx, p11c_key *key, const p11c_token_enroll_opts *o, X509 **cert_out,
 			      X509 **ca_out)
 {
@@ -58,8 +135,7 @@ p11c_result p11c_token_enroll(p11c_ctx *ctx, p11c_key *key, const p11c_token_enr
 	X509_REQ *req = NULL;
 	X509 *cert = NULL;
 	struct p11c_http h;
-	char hmac[64], want[64], url[512], *pem = NULL, *body = NULL;
-	char *rhmac = NULL, *rcert = NULL, *rerr = NULL;
+	char hmac[64], url[512], *pem = NULL, *body = NULL;
 	size_t len = 0;
 	p11c_result r;
 
@@ -106,54 +182,10 @@ p11c_result p11c_token_enroll(p11c_ctx *ctx, p11c_key *key, const p11c_token_enr
 		r = P11C_ERR_TLS;
 		goto out;
 	}
-	/* check 3: status 200 */
-	if (h.status != 200) {
-		if (p11c_token_response_parse((const char *)h.resp, h.resp_len, &rhmac, &rcert, &rerr) == P11C_OK &&
-		    rerr != NULL)
-			p11c_detail(ctx, "the CA at %s answered %ld: %s", url, h.status, rerr);
-		else
-			p11c_detail(ctx, "the CA at %s answered %ld", url, h.status);
-		r = h.status == 403 ? P11C_ERR_REJECTED : P11C_ERR_PROTOCOL;
-		goto out;
-	}
-	r = p11c_token_response_parse((const char *)h.resp, h.resp_len, &rhmac, &rcert, &rerr);
-	if (r != P11C_OK || rhmac == NULL || rcert == NULL) {
-		p11c_detail(ctx, "the CA at %s sent a 200 without hmac and pemEncodedCertificate", url);
-		r = P11C_ERR_PROTOCOL;
-		goto out;
-	}
-	/* check 4: the response HMAC is over the public key of the peer we
-	 * talked to; anyone without the token cannot make it */
-	r = p11c_token_hmac(o->token, o->token_len, X509_get0_pubkey(h.peer_cert), want, sizeof want);
+	r = p11c_token_answer(ctx, url, h.status, h.resp, h.resp_len, o->token, o->token_len, h.peer_cert,
+			      p11c_key_public(key), p11c_key_label(key), &cert);
 	if (r != P11C_OK)
 		goto out;
-	if (!p11c_token_hmac_eq(rhmac, want)) {
-		p11c_detail(ctx, "the response HMAC does not match the TLS peer's key: possible man in "
-			    "the middle at %s; nothing stored", url);
-		/* the peer failed authentication: a TLS failure (exit 76 in
-		 * docs/enroll.md), not a certificate that fails our checks */
-		r = P11C_ERR_TLS;
-		goto out;
-	}
-	/* check 5: the certificate is signed by the peer's key */
-	if (p11c_x509_parse((const unsigned char *)rcert, strlen(rcert), &cert) != P11C_OK) {
-		p11c_detail(ctx, "pemEncodedCertificate is not a PEM certificate");
-		r = P11C_ERR_PROTOCOL;
-		goto out;
-	}
-	if (X509_verify(cert, X509_get0_pubkey(h.peer_cert)) != 1) {
-		ERR_clear_error();
-		p11c_detail(ctx, "the certificate is not signed by the CA we talked to; nothing stored");
-		r = P11C_ERR_VERIFY;
-		goto out;
-	}
-	/* and ours: it is for the token key */
-	if (!p11c_cert_matches(cert, p11c_key_public(key))) {
-		p11c_detail(ctx, "the certificate is for another public key than the token key '%s'",
-			    p11c_key_label(key));
-		r = P11C_ERR_VERIFY;
-		goto out;
-	}
 	*cert_out = cert;
 	*ca_out = h.peer_cert;
 	cert = NULL;
@@ -161,13 +193,9 @@ p11c_result p11c_token_enroll(p11c_ctx *ctx, p11c_key *key, const p11c_token_enr
 	r = P11C_OK;
 out:
 	OPENSSL_cleanse(hmac, sizeof hmac);
-	OPENSSL_cleanse(want, sizeof want);
 	p11c_http_clear(&h);
 	free(body);
 	free(pem);
-	free(rhmac);
-	free(rcert);
-	free(rerr);
 	X509_free(cert);
 	X509_REQ_free(req);
 	sk_GENERAL_NAME_pop_free(sans, GENERAL_NAME_free);

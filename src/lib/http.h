@@ -49,4 +49,23 @@ P11C_HIDDEN void p11c_http_release(p11c_ctx *ctx);
 /* Free the response fields; the request fields are borrowed. */
 P11C_HIDDEN void p11c_http_clear(struct p11c_http *h);
 
+/* What the enrollment clients make of an answer, without the network
+ * (tests/fuzz/fuzz_answers.c feeds them).  resp may lack a NUL. */
+/* "WHAT: the CA answered STATUS TITLE: DETAIL" from problem+json, else the
+ * first 200 bytes; returns P11C_ERR_PROTOCOL. */
+P11C_HIDDEN p11c_result p11c_caramel_unexpected(p11c_ctx *ctx, long status, const unsigned char *resp,
+						size_t len, const char *what);
+/* The answer to GET /root.crt: status 200 and a PEM or DER certificate. */
+P11C_HIDDEN p11c_result p11c_caramel_ca_answer(p11c_ctx *ctx, const char *url, long status,
+					       const unsigned char *resp, size_t len, X509 **ca);
+/* p11c_caramel_check with the key's public key and label. */
+P11C_HIDDEN p11c_result p11c_caramel_check_pub(p11c_ctx *ctx, X509 *cert, EVP_PKEY *pub, const char *label,
+					       X509 *ca, const char *client_id);
+/* The shared-token answer: status, JSON, response HMAC over the TLS
+ * peer's key, certificate signed by the peer and for pub. */
+P11C_HIDDEN p11c_result p11c_token_answer(p11c_ctx *ctx, const char *url, long status,
+					  const unsigned char *resp, size_t resp_len,
+					  const unsigned char *token, size_t token_len, X509 *peer,
+					  EVP_PKEY *pub, const char *label, X509 **cert_out);
+
 #endif
