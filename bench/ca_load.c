@@ -394,16 +394,14 @@ static void *worker_main(void *arg)
 	const struct opts *o = sh->o;
 	double per = o->rate_hint * o->seconds / o->clients;
 	size_t n = per < MIN_CSRS ? MIN_CSRS : (size_t)ceil(per * 1.2);
-	int rc;
 
 	if (setup_curl(w) != 0 || make_csrs(w, n) != 0) {
 		fprintf(stderr, "%s: client %d: setup failed (CSRs or libcurl)\n", prog, w->id);
 		ERR_print_errors_fp(stderr);
 		atomic_store(&sh->setup_failed, 1);
 	}
-	rc = pthread_barrier_wait(&sh->ready);	/* main sets the deadline */
-	(void)rc;
-	rc = pthread_barrier_wait(&sh->ready);
+	(void)pthread_barrier_wait(&sh->ready);	/* main sets the deadline */
+	(void)pthread_barrier_wait(&sh->ready);
 	if (atomic_load(&sh->setup_failed)) {
 		atomic_fetch_add(&sh->finished, 1);
 		return NULL;
@@ -459,7 +457,8 @@ static void take_sample(long pid, struct sample *s)
 			      (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 	if ((fp = fopen("/proc/stat", "r")) != NULL) {
 		/* cpu user nice system idle iowait irq softirq steal */
-		if (fscanf(fp, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4],
+		/* kernel-formatted numbers; a failed parse leaves the field out */
+		if (fscanf(fp, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], // NOLINT(cert-err34-c)
 			   &v[5], &v[6], &v[7]) == 8)
 			s->busy = ticks_to_s(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]);
 		fclose(fp);
@@ -474,7 +473,7 @@ static void take_sample(long pid, struct sample *s)
 		/* fields after the ")" closing comm: state is field 3; utime
 		 * and stime are fields 14 and 15 */
 		if ((p = strrchr(buf, ')')) != NULL &&
-		    sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) == 2)
+		    sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) == 2) // NOLINT(cert-err34-c)
 			s->server_cpu = ticks_to_s(ut + st);
 	}
 	snprintf(path, sizeof path, "/proc/%ld/status", pid);
@@ -638,7 +637,7 @@ int main(int argc, char **argv)
 		w[i].sh = &sh;
 		if (pthread_create(&w[i].th, NULL, worker_main, &w[i]) != 0) {
 			fprintf(stderr, "%s: cannot start thread %d\n", prog, i);
-			return 1;	/* the others wait on the barrier: exit */
+			exit(1);	/* the others wait on the barrier: exit */
 		}
 	}
 	pthread_barrier_wait(&sh.ready);	/* every thread has its CSRs */
@@ -668,8 +667,10 @@ int main(int argc, char **argv)
 		pthread_join(w[i].th, NULL);
 	elapsed = now_s() - t0;
 	take_sample(o.server_pid, &s1);
-	if (atomic_load(&sh.setup_failed))
+	if (atomic_load(&sh.setup_failed)) {
+		free(w);
 		return 1;
+	}
 	pc_self = 100.0 * (s1.self_cpu - s0.self_cpu) / (s1.wall - s0.wall);
 	pc_server = 100.0 * (s1.server_cpu - s0.server_cpu) / (s1.wall - s0.wall);
 	pc_other = 100.0 * (s1.busy - s0.busy) / (s1.wall - s0.wall) - pc_self - pc_server;
@@ -681,8 +682,10 @@ int main(int argc, char **argv)
 		total_lat += w[i].nlat;
 	}
 	all = malloc((total_lat ? total_lat : 1) * sizeof *all);
-	if (all == NULL)
+	if (all == NULL) {
+		free(w);
 		return 1;
+	}
 	for (i = 0, k = 0; i < o.clients; i++) {
 		memcpy(all + k, w[i].lat, w[i].nlat * sizeof *all);
 		k += w[i].nlat;

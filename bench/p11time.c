@@ -121,7 +121,6 @@ CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR out)
 {
 	const char *mod = getenv("P11TIME_MODULE");
 	CK_RV (*gfl)(CK_FUNCTION_LIST_PTR_PTR);
-	CK_RV rv;
 
 	if (out == NULL)
 		return CKR_ARGUMENTS_BAD;
@@ -135,7 +134,7 @@ CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR out)
 			return CKR_GENERAL_ERROR;
 		}
 		*(void **)&gfl = dlsym(dl, "C_GetFunctionList");
-		if (gfl == NULL || (rv = gfl(&real)) != CKR_OK || real == NULL)
+		if (gfl == NULL || gfl(&real) != CKR_OK || real == NULL)
 			return CKR_GENERAL_ERROR;
 		real_list = *real;
 		our_list = *real;
