@@ -19,6 +19,7 @@
 #include <p11cert/proto.h>
 
 #include "cli.h"
+#include "testhook.h"
 
 /* Caramel embedded-mode exit codes, as documented by its authors. */
 #define CARAMEL_EX_LOCKED 1
@@ -242,6 +243,8 @@ int cmd_enroll_caramel(struct cli *c, int argc, char **argv)
 	r = key_for(c, uri, type, &key, &created);
 	if (r != P11C_OK)
 		FAIL(cli_fail(c, r, "token key '%s'", uri));
+	if (created)
+		p11c_test_stall("keygen");
 	/* the CSR: the one we posted before, if it is still for this key, so
 	 * that a restart polls the same request */
 	{
@@ -331,6 +334,7 @@ int cmd_enroll_caramel(struct cli *c, int argc, char **argv)
 					"(attempt %u, next in %.1f s)\n", server, sha, id, attempt, (double)ms / 1000);
 			ts.tv_sec = ms / 1000;
 			ts.tv_nsec = (ms % 1000) * 1000000L;
+			p11c_test_stall("poll-wait");
 			nanosleep(&ts, NULL);
 		}
 	}
@@ -347,9 +351,11 @@ int cmd_enroll_caramel(struct cli *c, int argc, char **argv)
 		rc = 0;
 		goto out;
 	}
+	p11c_test_stall("received");
 	r = p11c_cert_store(c->ctx, key, cert);
 	if (r != P11C_OK)
 		FAIL(cli_fail(c, r, "cannot store the certificate in the token"));
+	p11c_test_stall("stored");
 	if ((rc = write_x509(c, crt_path, cert, 0644)) != 0 ||
 	    (ca_file == NULL && (rc = write_x509(c, ca_path, ca, 0644)) != 0))
 		FAIL(rc);
