@@ -208,10 +208,13 @@ p11c_result p11c_keygen(p11c_ctx *ctx, const char *uri, p11c_key_type type, unsi
 			r = p11c_ossl(ctx, "key identifier");
 			goto out;
 		}
-		rv = ctx->f->C_SetAttributeValue(ctx->session, hpub, &a, 1);
+		/* private key first: a crash between the two leaves the
+		 * public key with the random id, and p11c_pubkey_for_id finds
+		 * it by label and key identifier (and repairs its id) */
+		rv = ctx->f->C_SetAttributeValue(ctx->session, hpriv, &a, 1);
 		if (rv == CKR_OK) {
 			p11c_test_stall("keygen-id-half");
-			rv = ctx->f->C_SetAttributeValue(ctx->session, hpriv, &a, 1);
+			rv = ctx->f->C_SetAttributeValue(ctx->session, hpub, &a, 1);
 		}
 		if (rv != CKR_OK) {
 			r = p11c_ckr(ctx, "C_SetAttributeValue(CKA_ID)", rv);
