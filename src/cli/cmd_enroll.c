@@ -1,5 +1,7 @@
 /* p11cert enroll caramel | token: the CLI around libp11cert's enrollment
  * clients.  This file owns the files: lock, CSR, certificate, CA, state. */
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -61,6 +63,46 @@ static int lock_dir(const char *path)
 	return fd; /* held until exit */
 }
 
+/* NAME is BASE SUFFIX ".tmp.XXXXXX": a temp file of p11c_file_write_atomic
+ * (mkostemp fills the six X with letters and digits) */
+static int temp_of(const char *name, const char *base, const char *suffix)
+{
+	size_t bl = strlen(base), sl = strlen(suffix), i;
+
+	if (strncmp(name, base, bl) != 0 || strncmp(name + bl, suffix, sl) != 0 ||
+	    strncmp(name + bl + sl, ".tmp.", 5) != 0)
+		return 0;
+	name += bl + sl + 5;
+	for (i = 0; i < 6; i++)
+		if (!isalnum((unsigned char)name[i]))
+			return 0;
+	return name[6] == '\0';
+}
+
+/* Remove the temp files a run killed in the middle of a write left in DIR.
+ * ID's own (.csr, .crt, .enroll) are ours: we hold ID's lock.  SERVER.cacert
+ * is shared by every client id of DIR, so its temp files go only when an
+ * hour old (a write takes milliseconds). */
+static void remove_stale_temps(const char *dir, const char *id, const char *server)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	struct stat sb;
+	time_t now = time(NULL);
+
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		const char *n = e->d_name;
+
+		if (temp_of(n, id, ".csr") || temp_of(n, id, ".crt") || temp_of(n, id, ".enroll") ||
+		    (temp_of(n, server, ".cacert") && fstatat(dirfd(d), n, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+		     S_ISREG(sb.st_mode) && sb.st_mtime < now - 3600))
+			(void)unlinkat(dirfd(d), n, 0);
+	}
+	closedir(d);
+}
+
 static X509 *read_cert_file(const char *path)
 {
 	unsigned char *buf = NULL;
@@ -116,15 +158,38 @@ static int valid_now(X509 *x)
 	       X509_cmp_time(X509_get0_notAfter(x), NULL) > 0;
 }
 
-/* Remember how we enrolled, for 'p11cert renew'. */
-static void write_state(struct cli *c, const char *path, json_t *state)
+/* Write DATA to PATH atomically unless PATH holds exactly DATA already. */
+static int ensure_file(struct cli *c, const char *path, const char *data, size_t len, unsigned mode)
 {
-	char *s = json_dumps(state, JSON_INDENT(2));
+	unsigned char *b = NULL;
+	size_t bl = 0;
+	int same = p11c_file_read(path, len + 1, &b, &bl) == P11C_OK && bl == len && memcmp(b, data, len) == 0;
 
-	if (s != NULL) {
-		(void)cli_output(c, path, s, strlen(s), 0644);
-		free(s);
-	}
+	free(b);
+	return same ? 0 : cli_output(c, path, data, len, mode);
+}
+
+/* SERVER.cacert (kept as upstream does) and the record of how we enrolled,
+ * for 'p11cert renew'.  Also on the "current" paths: a run killed after
+ * storing the certificate and before these files must not leave an
+ * identity that renew cannot find. */
+static int write_records(struct cli *c, const char *ca_path, X509 *ca, const char *st_path, const char *server,
+			 const char *id, const char *uri, const char *ca_file)
+{
+	char *pem = p11c_x509_pem(ca), *s = NULL;
+	json_t *js = json_pack("{s:s, s:s, s:s, s:s, s:s?}", "protocol", "caramel", "server", server, "client_id", id,
+			       "key", uri, "ca_file", ca_file);
+	int rc = EX_SOFTWARE;
+
+	if (pem == NULL || js == NULL || (s = json_dumps(js, JSON_INDENT(2))) == NULL)
+		goto out;
+	if ((rc = ensure_file(c, ca_path, pem, strlen(pem), 0644)) == 0)
+		rc = ensure_file(c, st_path, s, strlen(s), 0644);
+out:
+	free(pem);
+	free(s);
+	json_decref(js);
+	return rc;
 }
 
 static const char caramel_help[] =
@@ -168,7 +233,6 @@ int cmd_enroll_caramel(struct cli *c, int argc, char **argv)
 	p11c_key *key = NULL;
 	X509 *ca = NULL, *cert = NULL, *mine = NULL, *file_cert = NULL;
 	p11c_result r;
-	json_t *js = NULL;
 
 	if (cli_help(argc, argv, caramel_help))
 		return 0;
@@ -218,6 +282,7 @@ int cmd_enroll_caramel(struct cli *c, int argc, char **argv)
 		fprintf(stderr, "p11cert: enroll: cannot create the lock file %s: %s\n", lock, strerror(errno));
 		FAIL(EX_CANTCREAT);
 	}
+	remove_stale_temps(dir, id, server);
 	memset(&srv, 0, sizeof srv);
 	srv.server = server;
 	srv.ca_file = ca_file;
@@ -308,7 +373,8 @@ int cmd_enroll_caramel(struct cli *c, int argc, char **argv)
 		if (state == P11C_CARAMEL_UNCHANGED) {
 			if (!c->quiet)
 				fprintf(stderr, "p11cert: enroll: the certificate for '%s' is current\n", id);
-			rc = 0;
+			if ((rc = write_records(c, ca_path, ca, st_path, server, id, uri, ca_file)) != 0)
+				FAIL(rc);
 			goto out;
 		}
 		if (state == P11C_CARAMEL_SIGNED)
@@ -348,7 +414,8 @@ int cmd_enroll_caramel(struct cli *c, int argc, char **argv)
 	if (mine != NULL && X509_cmp(mine, cert) == 0 && file_cert != NULL && X509_cmp(file_cert, cert) == 0) {
 		if (!c->quiet)
 			fprintf(stderr, "p11cert: enroll: the certificate for '%s' is unchanged\n", id);
-		rc = 0;
+		if ((rc = write_records(c, ca_path, ca, st_path, server, id, uri, ca_file)) != 0)
+			FAIL(rc);
 		goto out;
 	}
 	p11c_test_stall("received");
@@ -356,25 +423,16 @@ int cmd_enroll_caramel(struct cli *c, int argc, char **argv)
 	if (r != P11C_OK)
 		FAIL(cli_fail(c, r, "cannot store the certificate in the token"));
 	p11c_test_stall("stored");
-	if ((rc = write_x509(c, crt_path, cert, 0644)) != 0 ||
-	    (ca_file == NULL && (rc = write_x509(c, ca_path, ca, 0644)) != 0))
+	if ((rc = write_x509(c, crt_path, cert, 0644)) != 0)
 		FAIL(rc);
-	if (ca_file != NULL) {
-		/* keep SERVER.cacert as the upstream client does */
-		if ((rc = write_x509(c, ca_path, ca, 0644)) != 0)
-			FAIL(rc);
-	}
-	js = json_pack("{s:s, s:s, s:s, s:s, s:s?}", "protocol", "caramel", "server", server, "client_id", id,
-		       "key", uri, "ca_file", ca_file);
-	if (js != NULL)
-		write_state(c, st_path, js);
+	if ((rc = write_records(c, ca_path, ca, st_path, server, id, uri, ca_file)) != 0)
+		FAIL(rc);
 	if (!c->quiet)
 		fprintf(stderr, "p11cert: enroll: '%s' enrolled with %s; certificate stored in token '%s' and %s\n", id,
 			server, p11c_token_label(c->ctx), crt_path);
 	rc = 0;
 out:
 #undef FAIL
-	json_decref(js);
 	if (fd >= 0)
 		close(fd);
 	free(key_uri);
