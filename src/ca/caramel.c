@@ -8,6 +8,8 @@
 #include <openssl/pem.h>
 
 #include "serve.h"
+/* the one internal libp11cert header p11ca uses: the crash tests' hook */
+#include "../lib/testhook.h"
 
 static const char *title_of(int status)
 {
@@ -260,6 +262,7 @@ static void do_post(struct server *s, httpd_req *r, const char *sha)
 		reply_problem(r, 400, NULL, "duplicate request");
 		goto out;
 	}
+	p11c_test_stall("ca-request-stored");
 	if (strcmp(s->ca->cfg.autosign, "uuid") == 0 && is_uuid(cn)) {
 		sign_now = 1;
 		httpd_req_note(r, "caramel", "autosigned (UUID CN)");
