@@ -565,9 +565,10 @@ int cmd_enroll_token(struct cli *c, int argc, char **argv)
 	};
 	const char *host = NULL, *tfile = NULL, *dn_s = NULL, *uri = NULL, *dir = ".", *type = "rsa:2048";
 	const char *san_s[32];
-	int nsans = 0, port = 9443, ch, rc = EX_FAIL, created = 0;
+	int nsans = 0, port = 9443, ch, rc = EX_FAIL, created = 0, fd = -1;
 	long timeout = 30;
 	char hostname[256], dnbuf[300], err[256], *key_uri = NULL, *cfg = NULL, *trust = NULL, *cfgp = NULL;
+	char *lock = NULL;
 	unsigned char *tok = NULL;
 	size_t tok_len = 0;
 	X509_NAME *dn = NULL;
@@ -626,6 +627,21 @@ int cmd_enroll_token(struct cli *c, int argc, char **argv)
 		}
 		uri = key_uri;
 	}
+	/* one run per folder at a time: concurrent runs would each generate
+	 * a key under the same label and race on config.json */
+	if ((lock = path_in(dir, "config.json", ".lock")) == NULL)
+		goto out;
+	fd = lock_dir(lock);
+	if (fd == -1) {
+		fprintf(stderr, "p11cert: enroll: another run holds the lock %s\n", lock);
+		rc = EX_TEMPFAIL_;
+		goto out;
+	}
+	if (fd < 0) {
+		fprintf(stderr, "p11cert: enroll: cannot create the lock file %s: %s\n", lock, strerror(errno));
+		rc = EX_CANTCREAT;
+		goto out;
+	}
 	if ((rc = read_token(c, tfile, &tok, &tok_len)) != 0)
 		goto out;
 	rc = EX_FAIL;
@@ -674,6 +690,9 @@ int cmd_enroll_token(struct cli *c, int argc, char **argv)
 			p11c_token_label(c->ctx), trust);
 	rc = 0;
 out:
+	if (fd >= 0)
+		close(fd);
+	free(lock);
 	if (tok != NULL)
 		OPENSSL_cleanse(tok, tok_len);
 	free(tok);
