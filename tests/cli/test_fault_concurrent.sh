@@ -2,7 +2,8 @@
 # Concurrent p11cert runs on one token and one state folder.
 #   a. a run holds CLIENTID.lock (stopped by the test hook while it writes
 #      a new CSR for an enrolled id): 3 embedded-mode runs exit 1, 2
-#      service-mode runs 75, renew 75 (docs/enroll.md, docs/operations.md),
+#      service-mode runs 75, renew and renew --rekey 75 (docs/enroll.md,
+#      docs/operations.md),
 #      all at once and without touching the token; the holder then finishes
 #   b. 6 embedded-mode runs started together on a fresh client id: each
 #      exits 0/69 (it had the lock) or 1 (it did not), at least one had it;
@@ -48,6 +49,8 @@ for k in 1 2; do
 done
 bg renew p11c_direct renew --id h1 --dir "$S"
 pids+=("$BG_PID") names+=(renew)
+bg rekey p11c_direct renew --id h1 --dir "$S" --rekey
+pids+=("$BG_PID") names+=(rekey)
 for k in "${!pids[@]}"; do
 	bg_wait "${pids[$k]}" 30 "${names[$k]}"
 	case ${names[$k]} in once*) want=1 ;; *) want=75 ;; esac
@@ -61,7 +64,7 @@ bg_wait "$H" 30 holder
 [ "$BG_RC" = 0 ] || { cat "$T/holder.err" >&2; fail "the holder exited $BG_RC, want 0 (renewed over mTLS)"; }
 cert_next_to_key h1 "$S/h1.crt" >/dev/null
 [ "$(ca_requests "$D" h1)" = 2 ] || fail "h1: $(ca_requests "$D" h1) requests, want 2 (enrollment, renewal)"
-pass "lock held: 3x --once exit 1, 2x service 75, renew 75; token untouched; the holder finished"
+pass "lock held: 3x --once exit 1, 2x service 75, renew and renew --rekey 75; token untouched; the holder finished"
 
 # --- b. a free race on a fresh client id ---------------------------------------------
 pids=()
