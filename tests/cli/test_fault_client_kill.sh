@@ -37,7 +37,7 @@ ca_sha() { sha256sum "$1" | cut -c1-64; }
 command -v jq >/dev/null || fail "jq not installed (scripts/setup installs it)"
 
 # proc_state PID: the one-letter state of a process (T: stopped), or empty
-proc_state() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1; }
+proc_state() { { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null || true; } | cut -d' ' -f1; }
 
 # once ID DIR [env...]: p11cert enroll caramel --once (bounded)
 once() {

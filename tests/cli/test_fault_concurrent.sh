@@ -23,7 +23,7 @@ new_token fault-conc
 S=$T/s
 mkdir -p "$S"
 ca_sha() { sha256sum "$1" | cut -c1-64; }
-stopped() { [ "$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)" = T ]; }
+stopped() { [ "$({ sed 's/.*) //' "/proc/$1/stat" 2>/dev/null || true; } | cut -d' ' -f1)" = T ]; }
 ENR=(enroll caramel "$SERVER")
 OPT=(--dir "$S" --ca-file "$D/ca.crt" --type ec:P-256)
 
