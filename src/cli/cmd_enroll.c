@@ -346,9 +346,15 @@ int cmd_enroll_caramel(struct cli *c, int argc, char **argv)
 	ims[0] = '\0';
 	file_cert = read_cert_file(crt_path);
 	if (mine != NULL && file_cert != NULL && X509_cmp(mine, file_cert) == 0) {
-		struct stat sb;
+		struct stat sb, cb;
 
-		if (stat(crt_path, &sb) == 0) {
+		/* only for the request that certificate answered: CLIENTID.crt
+		 * written after CLIENTID.csr.  For a new request (a new CSR) the
+		 * server's certificate may have been made in the same second as
+		 * the old file, and If-Modified-Since would get 304 for good. */
+		if (stat(crt_path, &sb) == 0 && stat(csr_path, &cb) == 0 &&
+		    (sb.st_mtim.tv_sec > cb.st_mtim.tv_sec ||
+		     (sb.st_mtim.tv_sec == cb.st_mtim.tv_sec && sb.st_mtim.tv_nsec > cb.st_mtim.tv_nsec))) {
 			struct tm tm;
 
 			gmtime_r(&sb.st_mtime, &tm);
