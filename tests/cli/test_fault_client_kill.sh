@@ -25,6 +25,10 @@
 # that request was posted once.
 # shellcheck source=enroll_lib.sh
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/enroll_lib.sh"
+if grep -q '^P11CERT_TEST_HOOKS:BOOL=OFF' "$P11C_BUILD_DIR/CMakeCache.txt" 2>/dev/null; then
+	skip "built with -DP11CERT_TEST_HOOKS=OFF: no P11CERT_TEST_STALL_AT to stop the processes at a stage"
+	exit 0
+fi
 
 start=$(date +%s)
 D=$T/ca
