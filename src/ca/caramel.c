@@ -8,6 +8,8 @@
 #include <openssl/pem.h>
 
 #include "serve.h"
+/* the one internal libp11cert header p11ca uses: the crash tests' hook */
+#include "../lib/testhook.h"
 
 static const char *title_of(int status)
 {
@@ -153,6 +155,16 @@ static void do_get(struct server *s, httpd_req *r, const char *sha)
 		reply_problem(r, 500, NULL, "database error");
 		goto out;
 	}
+	/* autosign = uuid: a pending UUID request without a certificate is
+	 * signed now.  do_post stores the request and signs it in two
+	 * transactions; a crash (or a failed signature) between them must
+	 * not leave the client polling a request nobody will sign. */
+	if (sr == STORE_NOT_FOUND && q.state == REQ_PENDING && strcmp(s->ca->cfg.autosign, "uuid") == 0 &&
+	    q.cn != NULL && is_uuid(q.cn) &&
+	    ca_sign_request(s->ca, &q, LIFETIME_SHORT, PROFILE_CARAMEL, NULL, now) == 0) {
+		httpd_req_note(r, "caramel", "autosigned (UUID CN, on GET)");
+		sr = s->ca->so->cert_latest(s->ca->st, q.id, &c);
+	}
 	/* renewal: a valid client certificate for this subject, and the
 	 * newest certificate is past half its lifetime (or missing) */
 	if (mtls_same_subject(s, r, q.subject) &&
@@ -260,6 +272,7 @@ static void do_post(struct server *s, httpd_req *r, const char *sha)
 		reply_problem(r, 400, NULL, "duplicate request");
 		goto out;
 	}
+	p11c_test_stall("ca-request-stored");
 	if (strcmp(s->ca->cfg.autosign, "uuid") == 0 && is_uuid(cn)) {
 		sign_now = 1;
 		httpd_req_note(r, "caramel", "autosigned (UUID CN)");

@@ -1,5 +1,7 @@
 /* p11cert enroll caramel | token: the CLI around libp11cert's enrollment
  * clients.  This file owns the files: lock, CSR, certificate, CA, state. */
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -19,6 +21,7 @@
 #include <p11cert/proto.h>
 
 #include "cli.h"
+#include "testhook.h"
 
 /* Caramel embedded-mode exit codes, as documented by its authors. */
 #define CARAMEL_EX_LOCKED 1
@@ -58,6 +61,46 @@ static int lock_dir(const char *path)
 		return -1;
 	}
 	return fd; /* held until exit */
+}
+
+/* NAME is BASE SUFFIX ".tmp.XXXXXX": a temp file of p11c_file_write_atomic
+ * (mkostemp fills the six X with letters and digits) */
+static int temp_of(const char *name, const char *base, const char *suffix)
+{
+	size_t bl = strlen(base), sl = strlen(suffix), i;
+
+	if (strncmp(name, base, bl) != 0 || strncmp(name + bl, suffix, sl) != 0 ||
+	    strncmp(name + bl + sl, ".tmp.", 5) != 0)
+		return 0;
+	name += bl + sl + 5;
+	for (i = 0; i < 6; i++)
+		if (!isalnum((unsigned char)name[i]))
+			return 0;
+	return name[6] == '\0';
+}
+
+/* Remove the temp files a run killed in the middle of a write left in DIR.
+ * ID's own (.csr, .crt, .enroll) are ours: we hold ID's lock.  SERVER.cacert
+ * is shared by every client id of DIR, so its temp files go only when an
+ * hour old (a write takes milliseconds). */
+static void remove_stale_temps(const char *dir, const char *id, const char *server)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	struct stat sb;
+	time_t now = time(NULL);
+
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		const char *n = e->d_name;
+
+		if (temp_of(n, id, ".csr") || temp_of(n, id, ".crt") || temp_of(n, id, ".enroll") ||
+		    (temp_of(n, server, ".cacert") && fstatat(dirfd(d), n, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+		     S_ISREG(sb.st_mode) && sb.st_mtime < now - 3600))
+			(void)unlinkat(dirfd(d), n, 0);
+	}
+	closedir(d);
 }
 
 static X509 *read_cert_file(const char *path)
@@ -118,15 +161,38 @@ static int valid_now(X509 *x)
 	       X509_cmp_time(X509_get0_notAfter(x), NULL) > 0;
 }
 
-/* Remember how we enrolled, for 'p11cert renew'. */
-static void write_state(struct cli *c, const char *path, json_t *state)
+/* Write DATA to PATH atomically unless PATH holds exactly DATA already. */
+static int ensure_file(struct cli *c, const char *path, const char *data, size_t len, unsigned mode)
 {
-	char *s = json_dumps(state, JSON_INDENT(2));
+	unsigned char *b = NULL;
+	size_t bl = 0;
+	int same = p11c_file_read(path, len + 1, &b, &bl) == P11C_OK && bl == len && memcmp(b, data, len) == 0;
 
-	if (s != NULL) {
-		(void)cli_output(c, path, s, strlen(s), 0644);
-		free(s);
-	}
+	free(b);
+	return same ? 0 : cli_output(c, path, data, len, mode);
+}
+
+/* SERVER.cacert (kept as upstream does) and the record of how we enrolled,
+ * for 'p11cert renew'.  Also on the "current" paths: a run killed after
+ * storing the certificate and before these files must not leave an
+ * identity that renew cannot find. */
+static int write_records(struct cli *c, const char *ca_path, X509 *ca, const char *st_path, const char *server,
+			 const char *id, const char *uri, const char *ca_file)
+{
+	char *pem = p11c_x509_pem(ca), *s = NULL;
+	json_t *js = json_pack("{s:s, s:s, s:s, s:s, s:s?}", "protocol", "caramel", "server", server, "client_id", id,
+			       "key", uri, "ca_file", ca_file);
+	int rc = EX_SOFTWARE;
+
+	if (pem == NULL || js == NULL || (s = json_dumps(js, JSON_INDENT(2))) == NULL)
+		goto out;
+	if ((rc = ensure_file(c, ca_path, pem, strlen(pem), 0644)) == 0)
+		rc = ensure_file(c, st_path, s, strlen(s), 0644);
+out:
+	free(pem);
+	free(s);
+	json_decref(js);
+	return rc;
 }
 
 static const char caramel_help[] =
@@ -170,7 +236,6 @@ int cmd_enroll_caramel(struct cli *c, int argc, char **argv)
 	p11c_key *key = NULL;
 	X509 *ca = NULL, *cert = NULL, *mine = NULL, *file_cert = NULL;
 	p11c_result r;
-	json_t *js = NULL;
 
 	if (cli_help(argc, argv, caramel_help))
 		return 0;
@@ -223,6 +288,7 @@ int cmd_enroll_caramel(struct cli *c, int argc, char **argv)
 		fprintf(stderr, "p11cert: enroll: cannot create the lock file %s: %s\n", lock, strerror(errno));
 		FAIL(EX_CANTCREAT);
 	}
+	remove_stale_temps(dir, id, server);
 	memset(&srv, 0, sizeof srv);
 	srv.server = server;
 	srv.ca_file = ca_file;
@@ -248,6 +314,8 @@ int cmd_enroll_caramel(struct cli *c, int argc, char **argv)
 	r = key_for(c, uri, type, &key, &created, uri == key_uri);
 	if (r != P11C_OK)
 		FAIL(cli_fail(c, r, "token key '%s'", uri));
+	if (created)
+		p11c_test_stall("keygen");
 	/* the CSR: the one we posted before, if it is still for this key, so
 	 * that a restart polls the same request */
 	{
@@ -284,9 +352,15 @@ int cmd_enroll_caramel(struct cli *c, int argc, char **argv)
 	ims[0] = '\0';
 	file_cert = read_cert_file(crt_path);
 	if (mine != NULL && file_cert != NULL && X509_cmp(mine, file_cert) == 0) {
-		struct stat sb;
+		struct stat sb, cb;
 
-		if (stat(crt_path, &sb) == 0) {
+		/* only for the request that certificate answered: CLIENTID.crt
+		 * written after CLIENTID.csr.  For a new request (a new CSR) the
+		 * server's certificate may have been made in the same second as
+		 * the old file, and If-Modified-Since would get 304 for good. */
+		if (stat(crt_path, &sb) == 0 && stat(csr_path, &cb) == 0 &&
+		    (sb.st_mtim.tv_sec > cb.st_mtim.tv_sec ||
+		     (sb.st_mtim.tv_sec == cb.st_mtim.tv_sec && sb.st_mtim.tv_nsec > cb.st_mtim.tv_nsec))) {
 			struct tm tm;
 
 			gmtime_r(&sb.st_mtime, &tm);
@@ -311,7 +385,8 @@ int cmd_enroll_caramel(struct cli *c, int argc, char **argv)
 		if (state == P11C_CARAMEL_UNCHANGED) {
 			if (!c->quiet)
 				fprintf(stderr, "p11cert: enroll: the certificate for '%s' is current\n", id);
-			rc = 0;
+			if ((rc = write_records(c, ca_path, ca, st_path, server, id, uri, ca_file)) != 0)
+				FAIL(rc);
 			goto out;
 		}
 		if (state == P11C_CARAMEL_SIGNED)
@@ -337,6 +412,7 @@ int cmd_enroll_caramel(struct cli *c, int argc, char **argv)
 					"(attempt %u, next in %.1f s)\n", server, sha, id, attempt, (double)ms / 1000);
 			ts.tv_sec = ms / 1000;
 			ts.tv_nsec = (ms % 1000) * 1000000L;
+			p11c_test_stall("poll-wait");
 			nanosleep(&ts, NULL);
 		}
 	}
@@ -350,31 +426,25 @@ int cmd_enroll_caramel(struct cli *c, int argc, char **argv)
 	if (mine != NULL && X509_cmp(mine, cert) == 0 && file_cert != NULL && X509_cmp(file_cert, cert) == 0) {
 		if (!c->quiet)
 			fprintf(stderr, "p11cert: enroll: the certificate for '%s' is unchanged\n", id);
-		rc = 0;
+		if ((rc = write_records(c, ca_path, ca, st_path, server, id, uri, ca_file)) != 0)
+			FAIL(rc);
 		goto out;
 	}
+	p11c_test_stall("received");
 	r = p11c_cert_store(c->ctx, key, cert);
 	if (r != P11C_OK)
 		FAIL(cli_fail(c, r, "cannot store the certificate in the token"));
-	if ((rc = write_x509(c, crt_path, cert, 0644)) != 0 ||
-	    (ca_file == NULL && (rc = write_x509(c, ca_path, ca, 0644)) != 0))
+	p11c_test_stall("stored");
+	if ((rc = write_x509(c, crt_path, cert, 0644)) != 0)
 		FAIL(rc);
-	if (ca_file != NULL) {
-		/* keep SERVER.cacert as the upstream client does */
-		if ((rc = write_x509(c, ca_path, ca, 0644)) != 0)
-			FAIL(rc);
-	}
-	js = json_pack("{s:s, s:s, s:s, s:s, s:s?}", "protocol", "caramel", "server", server, "client_id", id,
-		       "key", uri, "ca_file", ca_file);
-	if (js != NULL)
-		write_state(c, st_path, js);
+	if ((rc = write_records(c, ca_path, ca, st_path, server, id, uri, ca_file)) != 0)
+		FAIL(rc);
 	if (!c->quiet)
 		fprintf(stderr, "p11cert: enroll: '%s' enrolled with %s; certificate stored in token '%s' and %s\n", id,
 			server, p11c_token_label(c->ctx), crt_path);
 	rc = 0;
 out:
 #undef FAIL
-	json_decref(js);
 	if (fd >= 0)
 		close(fd);
 	free(key_uri);
@@ -507,10 +577,11 @@ int cmd_enroll_token(struct cli *c, int argc, char **argv)
 	};
 	const char *host = NULL, *tfile = NULL, *dn_s = NULL, *uri = NULL, *dir = ".", *type = "rsa:2048";
 	const char *san_s[32];
-	int nsans = 0, port = 9443, ch, rc = EX_FAIL, created = 0;
+	int nsans = 0, port = 9443, ch, rc = EX_FAIL, created = 0, fd = -1;
 	long lport;
 	long timeout = 30;
 	char hostname[256], dnbuf[300], err[256], *key_uri = NULL, *cfg = NULL, *trust = NULL, *cfgp = NULL;
+	char *lock = NULL;
 	unsigned char *tok = NULL;
 	size_t tok_len = 0;
 	X509_NAME *dn = NULL;
@@ -576,6 +647,21 @@ int cmd_enroll_token(struct cli *c, int argc, char **argv)
 		}
 		uri = key_uri;
 	}
+	/* one run per folder at a time: concurrent runs would each generate
+	 * a key under the same label and race on config.json */
+	if ((lock = path_in(dir, "config.json", ".lock")) == NULL)
+		goto out;
+	fd = lock_dir(lock);
+	if (fd == -1) {
+		fprintf(stderr, "p11cert: enroll: another run holds the lock %s\n", lock);
+		rc = EX_TEMPFAIL_;
+		goto out;
+	}
+	if (fd < 0) {
+		fprintf(stderr, "p11cert: enroll: cannot create the lock file %s: %s\n", lock, strerror(errno));
+		rc = EX_CANTCREAT;
+		goto out;
+	}
 	if ((rc = read_token(c, tfile, &tok, &tok_len)) != 0)
 		goto out;
 	rc = EX_FAIL;
@@ -624,6 +710,9 @@ int cmd_enroll_token(struct cli *c, int argc, char **argv)
 			p11c_token_label(c->ctx), trust);
 	rc = 0;
 out:
+	if (fd >= 0)
+		close(fd);
+	free(lock);
 	if (tok != NULL)
 		OPENSSL_cleanse(tok, tok_len);
 	free(tok);

@@ -1,5 +1,7 @@
 /* p11cert check / renew: keep the token identity fresh (systemd timers). */
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -212,9 +214,26 @@ static int rekey_caramel(struct cli *c, const char *dir, const char *server, con
 	size_t csr_len = 0;
 	p11c_key_type kt;
 	p11c_result r;
-	int rc = EX_FAIL;
+	int rc = EX_FAIL, fd = -1;
 	FILE *fp;
 
+	/* the lock of enroll caramel: a rekey next to an enrollment or another
+	 * rekey would delete the other's LABEL~rekey key as a leftover */
+	if (asprintf(&csr_path, "%s/%s.lock", dir, id) < 0)
+		goto out;
+	fd = open(csr_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		fprintf(stderr, "p11cert: renew: cannot create the lock file %s: %s\n", csr_path, strerror(errno));
+		rc = EX_CANTCREAT;
+		goto out;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		fprintf(stderr, "p11cert: renew: another run holds the lock %s\n", csr_path);
+		rc = EX_TEMPFAIL_;
+		goto out;
+	}
+	free(csr_path);
+	csr_path = NULL;
 	if ((r = p11c_key_find(c->ctx, uri, &old)) != P11C_OK) {
 		rc = cli_fail(c, r, "the current key");
 		goto out;
@@ -278,6 +297,8 @@ static int rekey_caramel(struct cli *c, const char *dir, const char *server, con
 		goto out;
 	rc = 0;
 out:
+	if (fd >= 0)
+		close(fd);
 	free(tmp_uri);
 	free(csr);
 	free(cpem);

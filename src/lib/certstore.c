@@ -4,6 +4,7 @@
 
 #include "internal.h"
 #include "show.h"
+#include "testhook.h"
 
 #define OLD_MAX 16
 
@@ -87,6 +88,7 @@ p11c_result p11c_cert_store(p11c_ctx *ctx, p11c_key *key, X509 *cert)
 			goto out;
 		}
 	}
+	p11c_test_stall("cert-created");
 	/* read back before the old ones go: a failure here leaves them */
 	r = p11c_attr(ctx, h, CKA_VALUE, &back, &blen);
 	if (r != P11C_OK)

@@ -11,6 +11,7 @@
 #include <p11cert/proto.h>
 
 #include "http.h"
+#include "testhook.h"
 
 static void base_url(const p11c_caramel_server *srv, const char *path, char *buf, size_t len)
 {
@@ -185,6 +186,7 @@ p11c_result p11c_caramel_poll(p11c_ctx *ctx, const p11c_caramel_server *srv, con
 		}
 		posted = 1;
 		p11c_http_clear(&h);
+		p11c_test_stall("caramel-posted");
 	}
 out:
 	p11c_http_clear(&h);

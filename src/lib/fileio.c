@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "testhook.h"
 
 p11c_result p11c_file_write_atomic(const char *path, const void *data, size_t len, unsigned mode)
 {
@@ -55,6 +56,7 @@ p11c_result p11c_file_write_atomic(const char *path, const void *data, size_t le
 		goto out;
 	}
 	fd = -1;
+	p11c_test_stall_write(path);
 	if (rename(tmp, path) != 0)
 		goto out;
 	tmp[0] = '\0';

@@ -6,6 +6,7 @@
 #include <openssl/rand.h>
 
 #include "internal.h"
+#include "testhook.h"
 
 /* DER OIDs for CKA_EC_PARAMS (PKCS#11 v2.40 s2.3.3: namedCurve) */
 static const unsigned char OID_P256[] = { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07 };
@@ -193,6 +194,7 @@ p11c_result p11c_keygen(p11c_ctx *ctx, const char *uri, p11c_key_type type, unsi
 		r = p11c_ckr(ctx, "C_GenerateKeyPair", rv);
 		goto out;
 	}
+	p11c_test_stall("keygen-generated");
 	if (!u.has_id) {
 		/* CKA_ID := RFC 5280 s4.2.1.2 (1) key identifier, so that a
 		 * certificate's SKI names its token key */
@@ -206,9 +208,14 @@ p11c_result p11c_keygen(p11c_ctx *ctx, const char *uri, p11c_key_type type, unsi
 			r = p11c_ossl(ctx, "key identifier");
 			goto out;
 		}
-		rv = ctx->f->C_SetAttributeValue(ctx->session, hpub, &a, 1);
-		if (rv == CKR_OK)
-			rv = ctx->f->C_SetAttributeValue(ctx->session, hpriv, &a, 1);
+		/* private key first: a crash between the two leaves the
+		 * public key with the random id, and p11c_pubkey_for_id finds
+		 * it by label and key identifier (and repairs its id) */
+		rv = ctx->f->C_SetAttributeValue(ctx->session, hpriv, &a, 1);
+		if (rv == CKR_OK) {
+			p11c_test_stall("keygen-id-half");
+			rv = ctx->f->C_SetAttributeValue(ctx->session, hpub, &a, 1);
+		}
 		if (rv != CKR_OK) {
 			r = p11c_ckr(ctx, "C_SetAttributeValue(CKA_ID)", rv);
 			goto out;

@@ -220,6 +220,47 @@ p11c_result p11c_pubkey_from_object(p11c_ctx *ctx, CK_OBJECT_HANDLE h, EVP_PKEY 
 	return r;
 }
 
+/* A public key object with the private key's label whose RFC 5280 key
+ * identifier is ID: what p11c_keygen leaves when it dies after giving the
+ * private key its final CKA_ID and before the public key.  The public
+ * key's CKA_ID is set to ID on the way (best effort), so the pair is whole
+ * again. */
+static p11c_result pubkey_by_label_keyid(p11c_ctx *ctx, CK_OBJECT_HANDLE priv, const unsigned char *id,
+					 size_t id_len, EVP_PKEY **out, p11c_key_type *type)
+{
+	CK_OBJECT_CLASS pub_cls = CKO_PUBLIC_KEY;
+	CK_ATTRIBUTE t[2] = { { CKA_CLASS, &pub_cls, sizeof pub_cls }, { CKA_LABEL, NULL, 0 } };
+	CK_OBJECT_HANDLE h[8];
+	CK_ULONG n = 0, i, llen = 0;
+	unsigned char *label = NULL, kid[20];
+	EVP_PKEY *pk = NULL;
+	p11c_result r = P11C_ERR_NOT_FOUND;
+
+	if (id_len != sizeof kid || p11c_attr(ctx, priv, CKA_LABEL, &label, &llen) != P11C_OK)
+		return P11C_ERR_NOT_FOUND;
+	t[1].pValue = label;
+	t[1].ulValueLen = llen;
+	if (p11c_find(ctx, t, 2, h, 8, &n) != P11C_OK)
+		n = 0;
+	for (i = 0; i < n; i++) {
+		if (p11c_pubkey_from_object(ctx, h[i], &pk, type) != P11C_OK)
+			continue;
+		if (p11c_pubkey_keyid(pk, kid) == P11C_OK && memcmp(kid, id, sizeof kid) == 0) {
+			CK_ATTRIBUTE a = { CKA_ID, (void *)(uintptr_t)id, id_len };
+
+			(void)ctx->f->C_SetAttributeValue(ctx->session, h[i], &a, 1);
+			*out = pk;
+			r = P11C_OK;
+			break;
+		}
+		EVP_PKEY_free(pk);
+		pk = NULL;
+	}
+	ERR_clear_error();
+	free(label);
+	return r;
+}
+
 p11c_result p11c_pubkey_for_id(p11c_ctx *ctx, CK_OBJECT_HANDLE priv, const unsigned char *id,
 			       size_t id_len, EVP_PKEY **out, p11c_key_type *type)
 {
@@ -238,6 +279,10 @@ p11c_result p11c_pubkey_for_id(p11c_ctx *ctx, CK_OBJECT_HANDLE priv, const unsig
 		return r;
 	if (n > 0)
 		return p11c_pubkey_from_object(ctx, h[0], out, type);
+	/* p11c_keygen interrupted between its two CKA_ID updates */
+	r = pubkey_by_label_keyid(ctx, priv, id, id_len, out, type);
+	if (r != P11C_ERR_NOT_FOUND)
+		return r;
 	/* RSA private keys carry the public components */
 	if (attr_ulong(ctx, priv, CKA_KEY_TYPE, &kt) == 0 && kt == CKK_RSA)
 		return p11c_pubkey_from_object(ctx, priv, out, type);
