@@ -420,6 +420,7 @@ int ca_issue(struct ca *ca, X509_REQ *req, enum ca_profile prof, long seconds, X
 	GENERAL_NAMES *gens = NULL;
 	char cn[256];
 	int rc = -1, crit = 0;
+	time_t now = time(NULL); /* one clock reading: the lifetime is exact */
 
 	(void)prof;
 	if (pub == NULL || new_serial(ca, &serial) != 0)
@@ -429,8 +430,8 @@ int ca_issue(struct ca *ca, X509_REQ *req, enum ca_profile prof, long seconds, X
 	    !X509_set_issuer_name(x, X509_get_subject_name(ca->cert)) ||
 	    !X509_set_subject_name(x, X509_REQ_get_subject_name(req)) || !X509_set_pubkey(x, pub) ||
 	    /* five minutes back for clocks that run behind */
-	    !X509_gmtime_adj(X509_getm_notBefore(x), -300) ||
-	    !X509_gmtime_adj(X509_getm_notAfter(x), seconds))
+	    !X509_time_adj(X509_getm_notBefore(x), -300, &now) ||
+	    !X509_time_adj(X509_getm_notAfter(x), seconds, &now))
 		goto out;
 	X509V3_set_ctx(&v3, ca->cert, x, NULL, NULL, 0);
 	if (add_ext(x, &v3, NID_basic_constraints, "critical,CA:FALSE") != 0 ||
@@ -618,10 +619,11 @@ int ca_crl(struct ca *ca, const char *path, long days)
 	char *data;
 	long n;
 	int rc = -1;
+	time_t t = time(NULL);
 
 	cc.crl = X509_CRL_new();
-	now = ASN1_TIME_set(NULL, time(NULL));
-	next = ASN1_TIME_adj(NULL, time(NULL), (int)days, 0);
+	now = ASN1_TIME_set(NULL, t);
+	next = ASN1_TIME_adj(NULL, t, (int)days, 0);
 	if (cc.crl == NULL || now == NULL || next == NULL || !X509_CRL_set_version(cc.crl, 1) ||
 	    !X509_CRL_set_issuer_name(cc.crl, X509_get_subject_name(ca->cert)) ||
 	    !X509_CRL_set1_lastUpdate(cc.crl, now) || !X509_CRL_set1_nextUpdate(cc.crl, next))

@@ -118,6 +118,16 @@ for h in $'a\tb' 'a"b' 'a\b' 'evil.example/x?' 'evil.example#' 'user@evil.exampl
 done
 req 202 "/$hs" -H 'Host: [::1]:8443'
 json_later "$T/body" "assert j['url'] == 'https://[::1]:8443/' + arg, j" "$hs"
+# request-targets libevent's first pass accepts but evhttp_uri_parse
+# refuses: 400, and the server lives on (it used to free a NULL URI and
+# die; found while writing the fuzz target; seed server/target_nonconformant)
+for tgt in '/a{b' '/a|b' '/a^b' '/%zz' '/a"b' '/a`b'; do
+	printf 'GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' "$tgt" |
+		timeout 10 openssl s_client -quiet -connect "127.0.0.1:$CA_PORT" -servername localhost \
+			-CAfile "$D/ca.crt" >"$T/raw.out" 2>"$T/raw.err" || true
+	head -n 1 "$T/raw.out" | grep -q '^HTTP/1.1 400' || fail "GET $tgt: $(head -n 1 "$T/raw.out")"
+	kill -0 "$CA_PID" 2>/dev/null || fail "server died on GET $tgt"
+done
 alive "paths and headers"
 
 # --- an idle TCP connection (no ClientHello): dropped after ~2 s, while
