@@ -98,6 +98,30 @@ srv_start() {
 	case $SRV_PORT in '' | *[!0-9]*) fail "port file holds '$SRV_PORT'" ;; esac
 }
 
+# ca_up NAME [serve flags...]: a new CA in $T/ca (O=Example, C=SE, TLS
+# name localhost), served on loopback; sets D (its folder) and SERVER
+# (localhost:PORT) besides srv_start's variables
+ca_up() {
+	local name=$1
+	shift
+	D=$T/ca
+	expect_rc 0 p11ca init --dir "$D" --C SE --O Example --hostname localhost --listen 127.0.0.1:0
+	srv_start "$name" "$D" "$@"
+	SERVER=localhost:$SRV_PORT
+}
+
+# ca_sha FILE: the Caramel request address of a CSR file
+ca_sha() { sha256sum "$1" | cut -c1-64; }
+
+# need_test_hooks: end the test as skipped in a build without
+# P11CERT_TEST_HOOKS (no P11CERT_TEST_STALL_AT to stop a process at a stage)
+need_test_hooks() {
+	if grep -q '^P11CERT_TEST_HOOKS:BOOL=OFF' "$P11C_BUILD_DIR/CMakeCache.txt" 2>/dev/null; then
+		skip "built with -DP11CERT_TEST_HOOKS=OFF: no P11CERT_TEST_STALL_AT to stop the processes at a stage"
+		exit 0
+	fi
+}
+
 # kill_pid PID: SIGKILL and reap (bounded)
 kill_pid() {
 	local p=$1 i

@@ -12,13 +12,8 @@
 # shellcheck source=enroll_lib.sh
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/enroll_lib.sh"
 
-D=$T/ca
-expect_rc 0 p11ca init --dir "$D" --C SE --O Example --hostname localhost --listen 127.0.0.1:0
-srv_start caramel "$D" --autosign uuid
-SERVER=localhost:$SRV_PORT
+ca_up caramel --autosign uuid
 
-# ca_sha FILE: the request address of a CSR file
-ca_sha() { sha256sum "$1" | cut -c1-64; }
 
 # pending_has CN: p11ca list --pending shows a request for CN
 pending_has() {

@@ -25,19 +25,12 @@
 # that request was posted once.
 # shellcheck source=enroll_lib.sh
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/enroll_lib.sh"
-if grep -q '^P11CERT_TEST_HOOKS:BOOL=OFF' "$P11C_BUILD_DIR/CMakeCache.txt" 2>/dev/null; then
-	skip "built with -DP11CERT_TEST_HOOKS=OFF: no P11CERT_TEST_STALL_AT to stop the processes at a stage"
-	exit 0
-fi
+need_test_hooks
 
 start=$(date +%s)
-D=$T/ca
-expect_rc 0 p11ca init --dir "$D" --C SE --O Example --hostname localhost --listen 127.0.0.1:0
-srv_start fault "$D"
-SERVER=localhost:$SRV_PORT
+ca_up fault
 new_token fault-kill
 
-ca_sha() { sha256sum "$1" | cut -c1-64; }
 command -v jq >/dev/null || fail "jq not installed (scripts/setup installs it)"
 
 # proc_state PID: the one-letter state of a process (T: stopped), or empty

@@ -13,20 +13,13 @@
 #      certificate for the label
 # shellcheck source=enroll_lib.sh
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/enroll_lib.sh"
-if grep -q '^P11CERT_TEST_HOOKS:BOOL=OFF' "$P11C_BUILD_DIR/CMakeCache.txt" 2>/dev/null; then
-	skip "built with -DP11CERT_TEST_HOOKS=OFF: no P11CERT_TEST_STALL_AT to stop the processes at a stage"
-	exit 0
-fi
+need_test_hooks
 
 start=$(date +%s)
-D=$T/ca
-expect_rc 0 p11ca init --dir "$D" --C SE --O Example --hostname localhost --listen 127.0.0.1:0
-srv_start conc "$D"
-SERVER=localhost:$SRV_PORT
+ca_up conc
 new_token fault-conc
 S=$T/s
 mkdir -p "$S"
-ca_sha() { sha256sum "$1" | cut -c1-64; }
 stopped() { [ "$({ sed 's/.*) //' "/proc/$1/stat" 2>/dev/null || true; } | cut -d' ' -f1)" = T ]; }
 ENR=(enroll caramel "$SERVER")
 OPT=(--dir "$S" --ca-file "$D/ca.crt" --type ec:P-256)

@@ -15,18 +15,13 @@
 # test_ca_load covers SIGTERM (graceful); this is the crash.
 # shellcheck source=enroll_lib.sh
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/enroll_lib.sh"
-if grep -q '^P11CERT_TEST_HOOKS:BOOL=OFF' "$P11C_BUILD_DIR/CMakeCache.txt" 2>/dev/null; then
-	skip "built with -DP11CERT_TEST_HOOKS=OFF: no P11CERT_TEST_STALL_AT to stop the processes at a stage"
-	exit 0
-fi
+need_test_hooks
 command -v curl >/dev/null || fail "curl not installed"
 
 start=$(date +%s)
 NCLI=6 PER=12 NTOK=3
 TOTAL=$((NCLI * PER))
-D=$T/ca
-expect_rc 0 p11ca init --dir "$D" --C SE --O Example --hostname localhost --listen 127.0.0.1:0
-srv_start kill0 "$D" --autosign uuid
+ca_up kill0 --autosign uuid
 PORT=$SRV_PORT
 URL=https://localhost:$PORT
 new_token fault-srv
