@@ -211,7 +211,8 @@ static const char caramel_help[] =
 	"                  verified by the system trust store)\n"
 	"  --once          embedded mode: never wait.  Exit 0 signed or unchanged,\n"
 	"                  1 another run holds the lock, 69 pending, 127 other errors\n"
-	"  --timeout S     service mode: give up after S seconds (exit 69); default never\n";
+	"  --timeout S     service mode: give up after S seconds (exit 69); default never\n"
+	"Service mode exits 75 when another run holds the lock (docs/enroll.md).\n";
 
 int cmd_enroll_caramel(struct cli *c, int argc, char **argv);
 int cmd_enroll_caramel(struct cli *c, int argc, char **argv)
@@ -563,7 +564,8 @@ static const char token_help[] =
 	"comes from --token-file or P11CERT_CA_TOKEN (at least 16 bytes), never argv.\n"
 	"DN defaults to 'CN=<this host>, OU=NIFI'; the key to pkcs11:object=<CN>.\n"
 	"Writes DIR/nifi-cert.pem (the CA) and DIR/config.json (mode 0600, no secrets).\n"
-	"Does nothing when the token already holds a valid certificate for the key.\n";
+	"Does nothing when the token already holds a valid certificate for the key.\n"
+	"Holds DIR/config.json.lock for the run: exit 75 when another run holds it.\n";
 
 int cmd_enroll_token(struct cli *c, int argc, char **argv);
 int cmd_enroll_token(struct cli *c, int argc, char **argv)
