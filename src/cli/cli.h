@@ -43,6 +43,10 @@ int cli_parse_long(const char *s, long lo, long hi, long *out);
 /* The same for the value of option OPT: 0, or prints a usage error naming
  * the option and the range and returns EX_USAGE. */
 int cli_num(struct cli *c, const char *opt, const char *s, long lo, long hi, long *out);
+/* Take the run lock PATH (flock, created 0600): the fd, held until it is
+ * closed or the process exits; -1 when another run holds it, -2 when the
+ * file cannot be opened (errno set). */
+int cli_lock(const char *path);
 /* The library handle, configured from the global options. */
 p11c_result cli_ctx(struct cli *c);
 /* Write to FILE atomically (or stdout when NULL or "-"). */

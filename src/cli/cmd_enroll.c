@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -48,19 +47,6 @@ static int name_ok(const char *s)
 		if (*p == '/' || (unsigned char)*p < 0x20)
 			return 0;
 	return 1;
-}
-
-static int lock_dir(const char *path)
-{
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-
-	if (fd < 0)
-		return -2;
-	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-		close(fd);
-		return -1;
-	}
-	return fd; /* held until exit */
 }
 
 /* NAME is BASE SUFFIX ".tmp.XXXXXX": a temp file of p11c_file_write_atomic
@@ -279,7 +265,7 @@ int cmd_enroll_caramel(struct cli *c, int argc, char **argv)
 	st_path = path_in(dir, id, ".enroll");
 	if (!lock || !csr_path || !crt_path || !ca_path || !st_path)
 		FAIL(EX_SOFTWARE);
-	fd = lock_dir(lock);
+	fd = cli_lock(lock);
 	if (fd == -1) {
 		fprintf(stderr, "p11cert: enroll: another run holds the lock %s\n", lock);
 		rc = once ? CARAMEL_EX_LOCKED : EX_TEMPFAIL_;
@@ -653,7 +639,7 @@ int cmd_enroll_token(struct cli *c, int argc, char **argv)
 	 * a key under the same label and race on config.json */
 	if ((lock = path_in(dir, "config.json", ".lock")) == NULL)
 		goto out;
-	fd = lock_dir(lock);
+	fd = cli_lock(lock);
 	if (fd == -1) {
 		fprintf(stderr, "p11cert: enroll: another run holds the lock %s\n", lock);
 		rc = EX_TEMPFAIL_;

@@ -1,7 +1,5 @@
 /* p11cert check / renew: keep the token identity fresh (systemd timers). */
 #include <errno.h>
-#include <fcntl.h>
-#include <sys/file.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -221,13 +219,13 @@ static int rekey_caramel(struct cli *c, const char *dir, const char *server, con
 	 * rekey would delete the other's LABEL~rekey key as a leftover */
 	if (asprintf(&csr_path, "%s/%s.lock", dir, id) < 0)
 		goto out;
-	fd = open(csr_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0) {
+	fd = cli_lock(csr_path);
+	if (fd == -2) {
 		fprintf(stderr, "p11cert: renew: cannot create the lock file %s: %s\n", csr_path, strerror(errno));
 		rc = EX_CANTCREAT;
 		goto out;
 	}
-	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+	if (fd == -1) {
 		fprintf(stderr, "p11cert: renew: another run holds the lock %s\n", csr_path);
 		rc = EX_TEMPFAIL_;
 		goto out;

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,6 +150,19 @@ int cli_num(struct cli *c, const char *opt, const char *s, long lo, long hi, lon
 	if (cli_parse_long(s, lo, hi, out) == 0)
 		return 0;
 	return cli_usage(c, "%s '%s': expected a number from %ld to %ld", opt, s, lo, hi);
+}
+
+int cli_lock(const char *path)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+
+	if (fd < 0)
+		return -2;
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
 }
 
 /* No-echo prompt on the controlling terminal, only when stdin is one. */
