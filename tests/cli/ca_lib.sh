@@ -44,8 +44,7 @@ _ca_cleanup() {
 		done
 		wait "$p" 2>/dev/null || true
 	done
-	(exit "$rc")    # lib.sh's _cleanup takes the status from $?
-	_cleanup
+	_cleanup "$rc"
 }
 trap _ca_cleanup EXIT
 trap 'exit 129' HUP

@@ -37,8 +37,7 @@ _enroll_cleanup() {
 			wait "$p" 2>/dev/null || true
 		done
 	} 2>/dev/null
-	(exit "$rc")
-	_cleanup
+	_cleanup "$rc"
 }
 trap _enroll_cleanup EXIT
 trap 'exit 129' HUP

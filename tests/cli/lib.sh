@@ -33,8 +33,12 @@ unset P11CERT_PIN
 T=$(mktemp -d "${TMPDIR:-/tmp}/p11c-$TEST_NAME.XXXXXX")
 _TOKENS=()
 
+# _cleanup [STATUS]: the exit status is STATUS, or $? when none is given.
+# Callers that wrap it (enroll_lib.sh, ca_lib.sh) pass theirs explicitly: a
+# `(exit "$rc")` before the call would end the trap right there under set -e
+# and leave the temp folder behind.
 _cleanup() {
-	local rc=$?
+	local rc=${1:-$?}
 	local d
 	for d in ${_TOKENS[@]+"${_TOKENS[@]}"}; do
 		"$SOFTHSM_TOKEN" destroy "$d" >/dev/null 2>&1 || true
