@@ -14,6 +14,16 @@
 #include <p11cert/tls.h>
 
 #include "cli.h"
+#include "curlssl.h"
+
+/* every option is checked: a libcurl that ignores one (another TLS backend
+ * has no CURLOPT_SSL_CTX_FUNCTION) must not send the request without the
+ * token key or the peer check */
+#define SET(opt, val)                                          \
+	do {                                                   \
+		if (!P11C_SETOPT(h, opt, val, err, sizeof err)) \
+			goto refused;                          \
+	} while (0)
 
 #define CURL_EX_HTTP 22 /* curl's own code for --fail */
 #define MAX_HEADERS 64
@@ -173,6 +183,12 @@ int cmd_curl(struct cli *c, int argc, char **argv)
 		rc = cli_usage(c, "the URL must be https:// (the token key is a TLS identity)");
 		goto out;
 	}
+	/* before the token is touched: a libcurl not on OpenSSL cannot use it */
+	if (p11c_curl_ready(err, sizeof err) != 0) {
+		fprintf(stderr, "p11cert: curl: %s\n", err);
+		rc = EX_UNAVAILABLE;
+		goto out;
+	}
 	if ((r = cli_ctx(c)) != P11C_OK || (r = p11c_key_find(c->ctx, uri, &j.key)) != P11C_OK) {
 		rc = cli_fail(c, r, NULL);
 		goto out;
@@ -201,39 +217,46 @@ int cmd_curl(struct cli *c, int argc, char **argv)
 		rc = EX_SOFTWARE;
 		goto out;
 	}
-	curl_easy_setopt(h, CURLOPT_URL, argv[optind]);
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https");
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, err);
-	curl_easy_setopt(h, CURLOPT_USERAGENT, "p11cert/" P11CERT_VERSION);
-	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+	SET(CURLOPT_URL, argv[optind]);
+	SET(CURLOPT_PROTOCOLS_STR, "https");
+	SET(CURLOPT_NOSIGNAL, 1L);
+	SET(CURLOPT_ERRORBUFFER, err);
+	SET(CURLOPT_USERAGENT, "p11cert/" P11CERT_VERSION);
+	SET(CURLOPT_SSL_VERIFYPEER, 1L);
+	SET(CURLOPT_SSL_VERIFYHOST, 2L);
 	if (cacert != NULL) {
-		curl_easy_setopt(h, CURLOPT_CAINFO, cacert);
-		curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
+		SET(CURLOPT_CAINFO, cacert);
+		SET(CURLOPT_CAPATH, NULL);
 	}
-	curl_easy_setopt(h, CURLOPT_SSLVERSION, tls_min | tls_max);
-	curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb);
-	curl_easy_setopt(h, CURLOPT_SSL_CTX_DATA, &j);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, &j);
-	curl_easy_setopt(h, CURLOPT_HEADER, include ? 1L : 0L);
-	curl_easy_setopt(h, CURLOPT_FAILONERROR, fail ? 1L : 0L);
-	curl_easy_setopt(h, CURLOPT_VERBOSE, c->verbose ? 1L : 0L);
+	SET(CURLOPT_SSLVERSION, tls_min | tls_max);
+	SET(CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb);
+	SET(CURLOPT_SSL_CTX_DATA, &j);
+	SET(CURLOPT_WRITEFUNCTION, write_cb);
+	SET(CURLOPT_WRITEDATA, &j);
+	SET(CURLOPT_HEADER, include ? 1L : 0L);
+	SET(CURLOPT_FAILONERROR, fail ? 1L : 0L);
+	SET(CURLOPT_VERBOSE, c->verbose ? 1L : 0L);
 	if (connect_to > 0)
-		curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, connect_to);
+		SET(CURLOPT_CONNECTTIMEOUT, connect_to);
 	if (max_time > 0)
-		curl_easy_setopt(h, CURLOPT_TIMEOUT, max_time);
+		SET(CURLOPT_TIMEOUT, max_time);
 	if (have_data) {
-		curl_easy_setopt(h, CURLOPT_POSTFIELDS, data);
-		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)data_len);
+		SET(CURLOPT_POSTFIELDS, data);
+		SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)data_len);
 	}
 	if (method != NULL)
-		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-	for (int i = 0; i < nh; i++)
-		hl = curl_slist_append(hl, headers[i]);
+		SET(CURLOPT_CUSTOMREQUEST, method);
+	for (int i = 0; i < nh; i++) {
+		struct curl_slist *n = curl_slist_append(hl, headers[i]);
+
+		if (n == NULL) {
+			rc = EX_SOFTWARE;
+			goto out;
+		}
+		hl = n;
+	}
 	if (hl != NULL)
-		curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
+		SET(CURLOPT_HTTPHEADER, hl);
 
 	cc = curl_easy_perform(h);
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
@@ -274,6 +297,11 @@ int cmd_curl(struct cli *c, int argc, char **argv)
 		fprintf(stderr, "p11cert: curl: %s: %s\n", argv[optind], err[0] ? err : curl_easy_strerror(cc));
 		rc = EX_UNAVAILABLE;
 	}
+	goto out;
+refused:
+	/* err names the option (p11c_curl_opt); nothing was sent */
+	fprintf(stderr, "p11cert: curl: %s\n", err);
+	rc = EX_UNAVAILABLE;
 out:
 	if (j.out != NULL && j.out != stdout)
 		fclose(j.out);

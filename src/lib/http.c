@@ -12,15 +12,17 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "curlssl.h"
 #include "http.h"
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc;
-
-static void curl_init(void)
-{
-	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
+/* every option set here is checked: a libcurl that ignores one (another
+ * TLS backend has no CURLOPT_SSL_CTX_FUNCTION) must not send a request
+ * without the token key, the peer check or the limits */
+#define SET(opt, val)                                                  \
+	do {                                                           \
+		if (!P11C_SETOPT(c, opt, val, h->err, sizeof h->err)) \
+			goto refused;                                  \
+	} while (0)
 
 struct xfer {
 	struct p11c_http *h;
@@ -193,6 +195,16 @@ static CURL *handle_for(p11c_ctx *ctx, const struct p11c_http *h, int *owned)
 	return c;
 }
 
+static int add_header(struct curl_slist **l, const char *line)
+{
+	struct curl_slist *n = curl_slist_append(*l, line);
+
+	if (n == NULL)
+		return -1;
+	*l = n;
+	return 0;
+}
+
 p11c_result p11c_http_do(p11c_ctx *ctx, struct p11c_http *h)
 {
 	CURL *c = NULL;
@@ -209,61 +221,66 @@ p11c_result p11c_http_do(p11c_ctx *ctx, struct p11c_http *h)
 	x.h = h;
 	h->status = 0;
 	h->err[0] = '\0';
-	pthread_once(&curl_once, curl_init);
-	if (curl_init_rc != CURLE_OK || (c = handle_for(ctx, h, &owned)) == NULL) {
+	if (p11c_curl_ready(h->err, sizeof h->err) != 0) {
+		p11c_detail(ctx, "%s", h->err);
+		r = P11C_ERR_NETWORK;
+		goto out;
+	}
+	if ((c = handle_for(ctx, h, &owned)) == NULL) {
 		snprintf(h->err, sizeof h->err, "libcurl could not start");
 		r = P11C_ERR_NOMEM;
 		goto out;
 	}
-	curl_easy_setopt(c, CURLOPT_URL, h->url);
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, h->timeout_ms > 0 ? h->timeout_ms : 30000L);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &x);
-	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(c, CURLOPT_HEADERDATA, &x);
-	curl_easy_setopt(c, CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
-	curl_easy_setopt(c, CURLOPT_SSL_CTX_DATA, &x);
-	curl_easy_setopt(c, CURLOPT_USERAGENT, h->user_agent ? h->user_agent : "p11cert/" P11CERT_VERSION);
-	curl_easy_setopt(c, CURLOPT_SSL_SESSIONID_CACHE, 0L);
+	SET(CURLOPT_URL, h->url);
+	SET(CURLOPT_PROTOCOLS_STR, "https");
+	SET(CURLOPT_NOSIGNAL, 1L);
+	SET(CURLOPT_ERRORBUFFER, errbuf);
+	SET(CURLOPT_TIMEOUT_MS, h->timeout_ms > 0 ? h->timeout_ms : 30000L);
+	SET(CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+	SET(CURLOPT_WRITEFUNCTION, on_body);
+	SET(CURLOPT_WRITEDATA, &x);
+	SET(CURLOPT_HEADERFUNCTION, on_header);
+	SET(CURLOPT_HEADERDATA, &x);
+	SET(CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
+	SET(CURLOPT_SSL_CTX_DATA, &x);
+	SET(CURLOPT_USERAGENT, h->user_agent ? h->user_agent : "p11cert/" P11CERT_VERSION);
+	SET(CURLOPT_SSL_SESSIONID_CACHE, 0L);
 	if (h->bootstrap) {
 		/* verification is done by bootstrap_verify in the handshake;
 		 * curl's own check would reject the self-signed CA */
-		curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
-		curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+		SET(CURLOPT_SSL_VERIFYPEER, 0L);
+		SET(CURLOPT_SSL_VERIFYHOST, 0L);
 	} else {
-		curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
-		curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+		SET(CURLOPT_SSL_VERIFYPEER, 1L);
+		SET(CURLOPT_SSL_VERIFYHOST, 2L);
 		if (h->ca_pem != NULL) {
 			blob.data = (void *)(uintptr_t)h->ca_pem;
 			blob.len = strlen(h->ca_pem);
 			blob.flags = CURL_BLOB_COPY;
-			curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &blob);
-			curl_easy_setopt(c, CURLOPT_CAINFO, NULL);
-			curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
+			SET(CURLOPT_CAINFO_BLOB, &blob);
+			SET(CURLOPT_CAINFO, NULL);
+			SET(CURLOPT_CAPATH, NULL);
 		} else if (h->ca_file != NULL) {
-			curl_easy_setopt(c, CURLOPT_CAINFO, h->ca_file);
-			curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
+			SET(CURLOPT_CAINFO, h->ca_file);
+			SET(CURLOPT_CAPATH, NULL);
 		}
 	}
 	if (h->if_modified_since != NULL) {
 		snprintf(line, sizeof line, "If-Modified-Since: %s", h->if_modified_since);
-		hdrs = curl_slist_append(hdrs, line);
+		if (add_header(&hdrs, line) != 0)
+			goto nomem;
 	}
 	if (h->method != NULL && strcmp(h->method, "POST") == 0) {
 		snprintf(line, sizeof line, "Content-Type: %s",
 			 h->content_type ? h->content_type : "application/octet-stream");
-		hdrs = curl_slist_append(hdrs, line);
-		hdrs = curl_slist_append(hdrs, "Expect:");
-		curl_easy_setopt(c, CURLOPT_POST, 1L);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, h->body);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)h->body_len);
+		if (add_header(&hdrs, line) != 0 || add_header(&hdrs, "Expect:") != 0)
+			goto nomem;
+		SET(CURLOPT_POST, 1L);
+		SET(CURLOPT_POSTFIELDS, h->body);
+		SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)h->body_len);
 	}
 	if (hdrs != NULL)
-		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+		SET(CURLOPT_HTTPHEADER, hdrs);
 
 	cc = curl_easy_perform(c);
 	if (cc != CURLE_OK) {
@@ -302,6 +319,21 @@ p11c_result p11c_http_do(p11c_ctx *ctx, struct p11c_http *h)
 		}
 	}
 	r = P11C_OK;
+	goto out;
+nomem:
+	snprintf(h->err, sizeof h->err, "out of memory for the request headers");
+	p11c_detail(ctx, "%s", h->err);
+	r = P11C_ERR_NOMEM;
+	goto drop;
+refused:
+	/* h->err names the option (p11c_curl_opt); nothing was sent */
+	p11c_detail(ctx, "%s", h->err);
+	r = P11C_ERR_NETWORK;
+drop:
+	if (!owned) {
+		p11c_http_release(ctx); /* a half-configured handle is not kept */
+		c = NULL;
+	}
 out:
 	curl_slist_free_all(hdrs);
 	if (c != NULL && owned)

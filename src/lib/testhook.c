@@ -36,3 +36,18 @@ void p11c_test_stall_write(const char *path)
 	(void)path;
 #endif
 }
+
+int p11c_test_setopt_fails(const char *name)
+{
+#ifdef P11C_TEST_HOOKS
+	const char *want = getenv("P11CERT_TEST_SETOPT_FAIL");
+
+	if (want == NULL || name == NULL || strcmp(want, name) != 0)
+		return 0;
+	fprintf(stderr, "p11cert: test hook: %s fails (P11CERT_TEST_SETOPT_FAIL)\n", name);
+	return 1;
+#else
+	(void)name;
+	return 0;
+#endif
+}

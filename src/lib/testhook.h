@@ -11,5 +11,9 @@ void p11c_test_stall(const char *stage) __attribute__((visibility("hidden")));
 /* Stage "write:BASENAME" of an atomic file write: the temp file is
  * written and synced, not yet renamed over PATH. */
 void p11c_test_stall_write(const char *path) __attribute__((visibility("hidden")));
+/* 1 when the environment variable P11CERT_TEST_SETOPT_FAIL equals NAME
+ * (a CURLOPT_* name): that curl_easy_setopt is then treated as refused
+ * (curlssl.c).  Always 0 in a build with -DP11CERT_TEST_HOOKS=OFF. */
+int p11c_test_setopt_fails(const char *name) __attribute__((visibility("hidden")));
 
 #endif
