@@ -65,6 +65,10 @@ int cmd_list(struct cli *c, int argc, char **argv);
 int cmd_show(struct cli *c, int argc, char **argv);
 int cmd_enroll(struct cli *c, int argc, char **argv);
 int cmd_curl(struct cli *c, int argc, char **argv);
+/* 0 when libcurl does its TLS with OpenSSL (src/lib/curlssl.h); else the
+ * reason on stderr and EX_UNAVAILABLE.  Network commands call it before
+ * they touch the token or write a file. */
+int cli_curl_ready(struct cli *c);
 int cmd_tunnel(struct cli *c, int argc, char **argv);
 int cmd_check(struct cli *c, int argc, char **argv);
 int cmd_renew(struct cli *c, int argc, char **argv);

@@ -70,6 +70,16 @@ static CURLcode ssl_ctx_cb(CURL *h, void *sslctx, void *ud)
 	return j->tls_rc == P11C_OK ? CURLE_OK : CURLE_SSL_CERTPROBLEM;
 }
 
+int cli_curl_ready(struct cli *c)
+{
+	char why[512];
+
+	if (p11c_curl_ready(why, sizeof why) == 0)
+		return 0;
+	fprintf(stderr, "p11cert: %s: %s\n", c->cmd ? c->cmd : "network", why);
+	return EX_UNAVAILABLE;
+}
+
 static size_t write_cb(char *data, size_t size, size_t n, void *ud)
 {
 	struct curl_job *j = ud;
@@ -107,7 +117,7 @@ int cmd_curl(struct cli *c, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *uri = NULL, *cacert = NULL, *method = NULL, *outfile = NULL, *headers[MAX_HEADERS];
-	char *data = NULL, *tmp = NULL, err[CURL_ERROR_SIZE] = "";
+	char *data = NULL, *tmp = NULL, err[2 * CURL_ERROR_SIZE] = ""; /* curl writes CURL_ERROR_SIZE at most */
 	size_t data_len = 0;
 	int nh = 0, include = 0, fail = 0, ch, rc = EX_FAIL, have_data = 0, tmpfd = -1;
 	long connect_to = 0, max_time = 0, status = 0, tls_min = CURL_SSLVERSION_TLSv1_2, tls_max = 0;
@@ -184,11 +194,9 @@ int cmd_curl(struct cli *c, int argc, char **argv)
 		goto out;
 	}
 	/* before the token is touched: a libcurl not on OpenSSL cannot use it */
-	if (p11c_curl_ready(err, sizeof err) != 0) {
-		fprintf(stderr, "p11cert: curl: %s\n", err);
-		rc = EX_UNAVAILABLE;
+	if ((rc = cli_curl_ready(c)) != 0)
 		goto out;
-	}
+	rc = EX_FAIL;
 	if ((r = cli_ctx(c)) != P11C_OK || (r = p11c_key_find(c->ctx, uri, &j.key)) != P11C_OK) {
 		rc = cli_fail(c, r, NULL);
 		goto out;

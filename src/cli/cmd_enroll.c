@@ -280,6 +280,9 @@ int cmd_enroll_caramel(struct cli *c, int argc, char **argv)
 	srv.server = server;
 	srv.ca_file = ca_file;
 	srv.client_id = id;
+	if ((rc = cli_curl_ready(c)) != 0) /* before the token and the files */
+		FAIL(rc);
+	rc = EX_FAIL;
 	if ((r = cli_ctx(c)) != P11C_OK)
 		FAIL(cli_fail(c, r, NULL));
 	/* the CA: given (embedded), or fetched over verified TLS */
@@ -635,6 +638,9 @@ int cmd_enroll_token(struct cli *c, int argc, char **argv)
 		}
 		uri = key_uri;
 	}
+	if ((rc = cli_curl_ready(c)) != 0) /* before the token and the files */
+		goto out;
+	rc = EX_FAIL;
 	/* one run per folder at a time: concurrent runs would each generate
 	 * a key under the same label and race on config.json */
 	if ((lock = path_in(dir, "config.json", ".lock")) == NULL)
