@@ -258,6 +258,9 @@ int cmd_enroll_caramel(struct cli *c, int argc, char **argv)
 			FAIL(EX_SOFTWARE);
 		uri = key_uri;
 	}
+	if ((rc = cli_curl_ready(c)) != 0) /* before the token and the files */
+		FAIL(rc);
+	rc = EX_FAIL;
 	lock = path_in(dir, id, ".lock");
 	csr_path = path_in(dir, id, ".csr");
 	crt_path = path_in(dir, id, ".crt");
@@ -280,9 +283,6 @@ int cmd_enroll_caramel(struct cli *c, int argc, char **argv)
 	srv.server = server;
 	srv.ca_file = ca_file;
 	srv.client_id = id;
-	if ((rc = cli_curl_ready(c)) != 0) /* before the token and the files */
-		FAIL(rc);
-	rc = EX_FAIL;
 	if ((r = cli_ctx(c)) != P11C_OK)
 		FAIL(cli_fail(c, r, NULL));
 	/* the CA: given (embedded), or fetched over verified TLS */
