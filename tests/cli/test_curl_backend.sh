@@ -6,7 +6,8 @@
 # 2. run time: p11cert linked with libcurl-gnutls.so.4 (tests/p11cert_gnutls,
 #    as a build that slipped past configure) refuses curl, enroll caramel,
 #    enroll token and renew with that message, before touching the token,
-#    and no request reaches p11ca;
+#    and no request reaches p11ca; so does the library in examples/enroll_mem
+#    (tests/enroll_mem_gnutls);
 # 3. a refused curl_easy_setopt (test hook P11CERT_TEST_SETOPT_FAIL) stops
 #    the request: exit 69, the option named, nothing reaches p11ca.
 # shellcheck source=ca_lib.sh
@@ -23,8 +24,11 @@ libdir=$(pkg-config --variable=libdir libcurl)
 GNUTLS_LIB=$libdir/libcurl-gnutls.so.4
 NSS_LIB=$libdir/libcurl-nss.so.4
 GNUTLS_BIN=$P11C_BUILD_DIR/tests/p11cert_gnutls
+ENROLL_MEM_GNUTLS=$P11C_BUILD_DIR/tests/enroll_mem_gnutls
 [ -e "$GNUTLS_LIB" ] || fail "$GNUTLS_LIB missing (scripts/setup installs libcurl3-gnutls)"
-[ -x "$GNUTLS_BIN" ] || fail "$GNUTLS_BIN not built (tests/CMakeLists.txt builds it when libcurl-gnutls.so.4 is found)"
+for b in "$GNUTLS_BIN" "$ENROLL_MEM_GNUTLS"; do
+	[ -x "$b" ] || fail "$b not built (tests/CMakeLists.txt builds it when libcurl-gnutls.so.4 is found)"
+done
 
 # --- 1. configure ------------------------------------------------------------
 CB=$P11C_SOURCE_DIR/tests/cmake/curl_backend
@@ -90,6 +94,14 @@ cmp -s "$T/objects.before" "$T/objects.after" ||
 	fail "the token changed: $(diff "$T/objects.before" "$T/objects.after")"
 [ "$(ca_requests)" = "$n_main" ] || fail "a request reached p11ca: $(tail -n 3 "$CA_LOG")"
 [ "$(grep -c ' HTTP/' "$TOK_LOG" || true)" = "$n_tok" ] || fail "a request reached the token CA: $(tail -n 3 "$TOK_LOG")"
+# the library itself (no CLI check first): examples/enroll_mem with the
+# existing key; p11c_http_do refuses, naming the backend
+P11CERT_MODULE=$MOD P11CERT_PIN=$PIN expect_rc 1 "$ENROLL_MEM_GNUTLS" "localhost:$CA_PORT" "$D/ca.crt" "$KEY"
+expect_grep 'does its TLS with GnuTLS/[0-9.]+, not OpenSSL' "$T/err"
+objects >"$T/objects.after"
+cmp -s "$T/objects.before" "$T/objects.after" ||
+	fail "enroll_mem changed the token: $(diff "$T/objects.before" "$T/objects.after")"
+[ "$(ca_requests)" = "$n_main" ] || fail "a request reached p11ca: $(tail -n 3 "$CA_LOG")"
 # the token commands still work: the refusal is about the network only
 P11CERT=$GNUTLS_BIN expect_rc 0 p11c show "$KEY"
 pass "the GnuTLS libcurl build refuses curl, enroll caramel/token, renew; token and CA untouched"
