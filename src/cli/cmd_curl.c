@@ -194,9 +194,10 @@ int cmd_curl(struct cli *c, int argc, char **argv)
 		goto out;
 	}
 	/* before the token is touched: a libcurl not on OpenSSL cannot use it */
-	if ((rc = cli_curl_ready(c)) != 0)
+	if (cli_curl_ready(c) != 0) {
+		rc = EX_UNAVAILABLE;
 		goto out;
-	rc = EX_FAIL;
+	}
 	if ((r = cli_ctx(c)) != P11C_OK || (r = p11c_key_find(c->ctx, uri, &j.key)) != P11C_OK) {
 		rc = cli_fail(c, r, NULL);
 		goto out;

@@ -258,9 +258,8 @@ int cmd_enroll_caramel(struct cli *c, int argc, char **argv)
 			FAIL(EX_SOFTWARE);
 		uri = key_uri;
 	}
-	if ((rc = cli_curl_ready(c)) != 0) /* before the token and the files */
-		FAIL(rc);
-	rc = EX_FAIL;
+	if (cli_curl_ready(c) != 0) /* before the token and the files */
+		FAIL(EX_UNAVAILABLE);
 	lock = path_in(dir, id, ".lock");
 	csr_path = path_in(dir, id, ".csr");
 	crt_path = path_in(dir, id, ".crt");
@@ -638,9 +637,10 @@ int cmd_enroll_token(struct cli *c, int argc, char **argv)
 		}
 		uri = key_uri;
 	}
-	if ((rc = cli_curl_ready(c)) != 0) /* before the token and the files */
+	if (cli_curl_ready(c) != 0) { /* before the token and the files */
+		rc = EX_UNAVAILABLE;
 		goto out;
-	rc = EX_FAIL;
+	}
 	/* one run per folder at a time: concurrent runs would each generate
 	 * a key under the same label and race on config.json */
 	if ((lock = path_in(dir, "config.json", ".lock")) == NULL)

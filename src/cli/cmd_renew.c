@@ -215,9 +215,10 @@ static int rekey_caramel(struct cli *c, const char *dir, const char *server, con
 	int rc = EX_FAIL, fd = -1;
 	FILE *fp;
 
-	if ((rc = cli_curl_ready(c)) != 0) /* before the new key */
+	if (cli_curl_ready(c) != 0) { /* before the new key */
+		rc = EX_UNAVAILABLE;
 		goto out;
-	rc = EX_FAIL;
+	}
 	/* the lock of enroll caramel: a rekey next to an enrollment or another
 	 * rekey would delete the other's LABEL~rekey key as a leftover */
 	if (asprintf(&csr_path, "%s/%s.lock", dir, id) < 0)
