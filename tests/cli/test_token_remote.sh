@@ -5,7 +5,8 @@
 #   a. keygen, list, csr (EC and RSA)
 #   b. p11ca with its CA key behind the remote module: init, serve,
 #      enrollments signed with it
-#   c. enroll caramel, then curl with mTLS against nginx (TLS 1.2 and 1.3)
+#   c. enroll caramel, then curl with mTLS against nginx (TLS 1.2 and 1.3),
+#      tunnel, renew --rekey
 # No p11-kit assertion message on stderr at any exit.
 # shellcheck source=ca_lib.sh
 . "$(dirname "$0")/ca_lib.sh"
@@ -72,6 +73,27 @@ for port in $NG_P12 $NG_P13; do
 	clean_err curl
 done
 pass "curl with mTLS (TLS 1.2 and 1.3) with a key behind p11-kit-client.so"
+
+# the tunnel: mTLS to nginx with the remote key, for several connections
+tunnel_start rem ec-client "localhost:$NG_P13" --cacert "$D/ca.crt"
+for i in 1 2 3; do
+	code=$(curl -sS --noproxy '*' --max-time 20 -o "$T/body" -w '%{http_code}' "http://127.0.0.1:$TUN_PORT/" 2>"$T/curl.err") || code=fail
+	[ "$code" = 200 ] || fail "curl through the tunnel ($i): $code $(cat "$T/curl.err")"
+	grep -q "hello CN=ec-client,O=Example,C=SE" "$T/body" || fail "tunnel: nginx saw another client: $(cat "$T/body")"
+done
+tunnel_stop
+! grep -qE "not true|assertion" "$TUN_LOG" || fail "tunnel: p11-kit complains: $(cat "$TUN_LOG")"
+pass "tunnel with mTLS (three connections) with a key behind p11-kit-client.so"
+
+# renew --rekey: a new key made and used through the remote module
+old_id=$(p11c list "pkcs11:token=$TOKEN;object=ec-client;type=private" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+expect_rc 0 p11c renew --dir "$T/s" --id ec-client --rekey
+clean_err "renew --rekey"
+new_id=$(p11c list "pkcs11:token=$TOKEN;object=ec-client;type=private" --json | python3 -c 'import json,sys; a=json.load(sys.stdin); assert len(a) == 1, a; print(a[0]["id"])')
+[ "$new_id" != "$old_id" ] || fail "renew --rekey kept the old key"
+expect_rc 0 p11c curl "https://localhost:$NG_P13/" --key "pkcs11:token=$TOKEN;object=ec-client" --cacert "$D/ca.crt"
+expect_grep "hello CN=ec-client,O=Example,C=SE" "$T/out"
+pass "renew --rekey through p11-kit-client.so; curl with the new key"
 
 # the direct module sees what the remote one made: one token, one store
 MOD=$DIRECT
