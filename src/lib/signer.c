@@ -144,8 +144,11 @@ static int token_sign_locked(struct p11c_signer *s, CK_MECHANISM_TYPE mt, const 
 			rv = ctx->f->C_Login(ctx->session, CKU_CONTEXT_SPECIFIC, NULL, 0);
 		if (rv != CKR_OK) {
 			sign_err(s, "C_Login(CKU_CONTEXT_SPECIFIC)", rv);
-			/* end the signing operation the token may still hold */
-			(void)ctx->f->C_SignFinal(ctx->session, NULL, &(CK_ULONG){ 0 });
+			/* end the signing operation: a C_Sign the token refuses
+			 * (CKR_USER_NOT_LOGGED_IN) terminates it (PKCS#11 v2.40
+			 * s5.2); a size query would not.  Its result is dropped. */
+			(void)ctx->f->C_Sign(ctx->session, (CK_BYTE_PTR)(uintptr_t)in, inlen, out,
+					     outlen);
 			return 0;
 		}
 	}
