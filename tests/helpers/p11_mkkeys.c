@@ -70,8 +70,10 @@ int main(int argc, char **argv)
 	if (dl == NULL)
 		return die(dlerror(), 0);
 	*(void **)&get_list = dlsym(dl, "C_GetFunctionList");
-	if (get_list == NULL || (rv = get_list(&f)) != CKR_OK)
-		return die("C_GetFunctionList", 0);
+	if (get_list == NULL)
+		return die("no C_GetFunctionList", 0);
+	if ((rv = get_list(&f)) != CKR_OK)
+		return die("C_GetFunctionList", rv);
 	if ((rv = f->C_Initialize(NULL)) != CKR_OK)
 		return die("C_Initialize", rv);
 	if ((rv = f->C_GetSlotList(CK_TRUE, slots, &nslots)) != CKR_OK)
