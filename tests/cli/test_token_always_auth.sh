@@ -5,7 +5,8 @@
 #   a. csr with EC and RSA keys (PIN file and P11CERT_PIN); pkcs11-spy shows
 #      one CKU_CONTEXT_SPECIFIC login per C_Sign
 #   b. enroll caramel with such a key, then curl with mTLS (TLS 1.2, 1.3)
-#   c. p11ca with such a CA key: init, serve, an enrollment signed with it
+#   c. p11ca with such a CA key: init, serve autosigning two enrollments
+#      (the PIN kept for the process), p11ca sign
 # Keys are made by tests/helpers/p11_mkkeys (pkcs11-tool 0.23 cannot set
 # CKA_ALWAYS_AUTHENTICATE).
 # shellcheck source=ca_lib.sh
@@ -58,11 +59,18 @@ D2=$T/ca2
 expect_rc 0 p11ca init --dir "$D2" --C SE --O Example2 --hostname localhost --listen 127.0.0.1:0 \
 	--key "pkcs11:token=$TOKEN;object=caaa" --module "$MOD" --pin-file "$PINF"
 openssl verify -CAfile "$D2/ca.crt" "$D2/tls.crt" >/dev/null 2>&1 || fail "tls.crt does not chain to ca.crt"
-ca_start ca2 "$D2"
+ca_start ca2 "$D2" --autosign uuid
 mkdir -p "$T/s2"
+# p11ca serve signs these itself: two signatures in one long-running process
+for i in 1 2; do
+	u=$(python3 -c 'import uuid; print(uuid.uuid4())')
+	expect_rc 0 p11c enroll caramel "localhost:$CA_PORT" "$u" --type ec:P-256 --ca-file "$D2/ca.crt" --dir "$T/s2" --once
+	openssl verify -CAfile "$D2/ca.crt" "$T/s2/$u.crt" >/dev/null 2>&1 || fail "$u.crt does not verify under the CA"
+done
+grep -c "autosigned" "$CA_LOG" | grep -qx 2 || fail "p11ca serve did not autosign both requests"
 expect_rc 69 p11c enroll caramel "localhost:$CA_PORT" c2 --type ec:P-256 --ca-file "$D2/ca.crt" --dir "$T/s2" --once
 sha=$(sha256sum "$T/s2/c2.csr" | cut -d' ' -f1)
 expect_rc 0 p11ca sign --dir "$D2" "$sha"
 expect_rc 0 p11c enroll caramel "localhost:$CA_PORT" c2 --ca-file "$D2/ca.crt" --dir "$T/s2" --once
 openssl verify -CAfile "$D2/ca.crt" "$T/s2/c2.crt" >/dev/null 2>&1 || fail "c2.crt does not verify under the CA"
-pass "p11ca with an always-authenticate CA key: init, serve, sign"
+pass "p11ca with an always-authenticate CA key: init, serve (two autosigned), sign"
