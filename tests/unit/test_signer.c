@@ -127,7 +127,7 @@ static void *work(void *arg)
 	int i;
 
 	w->ok = 0;
-	for (i = 0; i < 20; i++)
+	for (i = 0; i < 200; i++)
 		if (!sign_verify(w->signer, w->pub, EVP_sha256(), 0))
 			return NULL;
 	w->ok = 1;
