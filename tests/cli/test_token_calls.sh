@@ -22,7 +22,11 @@ spied() {
 	local name=$1
 	shift
 	rm -f "$T/$name.spy"
+	# leak checks off for spied runs (ASan build): pkcs11-spy unloads
+	# SoftHSM at C_Finalize, so SoftHSM's own leaks lose their module name
+	# and tests/lsan.supp cannot match them
 	expect_rc 0 env PKCS11SPY="$MOD" PKCS11SPY_OUTPUT="$T/$name.spy" \
+		ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
 		timeout -k 5 "$P11C_TIMEOUT" "$P11CERT" --module "$SPY" --pin-file "$PINF" "$@"
 	cp "$T/err" "$T/$name.err"
 }
