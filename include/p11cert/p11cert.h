@@ -4,8 +4,8 @@
  * One handle (p11c_ctx) owns one loaded PKCS#11 module, one selected token
  * and at most one login.  Keys are referenced by p11c_key handles that carry
  * the token object's CKA_ID and CKA_LABEL; signing goes through an EVP_PKEY
- * provided by libp11, so OpenSSL never sees key material and no ENGINE is
- * involved.
+ * whose private operations run in the token over the handle's session, so
+ * OpenSSL never sees key material and no ENGINE is involved.
  *
  * Every function returns a p11c_result.  p11c_strerror() names the class of
  * error; p11c_ctx_detail() gives the full sentence for the last failure on a
@@ -131,8 +131,8 @@ P11C_API p11c_result p11c_key_type_parse(const char *s, p11c_key_type *out);
 P11C_API const char *p11c_key_type_name(p11c_key_type t);
 
 #define P11C_KEYGEN_FORCE 0x1u /* create even when the label exists */
-/* Ed25519 keys are refused unless this is set: libp11 0.4 cannot sign with
- * them and fails to enumerate a token's keys once one exists. */
+/* Ed25519 keys are refused unless this is set: p11c_key_signer cannot sign
+ * with them (an OpenSSL provider would be needed). */
 #define P11C_KEYGEN_ALLOW_EDDSA 0x2u
 
 /* Generate a key pair on the token selected by `uri` (which must carry

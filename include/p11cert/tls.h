@@ -1,13 +1,12 @@
 /*
  * TLS with the token key: hand an application's OpenSSL SSL_CTX the token
- * key (as libp11's EVP_PKEY: private operations happen in the token, no
+ * key (an EVP_PKEY whose private operations happen in the token, no
  * ENGINE) and the certificate stored next to it.  docs/library.md,
  * examples/tls_client.c.
  *
  * Concurrency: the key's PKCS#11 operations go through the one loaded
- * module and login of the p11c_ctx; libp11 takes a session per operation
- * from its pool and serializes what the module requires.  Use one p11c_ctx
- * per process; the SSL_CTX may be shared by threads.
+ * module, session and login of the p11c_ctx, serialized by a process-wide
+ * lock.  Use one p11c_ctx per process; the SSL_CTX may be shared by threads.
  */
 #ifndef P11CERT_TLS_H
 #define P11CERT_TLS_H

@@ -294,7 +294,7 @@ static int cmd_version(struct cli *c, int argc, char **argv)
 		return 0;
 	printf("p11cert %s\n", P11CERT_VERSION);
 	printf("OpenSSL %s\n", OpenSSL_version(OPENSSL_VERSION_STRING));
-	printf("libp11 %s (built against; PKCS#11 keys as EVP_PKEY, no ENGINE)\n", P11C_LIBP11_VERSION);
+	printf("signer: built-in (token keys as OpenSSL EVP_PKEY with RSA/EC_KEY methods over the token layer's session; no libp11, no ENGINE)\n");
 	printf("p11-kit %s (built against)\n", P11C_P11KIT_VERSION);
 	printf("default module %s\n", P11C_DEFAULT_MODULE);
 	return 0;

@@ -133,7 +133,7 @@ static CURLcode on_ssl_ctx(CURL *curl, void *sslctx, void *ud)
 		SSL_CTX_set_cert_verify_callback(ctx, bootstrap_verify, x);
 	}
 	if (h->client_key != NULL && h->client_cert != NULL) {
-		/* the token key: signing happens in the token (libp11's
+		/* the token key: signing happens in the token (signer.c's
 		 * EVP_PKEY), never an ENGINE */
 		if (SSL_CTX_use_certificate(ctx, h->client_cert) != 1 ||
 		    SSL_CTX_use_PrivateKey(ctx, h->client_key) != 1)

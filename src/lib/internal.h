@@ -5,7 +5,9 @@
 #include <p11cert/p11cert.h>
 #include <p11-kit/pkcs11.h>
 #include <p11-kit/uri.h>
-#include <libp11.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
 
 #define P11C_HIDDEN __attribute__((visibility("hidden")))
 #define P11C_PRINTF(a, b) __attribute__((format(printf, a, b)))
@@ -25,11 +27,10 @@ struct p11c_ctx {
 	p11c_pin_cb pin_cb;
 	void *pin_cb_data;
 
-	/* module: dlopen'ed and C_Initialize'd by us once; libp11 attaches
-	 * to the same loaded instance (same path) when a signer is needed */
+	/* module: dlopen'ed and C_Initialize'd by us once; the signer
+	 * (signer.c) uses the same function list, session and login */
 	char *module_path;
 	char module_desc[80];       /* CK_INFO.libraryDescription, trimmed */
-	PKCS11_CTX *p11;
 	void *dl;                   /* our dlopen handle of the module */
 	CK_FUNCTION_LIST_PTR f;
 	int we_initialized;         /* C_Initialize returned CKR_OK for us */
@@ -45,10 +46,9 @@ struct p11c_ctx {
 	p11c_result login_refused;  /* a refused PIN is never tried again */
 	char *pin_source;           /* from the URI of p11c_open */
 
-	/* libp11 view of the same token, made on first p11c_key_signer */
-	PKCS11_SLOT *slots;
-	unsigned int nslots;
-	PKCS11_SLOT *slot;
+	/* signer.c: the PIN for CKU_CONTEXT_SPECIFIC logins (keys with
+	 * CKA_ALWAYS_AUTHENTICATE), locked memory, wiped at close */
+	struct p11c_ctx_pin *ctx_pin;
 
 	/* HTTPS (http.c): one libcurl handle kept for the requests of a run,
 	 * so they share a connection.  Reused only for the same trust and the
@@ -66,7 +66,7 @@ struct p11c_key {
 	p11c_key_type type;
 	CK_OBJECT_HANDLE priv;      /* handle in ctx->session */
 	EVP_PKEY *pub;              /* built from the token's public attributes */
-	EVP_PKEY *signer;           /* libp11 key, owned by libp11's slot list */
+	EVP_PKEY *signer;           /* signer.c: signs in the token */
 };
 
 /* result.c */
@@ -115,7 +115,12 @@ P11C_HIDDEN p11c_result p11c_pin_from_file(p11c_ctx *ctx, const char *path,
 
 /* token.c */
 P11C_HIDDEN p11c_result p11c_need_session(p11c_ctx *ctx);
-P11C_HIDDEN p11c_result p11c_need_libp11_slot(p11c_ctx *ctx);
+
+/* signer.c: an EVP_PKEY whose private operations run in the token through
+ * ctx's session; the key's public key with our RSA / EC_KEY methods. */
+P11C_HIDDEN p11c_result p11c_signer_new(p11c_key *key, EVP_PKEY **out);
+/* Wipe and free the context-specific PIN (p11c_ctx_free). */
+P11C_HIDDEN void p11c_signer_ctx_release(p11c_ctx *ctx);
 
 /* objects.c: find objects in ctx->session. */
 P11C_HIDDEN p11c_result p11c_find(p11c_ctx *ctx, CK_ATTRIBUTE *tmpl,

@@ -1,5 +1,4 @@
-/* Key pair generation inside the token, by direct PKCS#11 calls (libp11
- * 0.4 generates RSA keys only). */
+/* Key pair generation inside the token, by direct PKCS#11 calls. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -120,13 +119,11 @@ p11c_result p11c_keygen(p11c_ctx *ctx, const char *uri, p11c_key_type type, unsi
 		r = check_mechanism(ctx, mech.mechanism, "CKM_EC_KEY_PAIR_GEN", type, 0);
 		break;
 	case P11C_KEY_ED25519:
-		/* libp11 0.4.12 (Debian 12) fails to enumerate any key of a token
-		 * holding an EdDSA key, which would make every other key on the
-		 * token unusable for signing: refuse rather than break them. */
+		/* the signer (signer.c) cannot sign with EdDSA keys: refuse to
+		 * make a key p11cert could not use */
 		if (!(flags & P11C_KEYGEN_ALLOW_EDDSA)) {
-			p11c_detail(ctx, "Ed25519 keys are not supported with this libp11 (it cannot "
-				    "sign with them and stops seeing the token's other keys); use "
-				    "ec:P-256");
+			p11c_detail(ctx, "Ed25519 keys are not supported: p11cert's signer cannot sign "
+				    "with them; use ec:P-256");
 			r = P11C_ERR_MECHANISM;
 			break;
 		}

@@ -167,39 +167,15 @@ const EVP_MD *p11c_key_default_md(const p11c_key *key)
 
 p11c_result p11c_key_signer(p11c_key *key, EVP_PKEY **out)
 {
-	p11c_ctx *ctx;
-	PKCS11_KEY *keys = NULL;
-	unsigned int n = 0, i;
 	p11c_result r;
 
 	if (key == NULL || out == NULL)
 		return P11C_ERR_ARG;
-	if (key->signer != NULL) {
-		*out = key->signer;
-		return P11C_OK;
+	if (key->signer == NULL) {
+		r = p11c_signer_new(key, &key->signer);
+		if (r != P11C_OK)
+			return r;
 	}
-	ctx = key->ctx;
-	r = p11c_need_libp11_slot(ctx);
-	if (r != P11C_OK)
-		return r;
-	if (PKCS11_enumerate_keys(ctx->slot->token, &keys, &n) != 0)
-		return p11c_ossl(ctx, "libp11 could not enumerate the keys of the token (libp11 0.4 "
-				      "fails this way when the token holds a key type it does not "
-				      "know, such as EdDSA)");
-	for (i = 0; i < n; i++) {
-		if (keys[i].isPrivate && keys[i].id_len == key->id_len &&
-		    memcmp(keys[i].id, key->id, key->id_len) == 0)
-			break;
-	}
-	if (i == n) {
-		p11c_detail(ctx, "libp11 does not see private key '%s' on token '%s'", key->label,
-			    ctx->token_label);
-		return P11C_ERR_NOT_FOUND;
-	}
-	/* libp11 >= 0.4.11 returns a new reference */
-	key->signer = PKCS11_get_private_key(&keys[i]);
-	if (key->signer == NULL)
-		return p11c_ossl(ctx, "libp11 could not make an EVP_PKEY for the token key");
 	*out = key->signer;
 	return P11C_OK;
 }

@@ -9,6 +9,7 @@
 
 #define ATTR_MAX (64 * 1024) /* largest attribute we read (certificates) */
 #define FIND_MAX 256         /* most objects we look at in one search */
+#define ATTR_SMALL 1024      /* read in one call, without a size query */
 
 p11c_result p11c_find(p11c_ctx *ctx, CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_OBJECT_HANDLE *out,
 		      CK_ULONG max, CK_ULONG *count)
@@ -29,12 +30,29 @@ p11c_result p11c_find(p11c_ctx *ctx, CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_OBJECT_H
 p11c_result p11c_attr(p11c_ctx *ctx, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type,
 		      unsigned char **val, CK_ULONG *len)
 {
-	CK_ATTRIBUTE a = { type, NULL, 0 };
+	unsigned char small[ATTR_SMALL];
+	CK_ATTRIBUTE a = { type, small, sizeof small };
 	CK_RV rv;
 
 	*val = NULL;
 	*len = 0;
+	/* one call for the usual sizes (labels, ids, EC points, RSA 4096
+	 * moduli); the size query only for larger ones (PKCS#11 v2.40
+	 * s5.7.5: CKR_BUFFER_TOO_SMALL leaves the length unavailable) */
 	rv = ctx->f->C_GetAttributeValue(ctx->session, h, &a, 1);
+	if (rv == CKR_OK && a.ulValueLen != CK_UNAVAILABLE_INFORMATION && a.ulValueLen <= sizeof small) {
+		*val = malloc(a.ulValueLen + 1); /* +1: labels get a NUL */
+		if (*val == NULL)
+			return P11C_ERR_NOMEM;
+		memcpy(*val, small, a.ulValueLen);
+		(*val)[a.ulValueLen] = '\0';
+		*len = a.ulValueLen;
+		return P11C_OK;
+	}
+	a.pValue = NULL;
+	a.ulValueLen = 0;
+	if (rv == CKR_OK || rv == CKR_BUFFER_TOO_SMALL)
+		rv = ctx->f->C_GetAttributeValue(ctx->session, h, &a, 1);
 	if (rv != CKR_OK)
 		return p11c_ckr(ctx, "C_GetAttributeValue", rv);
 	if (a.ulValueLen == CK_UNAVAILABLE_INFORMATION || a.ulValueLen > ATTR_MAX) {

@@ -3,12 +3,11 @@
  * the session and the login.  Nothing outside the library sees a session
  * handle or a PIN.
  *
- * The module is loaded once per handle.  We dlopen it and call C_Initialize
- * ourselves (for exact CKR reporting); libp11, used only to obtain EVP_PKEYs
- * for signing, later loads the same path, which resolves to the same loaded
- * instance (dlopen reference counting), so the process holds one module
- * instance and one login shared by all its sessions (PKCS#11 v2.40 s5.6:
- * login state is per application and token).
+ * The module is loaded once per handle: we dlopen it and call C_Initialize
+ * once; the signer (signer.c) signs through the same function list,
+ * session and login (PKCS#11 v2.40 s5.6: login state is per application
+ * and token).  Nothing else loads the module, so a module that opens one
+ * connection per load (p11-kit-client.so, network HSMs) sees one.
  */
 #include <dlfcn.h>
 #include <stdio.h>
@@ -377,43 +376,6 @@ p11c_result p11c_login(p11c_ctx *ctx)
 	return P11C_OK;
 }
 
-p11c_result p11c_need_libp11_slot(p11c_ctx *ctx)
-{
-	unsigned int i;
-	p11c_result r;
-
-	if (ctx->slot != NULL)
-		return P11C_OK;
-	r = p11c_login(ctx);
-	if (r != P11C_OK)
-		return r;
-	if (ctx->p11 == NULL) {
-		ctx->p11 = PKCS11_CTX_new();
-		if (ctx->p11 == NULL)
-			return P11C_ERR_NOMEM;
-		/* same path: dlopen hands back the instance loaded above */
-		if (PKCS11_CTX_load(ctx->p11, ctx->module_path) != 0) {
-			PKCS11_CTX_free(ctx->p11);
-			ctx->p11 = NULL;
-			return p11c_ossl(ctx, "libp11 could not attach to the PKCS#11 module");
-		}
-	}
-	if (ctx->slots == NULL && PKCS11_enumerate_slots(ctx->p11, &ctx->slots, &ctx->nslots) != 0) {
-		ctx->slots = NULL;
-		return p11c_ossl(ctx, "libp11 could not enumerate slots");
-	}
-	for (i = 0; i < ctx->nslots; i++) {
-		if (PKCS11_get_slotid_from_slot(&ctx->slots[i]) == ctx->slot_id &&
-		    ctx->slots[i].token != NULL) {
-			ctx->slot = &ctx->slots[i];
-			return P11C_OK;
-		}
-	}
-	p11c_detail(ctx, "libp11 does not see token '%s' in slot %lu", ctx->token_label,
-		    (unsigned long)ctx->slot_id);
-	return P11C_ERR_TOKEN_GONE;
-}
-
 void p11c_ctx_free(p11c_ctx **pctx)
 {
 	p11c_ctx *ctx;
@@ -425,17 +387,11 @@ void p11c_ctx_free(p11c_ctx **pctx)
 	/* first: a kept TLS connection may hold the token key */
 	p11c_http_release(ctx);
 	if (ctx->f != NULL && ctx->session != CK_INVALID_HANDLE) {
-		/* logging out ends the login for libp11's sessions too */
 		if (ctx->logged_in)
 			(void)ctx->f->C_Logout(ctx->session);
 		(void)ctx->f->C_CloseSession(ctx->session);
 	}
-	if (ctx->p11 != NULL) {
-		if (ctx->slots != NULL)
-			PKCS11_release_all_slots(ctx->p11, ctx->slots, ctx->nslots);
-		PKCS11_CTX_unload(ctx->p11);
-		PKCS11_CTX_free(ctx->p11);
-	}
+	p11c_signer_ctx_release(ctx);
 	if (ctx->f != NULL && ctx->we_initialized)
 		(void)ctx->f->C_Finalize(NULL);
 	if (ctx->dl != NULL)

@@ -317,6 +317,37 @@ expect_leaf() {
 	[ "$(pubkey_of "$c")" = "$(pubkey_of "$csr")" ] || fail "$c: public key is not the CSR's"
 }
 
+# --- p11cert tunnel (test_tunnel.sh, test_token_remote.sh) -----------------------
+
+# tunnel_start NAME KEYLABEL HOST:PORT [tunnel options...]: run the tunnel in
+# the background (listening on $TUN_LISTEN, default 127.0.0.1:0); sets
+# TUN_PID, TUN_PORT, TUN_LOG
+tunnel_start() {
+	local name=$1 label=$2 conn=$3 i
+	shift 3
+	TUN_LOG=$T/tun-$name.log
+	rm -f "$T/tun-$name.port"
+	"$P11CERT" --module "$MOD" --pin-file "$PINF" tunnel --key "pkcs11:token=$TOKEN;object=$label" \
+		--listen "${TUN_LISTEN:-127.0.0.1:0}" --port-file "$T/tun-$name.port" --connect "$conn" "$@" \
+		</dev/null 2>"$TUN_LOG" &
+	TUN_PID=$!
+	CA_PIDS+=("$TUN_PID")
+	for i in $(seq 150); do
+		[ -s "$T/tun-$name.port" ] && break
+		kill -0 "$TUN_PID" 2>/dev/null || { cat "$TUN_LOG" >&2; fail "tunnel $name exited at start"; }
+		sleep 0.1
+	done
+	[ -s "$T/tun-$name.port" ] || fail "tunnel $name: no port file after 15 s"
+	TUN_PORT=$(cat "$T/tun-$name.port")
+	case $TUN_PORT in '' | *[!0-9]* | 0) fail "tunnel $name: port file holds '$TUN_PORT'" ;; esac
+}
+
+# tunnel_stop [PID]: SIGTERM must end it with exit 0 within 5 s
+tunnel_stop() {
+	ca_stop "${1:-$TUN_PID}" 5
+	[ "$STOP_RC" = 0 ] || fail "tunnel exited $STOP_RC after SIGTERM"
+}
+
 # --- peers for the mTLS tests ----------------------------------------------------
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

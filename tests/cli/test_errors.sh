@@ -138,7 +138,7 @@ pass "-v output never contains the PIN"
 expect_rc 0 p11raw version
 expect_grep '^p11cert ' "$T/out"
 expect_grep -i 'openssl' "$T/out"
-expect_grep -i 'libp11' "$T/out"
+expect_grep '^signer: built-in' "$T/out"
 expect_grep -i 'p11-kit' "$T/out"
 pass "version"
 expect_rc 64 p11raw no-such-command
