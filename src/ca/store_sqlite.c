@@ -86,12 +86,17 @@ static const char *const migrations[] = {
 	"  detail TEXT);",
 	/* 2: revocation that sticks to the key (issue 10 point 2): each
 	 * certificate's SPKI SHA-256, whether an administrator signed it
-	 * explicitly, and the CRL number (RFC 5280 s5.2.3).  Existing rows
+	 * explicitly, revoke_seq (the highest certificate id when it was
+ * revoked: orders a revocation against explicit signatures exactly, where
+ * seconds would tie), and the CRL number (RFC 5280 s5.2.3).  Existing rows
 	 * get their keyid from their PEM (p11ca_pem_keyid, registered in
 	 * sq_open), so keys revoked before the upgrade stay revoked. */
 	"ALTER TABLE certificates ADD COLUMN keyid TEXT;"
 	"ALTER TABLE certificates ADD COLUMN explicit INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE certificates ADD COLUMN revoke_seq INTEGER;"
 	"UPDATE certificates SET keyid = p11ca_pem_keyid(pem);"
+	"UPDATE certificates SET revoke_seq = (SELECT max(id) FROM certificates)"
+	"  WHERE revoked != 0;"
 	"CREATE INDEX certificates_keyid ON certificates(keyid);"
 	"CREATE TABLE crl_number(id INTEGER PRIMARY KEY CHECK(id = 1),"
 	"  last INTEGER NOT NULL);",
@@ -1094,11 +1099,11 @@ out:
 	return r;
 }
 
-/* a certificate for keyid revoked at or after the last explicit signature
- * of that key (seconds: a revocation in the same second wins) */
+/* a certificate for keyid revoked after the last explicit signature of
+ * that key was stored (revoke_seq: the highest certificate id then) */
 #define KEY_REVOKED_SQL \
 	"SELECT EXISTS(SELECT 1 FROM certificates WHERE keyid = ?1 AND revoked != 0" \
-	" AND revoked >= coalesce((SELECT max(created) FROM certificates" \
+	" AND coalesce(revoke_seq, 0) >= coalesce((SELECT max(id) FROM certificates" \
 	" WHERE keyid = ?1 AND explicit = 1), 0))"
 
 /* cert_add's compare-and-set conditions, inside its transaction */
@@ -1337,7 +1342,8 @@ static store_result sq_cert_revoke(store *st, const char *serial, int reason,
 		goto out;
 	in_tx = 1;
 	/* a second revocation keeps the first time and reason */
-	if ((r = prepare(st, "UPDATE certificates SET revoked = ?1, revoke_reason = ?2"
+	if ((r = prepare(st, "UPDATE certificates SET revoked = ?1, revoke_reason = ?2,"
+			 " revoke_seq = (SELECT max(id) FROM certificates)"
 			 " WHERE serial = ?3 AND revoked = 0", &s,
 			 "revoking")) != STORE_OK)
 		goto out;

@@ -833,9 +833,9 @@ static void test_cert_add_cas(void **state)
 	assert_int_equal(ops->key_revoked(f->st, KEY_A, &rev), STORE_OK);
 	assert_int_equal(rev, 0);
 	assert_int_equal(add_cert_key(f->st, r2, "06", KEY_A, 0, 2400), STORE_OK);
-	/* ...until it is revoked again */
-	assert_int_equal(ops->cert_revoke(f->st, "06", 1, 2500), STORE_OK);
-	assert_int_equal(add_cert_key(f->st, r3, "07", KEY_A, 0, 2600), STORE_CONFLICT);
+	/* ...until it is revoked again, in the same second even */
+	assert_int_equal(ops->cert_revoke(f->st, "06", 1, 2400), STORE_OK);
+	assert_int_equal(add_cert_key(f->st, r3, "07", KEY_A, 0, 2400), STORE_CONFLICT);
 	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM certificates WHERE keyid = '"
 				 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'"), 3);
 	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM certificates WHERE explicit = 1"), 1);
@@ -898,6 +898,7 @@ static void test_migration_v2(void **state)
 	raw_exec(f->path, "DROP INDEX certificates_keyid;"
 		 " ALTER TABLE certificates DROP COLUMN keyid;"
 		 " ALTER TABLE certificates DROP COLUMN explicit;"
+		 " ALTER TABLE certificates DROP COLUMN revoke_seq;"
 		 " DROP TABLE crl_number; UPDATE schema_version SET version = 1");
 
 	/* the upgrade fills keyid from the PEM: the key stays revoked */
