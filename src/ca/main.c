@@ -220,6 +220,7 @@ static int add_ext(X509 *x, X509 *issuer, int nid, const char *value)
 	return ok ? 0 : -1;
 }
 
+/* 16 octets, top bits 01: positive, fixed length, 126 random bits */
 static int set_random_serial(X509 *x)
 {
 	unsigned char b[16];
