@@ -103,6 +103,9 @@ int ca_subject_ok(const X509_NAME *n, char *err, size_t errlen);
 /* CSR policy everywhere: key (ca_key_ok, named curves), signature hash
  * (SHA-2/3 only), subject (ca_subject_ok), not empty without SANs.  1 ok. */
 int ca_csr_ok(X509_REQ *req, char *err, size_t errlen);
+/* token-dn-suffix (tokensrv.c): the DN ends with the suffix's parsed RDNs
+ * in either reading order.  1 yes, 0 no, -1 the suffix does not parse. */
+int ca_dn_suffix_ok(const char *suffix, const X509_NAME *n);
 /* lowercase hex SHA-256 of the SubjectPublicKeyInfo DER */
 int ca_spki_keyid(EVP_PKEY *pk, char hex[65]);
 /* The CA certificate's notAfter has passed (nothing is signed then). */

@@ -26,7 +26,7 @@ static const char usage[] =
 	"  show     one request and its certificates: ID or SHA256 [--json]\n"
 	"  sign     sign a request: ID or SHA256 [--long]\n"
 	"  reject   reject a request: ID or SHA256\n"
-	"  refresh  re-sign every signed, non-rejected request (for a timer)\n"
+	"  refresh  re-sign every signed request not rejected nor revoked (for a timer)\n"
 	"  revoke   revoke a certificate: SERIAL (hex) [--reason N]\n"
 	"  crl      write a CRL signed by the CA key [-o FILE] [--days N]\n"
 	"\n"

@@ -164,7 +164,7 @@ static int entry_is(const X509_NAME *n, int i, const struct rdn *r)
  * BouncyCastle's X500Name, which encodes the RDNs in string order (CN=a
  * first; docs/protocols.md s2).  Accept the suffix in either reading.
  * 1 ok, 0 not, -1 the suffix setting does not parse. */
-static int dn_ok(const char *suffix, const X509_NAME *n)
+int ca_dn_suffix_ok(const char *suffix, const X509_NAME *n)
 {
 	struct rdn want[SUFFIX_MAX_RDNS];
 	size_t k = 0, j;
@@ -241,7 +241,7 @@ void token_handle(struct server *s, httpd_req *r)
 		reply_json(r, 400, NULL, NULL, err);
 		goto out;
 	}
-	rc = dn_ok(s->ca->cfg.token_dn_suffix, X509_REQ_get_subject_name(req));
+	rc = ca_dn_suffix_ok(s->ca->cfg.token_dn_suffix, X509_REQ_get_subject_name(req));
 	if (rc < 0) {
 		ca_err("token-dn-suffix '%s' is not a DN (RFC 4514: TYPE=value, comma separated)",
 		       s->ca->cfg.token_dn_suffix);
