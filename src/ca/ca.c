@@ -18,6 +18,8 @@
 #include <openssl/x509v3.h>
 
 #include "ca.h"
+/* the one internal libp11cert header p11ca uses: the tests' stall hook */
+#include "../lib/testhook.h"
 
 void ca_err(const char *fmt, ...)
 {
@@ -268,12 +270,30 @@ int ca_key_ok(EVP_PKEY *pk, char *err, size_t errlen)
 	int bits;
 
 	switch (EVP_PKEY_get_base_id(pk)) {
-	case EVP_PKEY_RSA:
+	case EVP_PKEY_RSA: {
+		BIGNUM *e = NULL, *n = NULL;
+		int ok;
+
 		bits = EVP_PKEY_get_bits(pk);
-		if (bits == 2048 || bits == 3072 || bits == 4096)
-			return 1;
-		snprintf(err, errlen, "RSA keys of %d bits are not accepted (2048, 3072, 4096 are)", bits);
-		return 0;
+		if (bits != 2048 && bits != 3072 && bits != 4096) {
+			snprintf(err, errlen, "RSA keys of %d bits are not accepted (2048, 3072, 4096 are)",
+				 bits);
+			return 0;
+		}
+		/* an exponent of 1 makes any "signature" verify (no private key
+		 * needed); 3 invites the small-exponent attacks.  65537 or more,
+		 * odd, as CA/B Forum BR s6.1.6; an odd modulus of the full size */
+		ok = EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_E, &e) &&
+		     EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_N, &n) && BN_is_odd(e) &&
+		     BN_get_word(e) >= 65537 && BN_cmp(e, n) < 0 && BN_is_odd(n) &&
+		     BN_num_bits(n) == bits;
+		if (!ok)
+			snprintf(err, errlen, "RSA key not accepted: the public exponent must be odd and at "
+				 "least 65537, the modulus odd and of full size");
+		BN_free(e);
+		BN_free(n);
+		return ok;
+	}
 	case EVP_PKEY_EC:
 		if (EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group, &gl) &&
 		    (strcmp(group, "prime256v1") == 0 || strcmp(group, "secp384r1") == 0))
@@ -318,6 +338,13 @@ static int san_str(const GENERAL_NAME *g, char *buf, size_t len)
 	}
 }
 
+/* A name a CA must never issue from a pattern: a literal wildcard
+ * (RFC 6125 s6.4.3 wildcards), unless san-wildcards allows it. */
+static int is_wildcard(const char *name)
+{
+	return strchr(name, '*') != NULL;
+}
+
 static int pattern_ok(const char *patterns, const char *name)
 {
 	char *copy, *tok, *save = NULL;
@@ -331,7 +358,67 @@ static int pattern_ok(const char *patterns, const char *name)
 	return ok;
 }
 
+/* One name against the policy: wildcards, then the CN default, then
+ * san-patterns.  cn_plain: DNS:<CN> is allowed without a pattern. */
+static int name_ok(const struct ca *ca, const char *s, const char *cnsan, int cn_plain, char *err,
+		   size_t errlen)
+{
+	int empty = ca->cfg.san_patterns == NULL || ca->cfg.san_patterns[0] == '\0';
+
+	if (is_wildcard(s) && !ca->cfg.san_wildcards) {
+		snprintf(err, errlen, "%s is a wildcard name; p11ca issues none unless the setting "
+			 "san-wildcards = yes allows them", s);
+		return 0;
+	}
+	if (strcasecmp(s, cnsan) == 0 && (cn_plain || empty))
+		return 1;
+	if (pattern_ok(ca->cfg.san_patterns, s))
+		return 1;
+	if (empty)
+		snprintf(err, errlen, "subjectAltName %s is not allowed: with san-patterns empty only "
+			 "DNS:<CN> is; set san-patterns (e.g. 'san-patterns = DNS:*.example.com') in "
+			 "p11ca.conf to allow more", s);
+	else
+		snprintf(err, errlen, "subjectAltName %s is not allowed by the CA's san-patterns", s);
+	return 0;
+}
+
+int ca_sans_policy(const struct ca *ca, X509_REQ *req, int cn_plain, char *err, size_t errlen)
+{
+	STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(req);
+	GENERAL_NAMES *gens = NULL;
+	char cn[256], cnsan[300], s[300];
+	int i, ok = 1;
+
+	cnsan[0] = '\0';
+	if (ca_name_entry(X509_REQ_get_subject_name(req), NID_commonName, cn, sizeof cn) == 0 && cn[0]) {
+		snprintf(cnsan, sizeof cnsan, "DNS:%s", cn);
+		/* the name p11ca derives from the CN passes the same checks */
+		if (!name_ok(ca, cnsan, cnsan, cn_plain, err, errlen))
+			ok = 0;
+	}
+	if (ok && exts != NULL)
+		gens = X509V3_get_d2i(exts, NID_subject_alt_name, NULL, NULL);
+	for (i = 0; ok && gens != NULL && i < sk_GENERAL_NAME_num(gens); i++) {
+		if (san_str(sk_GENERAL_NAME_value(gens, i), s, sizeof s) != 0) {
+			snprintf(err, errlen, "subjectAltName entry %d has a type p11ca does not issue", i + 1);
+			ok = 0;
+			break;
+		}
+		if (!name_ok(ca, s, cnsan, cn_plain, err, errlen))
+			ok = 0;
+	}
+	GENERAL_NAMES_free(gens);
+	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+	return ok;
+}
+
 int ca_sans_ok(const struct ca *ca, X509_REQ *req, char *err, size_t errlen)
+{
+	return ca_sans_policy(ca, req, 1, err, errlen);
+}
+
+int ca_sans_only_cn(X509_REQ *req)
 {
 	STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(req);
 	GENERAL_NAMES *gens = NULL;
@@ -342,21 +429,111 @@ int ca_sans_ok(const struct ca *ca, X509_REQ *req, char *err, size_t errlen)
 	snprintf(cnsan, sizeof cnsan, "DNS:%s", cn);
 	if (exts != NULL)
 		gens = X509V3_get_d2i(exts, NID_subject_alt_name, NULL, NULL);
-	for (i = 0; gens != NULL && i < sk_GENERAL_NAME_num(gens); i++) {
-		if (san_str(sk_GENERAL_NAME_value(gens, i), s, sizeof s) != 0) {
-			snprintf(err, errlen, "subjectAltName entry %d has a type p11ca does not issue", i + 1);
+	for (i = 0; gens != NULL && i < sk_GENERAL_NAME_num(gens); i++)
+		if (san_str(sk_GENERAL_NAME_value(gens, i), s, sizeof s) != 0 || strcasecmp(s, cnsan) != 0)
 			ok = 0;
-			break;
-		}
-		if (strcasecmp(s, cnsan) == 0 || pattern_ok(ca->cfg.san_patterns, s))
-			continue;
-		snprintf(err, errlen, "subjectAltName %s is not allowed by the CA's san-patterns", s);
-		ok = 0;
-		break;
-	}
 	GENERAL_NAMES_free(gens);
 	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
 	return ok;
+}
+
+/* Every DN p11ca reads or issues: at most CA_MAX_DN_DER bytes, no NUL or
+ * control character in any value (a CN "<uuid>\0.admin.example.com" reads
+ * as a UUID in C), at most one CN (clients disagree on which one counts). */
+int ca_subject_ok(const X509_NAME *n, char *err, size_t errlen)
+{
+	int i, cns = 0, len;
+
+	len = i2d_X509_NAME(n, NULL);
+	if (len <= 0 || len > CA_MAX_DN_DER) {
+		snprintf(err, errlen, "the subject is %d bytes of DER, more than %d", len, CA_MAX_DN_DER);
+		return 0;
+	}
+	for (i = 0; i < X509_NAME_entry_count(n); i++) {
+		const X509_NAME_ENTRY *e = X509_NAME_get_entry(n, i);
+		unsigned char *u = NULL;
+		int ul, j, bad = 0;
+		int nid = OBJ_obj2nid(X509_NAME_ENTRY_get_object(e));
+
+		if (nid == NID_commonName)
+			cns++;
+		ul = ASN1_STRING_to_UTF8(&u, X509_NAME_ENTRY_get_data(e));
+		if (ul < 0) {
+			snprintf(err, errlen, "subject entry %d is not a valid string", i + 1);
+			return 0;
+		}
+		for (j = 0; j < ul; j++)
+			if (u[j] < 0x20 || u[j] == 0x7f)
+				bad = 1;
+		OPENSSL_free(u);
+		if (bad) {
+			snprintf(err, errlen, "subject entry %d (%s) holds a NUL or control character", i + 1,
+				 nid != NID_undef ? OBJ_nid2sn(nid) : "?");
+			return 0;
+		}
+	}
+	if (cns > 1) {
+		snprintf(err, errlen, "the subject has %d CNs; p11ca accepts at most one", cns);
+		return 0;
+	}
+	return 1;
+}
+
+int ca_csr_ok(X509_REQ *req, char *err, size_t errlen)
+{
+	EVP_PKEY *pk = X509_REQ_get0_pubkey(req);
+	X509_PUBKEY *xp = X509_REQ_get_X509_PUBKEY(req);
+	X509_ALGOR *alg = NULL;
+	STACK_OF(X509_EXTENSION) *exts = NULL;
+	int ptype = V_ASN1_UNDEF, md = NID_undef, pkn = NID_undef, has_san = 0;
+
+	if (pk == NULL || xp == NULL) {
+		snprintf(err, errlen, "the CSR has no usable public key");
+		return 0;
+	}
+	if (!ca_key_ok(pk, err, errlen))
+		return 0;
+	/* named curves only (RFC 5480 s2.1.1: implicitCurve and specifiedCurve
+	 * MUST NOT be used) */
+	if (EVP_PKEY_get_base_id(pk) == EVP_PKEY_EC &&
+	    (!X509_PUBKEY_get0_param(NULL, NULL, NULL, &alg, xp) ||
+	     (X509_ALGOR_get0(NULL, &ptype, NULL, alg), ptype != V_ASN1_OBJECT))) {
+		snprintf(err, errlen, "EC key with explicit curve parameters; only named curves "
+			 "(RFC 5480) are accepted");
+		return 0;
+	}
+	if (!OBJ_find_sigid_algs(X509_REQ_get_signature_nid(req), &md, &pkn) ||
+	    (md != NID_sha256 && md != NID_sha384 && md != NID_sha512 && md != NID_sha3_256 &&
+	     md != NID_sha3_384 && md != NID_sha3_512)) {
+		snprintf(err, errlen, "CSR signature algorithm %s is not accepted (SHA-256, SHA-384, "
+			 "SHA-512 are; never MD5 or SHA-1)", OBJ_nid2sn(X509_REQ_get_signature_nid(req)));
+		return 0;
+	}
+	if (!ca_subject_ok(X509_REQ_get_subject_name(req), err, errlen))
+		return 0;
+	exts = X509_REQ_get_extensions(req);
+	has_san = exts != NULL && X509v3_get_ext_by_NID(exts, NID_subject_alt_name, -1) >= 0;
+	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+	if (X509_NAME_entry_count(X509_REQ_get_subject_name(req)) == 0 && !has_san) {
+		snprintf(err, errlen, "empty subject and no subjectAltName: nothing to certify");
+		return 0;
+	}
+	return 1;
+}
+
+int ca_spki_keyid(EVP_PKEY *pk, char hex[65])
+{
+	unsigned char *der = NULL, md[32];
+	int n = i2d_PUBKEY(pk, &der), i, rc = -1;
+
+	hex[0] = '\0';
+	if (n > 0 && EVP_Digest(der, (size_t)n, md, NULL, EVP_sha256(), NULL) == 1) {
+		for (i = 0; i < 32; i++)
+			snprintf(hex + 2 * i, 3, "%02x", md[i]);
+		rc = 0;
+	}
+	OPENSSL_free(der);
+	return rc;
 }
 
 static int add_ext(X509 *x, X509V3_CTX *v3, int nid, const char *value)
@@ -368,8 +545,9 @@ static int add_ext(X509 *x, X509V3_CTX *v3, int nid, const char *value)
 	return ok ? 0 : -1;
 }
 
-/* 16 random bytes, positive, non-zero: 127 bits of entropy (RFC 5280
- * s4.1.2.2 allows up to 20 octets). */
+/* 16 random bytes with the top two bits fixed (01): positive, never zero,
+ * always 16 octets; 126 bits of entropy (RFC 5280 s4.1.2.2 allows up to
+ * 20 octets; CA/B Forum BR s7.1 asks for at least 64). */
 static int new_serial(struct ca *ca, ASN1_INTEGER **out)
 {
 	unsigned char b[16];
@@ -401,6 +579,19 @@ static int new_serial(struct ca *ca, ASN1_INTEGER **out)
 	return rc;
 }
 
+int ca_expired(const struct ca *ca, time_t now)
+{
+	return ca->cert == NULL || ca_asn1_time(X509_get0_notAfter(ca->cert)) <= now;
+}
+
+const char *ca_not_after_str(const struct ca *ca)
+{
+	static char buf[64];
+
+	ca_http_date(ca_asn1_time(X509_get0_notAfter(ca->cert)), buf, sizeof buf);
+	return buf;
+}
+
 static const EVP_MD *ca_md(EVP_PKEY *k)
 {
 	int bits = EVP_PKEY_get_bits(k);
@@ -423,6 +614,11 @@ int ca_issue(struct ca *ca, X509_REQ *req, enum ca_profile prof, long seconds, X
 	time_t now = time(NULL); /* one clock reading: the lifetime is exact */
 
 	(void)prof;
+	if (ca_expired(ca, now)) {
+		ca_err("the CA certificate expired (notAfter %s): p11ca signs nothing until the CA is "
+		       "renewed", ca_not_after_str(ca));
+		goto out;
+	}
 	if (pub == NULL || new_serial(ca, &serial) != 0)
 		goto out;
 	x = X509_new();
@@ -433,6 +629,14 @@ int ca_issue(struct ca *ca, X509_REQ *req, enum ca_profile prof, long seconds, X
 	    !X509_time_adj(X509_getm_notBefore(x), -300, &now) ||
 	    !X509_time_adj(X509_getm_notAfter(x), seconds, &now))
 		goto out;
+	/* RFC 5280 s6.1.3: a leaf outliving its issuer fails validation then;
+	 * cap it at the CA's notAfter and say so */
+	if (ASN1_TIME_compare(X509_get0_notAfter(x), X509_get0_notAfter(ca->cert)) > 0) {
+		if (!X509_set1_notAfter(x, X509_get0_notAfter(ca->cert)))
+			goto out;
+		ca_err("note: certificate lifetime capped at the CA certificate's notAfter (%s)",
+		       ca_not_after_str(ca));
+	}
 	X509V3_set_ctx(&v3, ca->cert, x, NULL, NULL, 0);
 	if (add_ext(x, &v3, NID_basic_constraints, "critical,CA:FALSE") != 0 ||
 	    add_ext(x, &v3, NID_key_usage,
@@ -498,8 +702,8 @@ out:
 	return rc;
 }
 
-int ca_sign_request(struct ca *ca, const struct store_request *r, req_lifetime lt,
-		    enum ca_profile prof, char **pem_out, time_t now)
+static int sign_request(struct ca *ca, const struct store_request *r, req_lifetime lt,
+			enum ca_profile prof, char **pem_out, time_t now, int explicit_sign)
 {
 	BIO *b = NULL;
 	X509_REQ *req = NULL;
@@ -516,6 +720,16 @@ int ca_sign_request(struct ca *ca, const struct store_request *r, req_lifetime l
 	if (req == NULL) {
 		ca_err("request %lld: stored CSR does not parse", (long long)r->id);
 		goto out;
+	}
+	/* the request policy again: requests stored before a check existed
+	 * (or by an older p11ca) are never certified past it */
+	{
+		char err[256];
+
+		if (!ca_csr_ok(req, err, sizeof err)) {
+			ca_err("request %lld not signed: %s", (long long)r->id, err);
+			goto out;
+		}
 	}
 	if (prof == PROFILE_TOKEN)
 		secs = ca->cfg.token_days * 86400L;
@@ -545,9 +759,21 @@ int ca_sign_request(struct ca *ca, const struct store_request *r, req_lifetime l
 		c.not_after = ca_asn1_time(X509_get0_notAfter(x));
 		c.created = now;
 		c.revoke_reason = -1;
+		c.explicit_sign = explicit_sign;
+		c.set_lifetime = lt != r->lifetime;
+		c.lifetime = lt;
+		if (ca_spki_keyid(X509_get0_pubkey(x), c.keyid) != 0)
+			goto out;
+		/* issued, not stored: a reject or revoke now must still win */
+		p11c_test_stall("ca-issued-not-stored");
 		sr = ca->so->cert_add(ca->st, &c, now);
 		if (sr == STORE_OK)
 			break;
+		if (sr == STORE_CONFLICT) {
+			ca_err("request %lld not signed: %s", (long long)r->id, ca->so->errmsg(ca->st));
+			rc = 1;
+			goto out;
+		}
 		if (sr != STORE_DUPLICATE) {
 			ca_err("cannot store certificate: %s", ca->so->errmsg(ca->st));
 			goto out;
@@ -555,8 +781,6 @@ int ca_sign_request(struct ca *ca, const struct store_request *r, req_lifetime l
 	}
 	if (tries == 3)
 		goto out;
-	if (lt != r->lifetime)
-		(void)ca->so->req_set_state(ca->st, r->id, REQ_SIGNED, lt, now);
 	if (pem_out != NULL) {
 		*pem_out = c.pem;
 		c.pem = NULL;
@@ -570,6 +794,18 @@ out:
 	X509_REQ_free(req);
 	BIO_free(b);
 	return rc;
+}
+
+int ca_sign_request(struct ca *ca, const struct store_request *r, req_lifetime lt,
+		    enum ca_profile prof, char **pem_out, time_t now)
+{
+	return sign_request(ca, r, lt, prof, pem_out, now, 0);
+}
+
+int ca_sign_request_explicit(struct ca *ca, const struct store_request *r, req_lifetime lt,
+			     char **pem_out, time_t now)
+{
+	return sign_request(ca, r, lt, PROFILE_CARAMEL, pem_out, now, 1);
 }
 
 struct crl_ctx {
@@ -637,6 +873,11 @@ int ca_crl(struct ca *ca, const char *path, long days)
 		X509V3_CTX v3;
 		X509_EXTENSION *e;
 
+		ASN1_INTEGER *num = NULL;
+		int64_t crlnum = 0;
+		int ok;
+
+		/* RFC 5280 s5.2.1 authorityKeyIdentifier (MUST) */
 		X509V3_set_ctx(&v3, ca->cert, NULL, NULL, cc.crl, 0);
 		e = X509V3_EXT_conf_nid(NULL, &v3, NID_authority_key_identifier, "keyid:always");
 		if (e == NULL || !X509_CRL_add_ext(cc.crl, e, -1)) {
@@ -644,6 +885,17 @@ int ca_crl(struct ca *ca, const char *path, long days)
 			goto out;
 		}
 		X509_EXTENSION_free(e);
+		/* RFC 5280 s5.2.3 cRLNumber (MUST), monotonic: stored */
+		if (ca->so->crl_next_number(ca->st, &crlnum) != STORE_OK) {
+			ca_err("cannot allocate a CRL number: %s", ca->so->errmsg(ca->st));
+			goto out;
+		}
+		num = ASN1_INTEGER_new();
+		ok = num != NULL && ASN1_INTEGER_set_int64(num, crlnum) &&
+		     X509_CRL_add1_ext_i2d(cc.crl, NID_crl_number, num, 0, 0) == 1;
+		ASN1_INTEGER_free(num);
+		if (!ok)
+			goto out;
 	}
 	if (X509_CRL_sign(cc.crl, ca->key, ca_md(ca->key)) <= 0) {
 		ca_err("signing the CRL failed");

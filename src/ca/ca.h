@@ -29,6 +29,8 @@ struct ca_config {
 	long token_rate_limit; /* wrong HMACs per peer address per minute */
 	long timeout;          /* seconds per connection */
 	long max_connections;
+	/* CA policy (issue 10 / issue 15 s4) */
+	int san_wildcards;     /* issue names with '*' (no by default) */
 };
 
 #define CA_CONFIG_FILE "p11ca.conf"
@@ -87,13 +89,41 @@ int ca_key_ok(EVP_PKEY *pk, char *err, size_t errlen);
  * DNS:<CN>, which is always allowed.  1 ok. */
 int ca_sans_ok(const struct ca *ca, X509_REQ *req, char *err, size_t errlen);
 
+/* The same, with cn_plain = 0 for the shared-token profile: the DNS:<CN>
+ * name p11ca derives must match san-patterns too (when set).  Names with
+ * '*' are refused unless san-wildcards; with san-patterns empty, only
+ * DNS:<CN> is allowed. */
+int ca_sans_policy(const struct ca *ca, X509_REQ *req, int cn_plain, char *err, size_t errlen);
+/* 1 when the CSR asks for no subjectAltName other than DNS:<CN> (what
+ * autosigned requests may carry) */
+int ca_sans_only_cn(X509_REQ *req);
+#define CA_MAX_DN_DER 1024
+/* DN policy everywhere: DER size, no NUL / control characters, <= 1 CN. */
+int ca_subject_ok(const X509_NAME *n, char *err, size_t errlen);
+/* CSR policy everywhere: key (ca_key_ok, named curves), signature hash
+ * (SHA-2/3 only), subject (ca_subject_ok), not empty without SANs.  1 ok. */
+int ca_csr_ok(X509_REQ *req, char *err, size_t errlen);
+/* token-dn-suffix (tokensrv.c): the DN ends with the suffix's parsed RDNs
+ * in either reading order.  1 yes, 0 no, -1 the suffix does not parse. */
+int ca_dn_suffix_ok(const char *suffix, const X509_NAME *n);
+/* lowercase hex SHA-256 of the SubjectPublicKeyInfo DER */
+int ca_spki_keyid(EVP_PKEY *pk, char hex[65]);
+/* The CA certificate's notAfter has passed (nothing is signed then). */
+int ca_expired(const struct ca *ca, time_t now);
+const char *ca_not_after_str(const struct ca *ca);
+
 /* Issue a certificate for req valid for `seconds` from now, with a fresh
  * random serial unique in the store.  Does not store it. */
 int ca_issue(struct ca *ca, X509_REQ *req, enum ca_profile prof, long seconds, X509 **out);
 /* Issue, then store it (certificate + request state signed, one
- * transaction).  PEM returned when pem != NULL (caller frees). */
+ * transaction).  PEM returned when pem != NULL (caller frees).  0 signed,
+ * 1 refused because the request was rejected or its key revoked (compare
+ * and set in the store; message printed), -1 error. */
 int ca_sign_request(struct ca *ca, const struct store_request *r, req_lifetime lt,
 		    enum ca_profile prof, char **pem, time_t now);
+/* An administrator's explicit `p11ca sign`: may certify a revoked key. */
+int ca_sign_request_explicit(struct ca *ca, const struct store_request *r, req_lifetime lt,
+			     char **pem, time_t now);
 /* Write a CRL of all revoked certificates, signed by the CA key. */
 int ca_crl(struct ca *ca, const char *path, long days);
 /* Record a new request from a CSR PEM (already validated). */

@@ -80,6 +80,18 @@ static int is_uuid(const char *s)
 	return 1;
 }
 
+/* ca_sans_only_cn() for a stored CSR PEM */
+static int pem_sans_only_cn(const char *pem)
+{
+	BIO *b = BIO_new_mem_buf(pem, -1);
+	X509_REQ *req = b ? PEM_read_bio_X509_REQ(b, NULL, NULL, NULL) : NULL;
+	int ok = req != NULL && ca_sans_only_cn(req);
+
+	X509_REQ_free(req);
+	BIO_free(b);
+	return ok;
+}
+
 /* A client presenting a valid certificate of ours for the same subject
  * may be re-signed at once (renewal).  Revoked or expired ones may not. */
 static int mtls_same_subject(struct server *s, httpd_req *r, const char *subject_rfc2253)
@@ -160,7 +172,7 @@ static void do_get(struct server *s, httpd_req *r, const char *sha)
 	 * transactions; a crash (or a failed signature) between them must
 	 * not leave the client polling a request nobody will sign. */
 	if (sr == STORE_NOT_FOUND && q.state == REQ_PENDING && strcmp(s->ca->cfg.autosign, "uuid") == 0 &&
-	    q.cn != NULL && is_uuid(q.cn) &&
+	    q.cn != NULL && is_uuid(q.cn) && pem_sans_only_cn(q.pem) &&
 	    ca_sign_request(s->ca, &q, LIFETIME_SHORT, PROFILE_CARAMEL, NULL, now) == 0) {
 		httpd_req_note(r, "caramel", "autosigned (UUID CN, on GET)");
 		sr = s->ca->so->cert_latest(s->ca->st, q.id, &c);
@@ -242,7 +254,8 @@ static void do_post(struct server *s, httpd_req *r, const char *sha)
 		reply_problem(r, 400, NULL, "bad CSR signature");
 		goto out;
 	}
-	if (!ca_key_ok(pk, err, sizeof err)) {
+	/* key, signature hash, DN (one CN, no NUL or control characters) */
+	if (!ca_csr_ok(req, err, sizeof err)) {
 		reply_problem(r, 400, NULL, err);
 		goto out;
 	}
@@ -273,7 +286,11 @@ static void do_post(struct server *s, httpd_req *r, const char *sha)
 		goto out;
 	}
 	p11c_test_stall("ca-request-stored");
-	if (strcmp(s->ca->cfg.autosign, "uuid") == 0 && is_uuid(cn)) {
+	if (strcmp(s->ca->cfg.autosign, "uuid") == 0 && is_uuid(cn) && !ca_sans_only_cn(req)) {
+		/* anonymous requests get no names beyond DNS:<CN>: an
+		 * administrator decides on the others */
+		httpd_req_note(r, "caramel", "pending (UUID CN, but asks for subjectAltNames)");
+	} else if (strcmp(s->ca->cfg.autosign, "uuid") == 0 && is_uuid(cn)) {
 		sign_now = 1;
 		httpd_req_note(r, "caramel", "autosigned (UUID CN)");
 	} else if (mtls_same_subject(s, r, q.subject)) {
@@ -282,9 +299,14 @@ static void do_post(struct server *s, httpd_req *r, const char *sha)
 	} else {
 		httpd_req_note(r, "caramel", "pending");
 	}
-	if (sign_now && ca_sign_request(s->ca, &q, LIFETIME_SHORT, PROFILE_CARAMEL, NULL, time(NULL)) != 0) {
-		reply_problem(r, 500, NULL, "signing failed");
-		goto out;
+	if (sign_now) {
+		rc = ca_sign_request(s->ca, &q, LIFETIME_SHORT, PROFILE_CARAMEL, NULL, time(NULL));
+		if (rc == 1)
+			httpd_req_note(r, "caramel", "not signed: key revoked");
+		else if (rc != 0) {
+			reply_problem(r, 500, NULL, "signing failed");
+			goto out;
+		}
 	}
 	reply_accepted(s, r, sha);
 out:

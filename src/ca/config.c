@@ -13,7 +13,9 @@ const char *const ca_config_names[] = {
 	"key", "tls-key", "module", "pin-file", "short-lifetime", "long-lifetime",
 	"token-lifetime", "autosign", "renew-mtls", "listen", "token-listen", "token-file",
 	"url", "san-patterns", "token-dn-suffix", "token-rate-limit", "timeout",
-	"max-connections", NULL,
+	"max-connections",
+	/* CA policy settings (issue 10 / 15) */
+	"san-wildcards", NULL,
 };
 
 void ca_config_defaults(struct ca_config *c)
@@ -26,6 +28,7 @@ void ca_config_defaults(struct ca_config *c)
 	c->token_rate_limit = -1;
 	c->timeout = -1;
 	c->max_connections = -1;
+	c->san_wildcards = -1;
 }
 
 static void resolve(struct ca_config *c)
@@ -46,6 +49,8 @@ static void resolve(struct ca_config *c)
 		c->max_connections = 1024;
 	if (c->autosign == NULL)
 		c->autosign = strdup("none");
+	if (c->san_wildcards < 0)
+		c->san_wildcards = 0;
 }
 
 void ca_config_free(struct ca_config *c)
@@ -88,6 +93,19 @@ static int set_str(char **dst, const char *v)
 		return -1;
 	free(*dst);
 	*dst = s;
+	return 0;
+}
+
+static int set_yesno(int *dst, const char *name, const char *v, char *err, size_t errlen)
+{
+	if (strcmp(v, "yes") == 0 || strcmp(v, "true") == 0 || strcmp(v, "1") == 0)
+		*dst = 1;
+	else if (strcmp(v, "no") == 0 || strcmp(v, "false") == 0 || strcmp(v, "0") == 0)
+		*dst = 0;
+	else {
+		snprintf(err, errlen, "%s must be yes or no, not '%s'", name, v);
+		return -1;
+	}
 	return 0;
 }
 
@@ -143,6 +161,9 @@ int ca_config_set(struct ca_config *c, const char *name, const char *v, char *er
 		return set_long(&c->timeout, name, v, 1, 3600, err, errlen);
 	if (strcmp(name, "max-connections") == 0)
 		return set_long(&c->max_connections, name, v, 1, 100000, err, errlen);
+	/* CA policy settings */
+	if (strcmp(name, "san-wildcards") == 0)
+		return set_yesno(&c->san_wildcards, name, v, err, errlen);
 	snprintf(err, errlen, "unknown setting '%s'", name);
 	return -1;
 }
@@ -282,6 +303,9 @@ int ca_config_save(const struct ca_config *c, const char *dir)
 		fprintf(fp, "timeout = %ld\n", c->timeout);
 	if (c->max_connections > 0)
 		fprintf(fp, "max-connections = %ld\n", c->max_connections);
+	/* CA policy settings */
+	if (c->san_wildcards >= 0)
+		fprintf(fp, "san-wildcards = %s\n", c->san_wildcards ? "yes" : "no");
 	if (fclose(fp) != 0) {
 		fp = NULL;
 		goto out;
@@ -310,6 +334,7 @@ void ca_config_merge(struct ca_config *c, const struct ca_config *over)
 	MS(token_file) MS(url) MS(san_patterns) MS(token_dn_suffix)
 	ML(short_hours) ML(long_hours) ML(token_days) ML(renew_mtls) ML(token_rate_limit)
 	ML(timeout) ML(max_connections)
+	ML(san_wildcards)
 #undef MS
 #undef ML
 	resolve(c);

@@ -26,7 +26,7 @@ static const char usage[] =
 	"  show     one request and its certificates: ID or SHA256 [--json]\n"
 	"  sign     sign a request: ID or SHA256 [--long]\n"
 	"  reject   reject a request: ID or SHA256\n"
-	"  refresh  re-sign every signed, non-rejected request (for a timer)\n"
+	"  refresh  re-sign every signed request not rejected nor revoked (for a timer)\n"
 	"  revoke   revoke a certificate: SERIAL (hex) [--reason N]\n"
 	"  crl      write a CRL signed by the CA key [-o FILE] [--days N]\n"
 	"\n"
@@ -35,7 +35,7 @@ static const char usage[] =
 	"  --key --tls-key --module --pin-file --short-lifetime --long-lifetime\n"
 	"  --token-lifetime --autosign --renew-mtls --listen --token-listen --token-file\n"
 	"  --url --san-patterns --token-dn-suffix --token-rate-limit --timeout\n"
-	"  --max-connections\n"
+	"  --max-connections --san-wildcards\n"
 	"\n"
 	"init: [--type ec:P-256|ec:P-384|rsa:2048|rsa:3072|rsa:4096] [--C --ST --L --O --OU --CN]\n"
 	"      [--days N] [--hostname NAME]... (TLS server certificate)\n"
@@ -220,6 +220,7 @@ static int add_ext(X509 *x, X509 *issuer, int nid, const char *value)
 	return ok ? 0 : -1;
 }
 
+/* 16 octets, top bits 01: positive, fixed length, 126 random bits */
 static int set_random_serial(X509 *x)
 {
 	unsigned char b[16];
@@ -601,8 +602,8 @@ static int cmd_sign(struct opts *o, struct ca *ca, int reject)
 		}
 	} else if (r.state == REQ_REJECTED) {
 		ca_err("request %lld was rejected; it cannot be signed", (long long)r.id);
-	} else if (ca_sign_request(ca, &r, o->lng ? LIFETIME_LONG : LIFETIME_SHORT, PROFILE_CARAMEL, NULL,
-				   time(NULL)) == 0) {
+	} else if (ca_sign_request_explicit(ca, &r, o->lng ? LIFETIME_LONG : LIFETIME_SHORT, NULL,
+					    time(NULL)) == 0) {
 		fprintf(stderr, "p11ca: signed request %lld (%s) for %ld hours\n", (long long)r.id, r.subject,
 			o->lng ? ca->cfg.long_hours : ca->cfg.short_hours);
 		rc = 0;
@@ -613,17 +614,22 @@ static int cmd_sign(struct opts *o, struct ca *ca, int reject)
 
 struct refresh_ctx {
 	struct ca *ca;
-	int done, failed;
+	int done, failed, skipped;
 };
 
 static int refresh_cb(const struct store_request *r, void *ud)
 {
 	struct refresh_ctx *x = ud;
 
-	if (ca_sign_request(x->ca, r, r->lifetime,
-			    strcmp(r->protocol, "token") == 0 ? PROFILE_TOKEN : PROFILE_CARAMEL, NULL,
-			    time(NULL)) == 0)
+	int rc = ca_sign_request(x->ca, r, r->lifetime,
+				 strcmp(r->protocol, "token") == 0 ? PROFILE_TOKEN : PROFILE_CARAMEL, NULL,
+				 time(NULL));
+
+	/* 1: rejected or revoked (meanwhile): never re-signed, not a failure */
+	if (rc == 0)
 		x->done++;
+	else if (rc == 1)
+		x->skipped++;
 	else
 		x->failed++;
 	return 0;
@@ -631,14 +637,14 @@ static int refresh_cb(const struct store_request *r, void *ud)
 
 static int cmd_refresh(struct ca *ca)
 {
-	struct refresh_ctx x = { ca, 0, 0 };
+	struct refresh_ctx x = { ca, 0, 0, 0 };
 
 	if (ca->so->req_list_signed(ca->st, refresh_cb, &x) != STORE_OK) {
 		ca_err("%s", ca->so->errmsg(ca->st));
 		return 1;
 	}
-	fprintf(stderr, "p11ca: re-signed %d request%s%s\n", x.done, x.done == 1 ? "" : "s",
-		x.failed ? " (some failed)" : "");
+	fprintf(stderr, "p11ca: re-signed %d request%s, skipped %d rejected or revoked%s\n", x.done,
+		x.done == 1 ? "" : "s", x.skipped, x.failed ? " (some failed)" : "");
 	return x.failed ? 1 : 0;
 }
 
@@ -699,6 +705,11 @@ int main(int argc, char **argv)
 		ca_config_free(&o.flags);
 		return 1;
 	}
+	/* issue 10 point 10: an expired CA signs nothing; say so where an
+	 * administrator looks */
+	if ((strcmp(cmd, "serve") == 0 || strcmp(cmd, "show") == 0) && ca_expired(&ca, time(NULL)))
+		ca_err("warning: the CA certificate expired (notAfter %s); nothing will be signed "
+		       "until the CA is renewed", ca_not_after_str(&ca));
 	if (strcmp(cmd, "serve") == 0)
 		rc = ca_serve(&ca, o.port_file);
 	else if (strcmp(cmd, "list") == 0)

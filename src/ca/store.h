@@ -21,6 +21,9 @@ typedef enum {
 	STORE_BUSY,       /* locked longer than the busy timeout */
 	STORE_ERROR,      /* anything else; see store_errmsg() */
 	STORE_NOMEM,
+	/* a compare-and-set state change lost: the request was rejected, or
+	 * the key (or the request's last certificate) revoked, meanwhile */
+	STORE_CONFLICT,
 } store_result;
 
 typedef enum {
@@ -59,6 +62,11 @@ struct store_cert {
 	int64_t created;
 	int64_t revoked;      /* 0: not revoked, else unix time */
 	int revoke_reason;    /* RFC 5280 CRLReason, -1 when none */
+	/* issue 10 (revocation sticks): read by cert_add */
+	char keyid[65];       /* lowercase hex SHA-256 of the SPKI DER; "" unknown */
+	int explicit_sign;    /* an administrator's `p11ca sign`: a revoked key may be certified again */
+	int set_lifetime;     /* cert_add also sets the request's lifetime to `lifetime` */
+	req_lifetime lifetime;
 };
 
 struct store_access {
@@ -95,7 +103,12 @@ struct store_ops {
 
 	/* certificates */
 	/* Adds the certificate and sets the request's state to signed, in one
-	 * transaction.  STORE_DUPLICATE when the serial exists. */
+	 * transaction.  STORE_DUPLICATE when the serial exists.  Compare and
+	 * set: STORE_CONFLICT (nothing stored) when the request is rejected,
+	 * or, unless c->explicit_sign, when its last certificate is revoked or
+	 * a certificate for the same c->keyid was revoked after the last
+	 * explicit signature for that key.  A rejection or revocation that
+	 * commits first therefore always wins over a signature in flight. */
 	store_result (*cert_add)(store *st, const struct store_cert *c, int64_t now);
 	/* the certificate issued last for a request (what Caramel GET serves) */
 	store_result (*cert_latest)(store *st, int64_t request_id, struct store_cert *out);
@@ -109,6 +122,13 @@ struct store_ops {
 
 	/* access log */
 	store_result (*log_access)(store *st, const struct store_access *a);
+
+	/* --- CA policy (issue 10 points 2, 12); new ops go at the end --- */
+	/* The next CRL number (RFC 5280 s5.2.3): 1, 2, ... stored, never reused. */
+	store_result (*crl_next_number)(store *st, int64_t *out);
+	/* *revoked = 1 when a certificate for keyid was revoked after the last
+	 * explicit signature for that key (the rule of cert_add). */
+	store_result (*key_revoked)(store *st, const char *keyid, int *revoked);
 };
 
 /* The SQLite backend: location is the database file path. */

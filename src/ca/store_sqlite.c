@@ -29,6 +29,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <sqlite3.h>
 
 #include "store.h"
@@ -81,6 +84,22 @@ static const char *const migrations[] = {
 	"  bytes INTEGER,"
 	"  protocol TEXT,"
 	"  detail TEXT);",
+	/* 2: revocation that sticks to the key (issue 10 point 2): each
+	 * certificate's SPKI SHA-256, whether an administrator signed it
+	 * explicitly, revoke_seq (the highest certificate id when it was
+ * revoked: orders a revocation against explicit signatures exactly, where
+ * seconds would tie), and the CRL number (RFC 5280 s5.2.3).  Existing rows
+	 * get their keyid from their PEM (p11ca_pem_keyid, registered in
+	 * sq_open), so keys revoked before the upgrade stay revoked. */
+	"ALTER TABLE certificates ADD COLUMN keyid TEXT;"
+	"ALTER TABLE certificates ADD COLUMN explicit INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE certificates ADD COLUMN revoke_seq INTEGER;"
+	"UPDATE certificates SET keyid = p11ca_pem_keyid(pem);"
+	"UPDATE certificates SET revoke_seq = (SELECT max(id) FROM certificates)"
+	"  WHERE revoked != 0;"
+	"CREATE INDEX certificates_keyid ON certificates(keyid);"
+	"CREATE TABLE crl_number(id INTEGER PRIMARY KEY CHECK(id = 1),"
+	"  last INTEGER NOT NULL);",
 };
 
 #define SCHEMA_VERSION ((int64_t)(sizeof(migrations) / sizeof(migrations[0])))
@@ -536,6 +555,37 @@ out:
 	return r;
 }
 
+/* p11ca_pem_keyid(pem): lowercase hex SHA-256 of the certificate's
+ * SubjectPublicKeyInfo DER, NULL when pem is not a certificate.  The same
+ * value ca.c puts in store_cert.keyid. */
+static void sql_pem_keyid(sqlite3_context *cx, int argc, sqlite3_value **argv)
+{
+	const unsigned char *pem;
+	unsigned char *der = NULL, md[32];
+	char hex[65];
+	BIO *b = NULL;
+	X509 *x = NULL;
+	int n, i;
+
+	if (argc != 1 || (pem = sqlite3_value_text(argv[0])) == NULL) {
+		sqlite3_result_null(cx);
+		return;
+	}
+	b = BIO_new_mem_buf(pem, sqlite3_value_bytes(argv[0]));
+	x = b != NULL ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+	n = x != NULL ? i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &der) : -1;
+	if (n <= 0 || EVP_Digest(der, (size_t)n, md, NULL, EVP_sha256(), NULL) != 1) {
+		sqlite3_result_null(cx);
+	} else {
+		for (i = 0; i < 32; i++)
+			snprintf(hex + 2 * i, 3, "%02x", md[i]);
+		sqlite3_result_text(cx, hex, 64, SQLITE_TRANSIENT);
+	}
+	OPENSSL_free(der);
+	X509_free(x);
+	BIO_free(b);
+}
+
 static store_result sq_open(store **out, const char *path)
 {
 	store *st = NULL;
@@ -568,6 +618,13 @@ static store_result sq_open(store **out, const char *path)
 	}
 	sqlite3_extended_result_codes(st->db, 1);
 	sqlite3_busy_timeout(st->db, BUSY_TIMEOUT_MS);
+	rc = sqlite3_create_function_v2(st->db, "p11ca_pem_keyid", 1,
+					SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
+					sql_pem_keyid, NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		r = db_fail(st, rc, "registering p11ca_pem_keyid");
+		goto out;
+	}
 	if ((r = set_wal(st, path)) != STORE_OK ||
 	    (r = exec(st, "PRAGMA synchronous=FULL", "synchronous")) != STORE_OK ||
 	    (r = exec(st, "PRAGMA foreign_keys=ON", "foreign_keys")) != STORE_OK ||
@@ -1012,6 +1069,85 @@ static store_result sq_cert_list(store *st, int64_t request_id,
 
 /* ---- certificates ---- */
 
+/* One integer from sql with ?1 bound to text t or number n; *out = 0 when
+ * there is no row (or a NULL).  With the handle locked. */
+static store_result query_int(store *st, const char *sql, const char *t, int64_t n,
+			      int64_t *out, const char *what)
+{
+	sqlite3_stmt *s = NULL;
+	store_result r;
+	int rc;
+
+	*out = 0;
+	if ((r = prepare(st, sql, &s, what)) != STORE_OK)
+		goto out;
+	rc = t != NULL ? bind_text(s, 1, t) : sqlite3_bind_int64(s, 1, n);
+	if (rc != SQLITE_OK) {
+		r = db_fail(st, rc, what);
+		goto out;
+	}
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*out = sqlite3_column_int64(s, 0);
+	else if (rc != SQLITE_DONE) {
+		r = db_fail(st, rc, what);
+		goto out;
+	}
+	r = STORE_OK;
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+/* a certificate for keyid revoked after the last explicit signature of
+ * that key was stored (revoke_seq: the highest certificate id then) */
+#define KEY_REVOKED_SQL \
+	"SELECT EXISTS(SELECT 1 FROM certificates WHERE keyid = ?1 AND revoked != 0" \
+	" AND coalesce(revoke_seq, 0) >= coalesce((SELECT max(id) FROM certificates" \
+	" WHERE keyid = ?1 AND explicit = 1), 0))"
+
+/* cert_add's compare-and-set conditions, inside its transaction */
+static store_result cas_check(store *st, const struct store_cert *c)
+{
+	store_result r;
+	int64_t v = 0;
+
+	if ((r = query_int(st, "SELECT CASE state WHEN 'rejected' THEN 2 ELSE 1 END"
+			   " FROM requests WHERE id = ?1", NULL, c->request_id, &v,
+			   "adding certificate")) != STORE_OK)
+		return r;
+	if (v == 0) {
+		set_err(st, "no request with id %lld", (long long)c->request_id);
+		return STORE_NOT_FOUND;
+	}
+	if (v == 2) {
+		set_err(st, "request %lld was rejected", (long long)c->request_id);
+		return STORE_CONFLICT;
+	}
+	if (c->explicit_sign)
+		return STORE_OK;
+	if ((r = query_int(st, "SELECT revoked FROM certificates WHERE request_id = ?1"
+			   " ORDER BY id DESC LIMIT 1", NULL, c->request_id, &v,
+			   "adding certificate")) != STORE_OK)
+		return r;
+	if (v != 0) {
+		set_err(st, "the last certificate of request %lld is revoked",
+			(long long)c->request_id);
+		return STORE_CONFLICT;
+	}
+	if (c->keyid[0] == '\0')
+		return STORE_OK;
+	if ((r = query_int(st, KEY_REVOKED_SQL, c->keyid, 0, &v,
+			   "adding certificate")) != STORE_OK)
+		return r;
+	if (v != 0) {
+		set_err(st, "a certificate for this key (SPKI SHA-256 %.16s...) was revoked",
+			c->keyid);
+		return STORE_CONFLICT;
+	}
+	return STORE_OK;
+}
+
 static store_result sq_cert_add(store *st, const struct store_cert *c, int64_t now)
 {
 	sqlite3_stmt *s = NULL;
@@ -1031,20 +1167,27 @@ static store_result sq_cert_add(store *st, const struct store_cert *c, int64_t n
 		goto out;
 	in_tx = 1;
 
-	/* the request first: a missing one is NOT_FOUND, not a foreign key error */
-	if ((r = prepare(st, "UPDATE requests SET state = 'signed', updated = ?1"
-			 " WHERE id = ?2", &s, "adding certificate")) != STORE_OK)
+	/* compare and set: read the request's state in this transaction */
+	if ((r = cas_check(st, c)) != STORE_OK)
+		goto out;
+	if ((r = prepare(st, c->set_lifetime ?
+			 "UPDATE requests SET state = 'signed', updated = ?1, lifetime = ?3"
+			 " WHERE id = ?2 AND state != 'rejected'" :
+			 "UPDATE requests SET state = 'signed', updated = ?1"
+			 " WHERE id = ?2 AND state != 'rejected'", &s, "adding certificate")) != STORE_OK)
 		goto out;
 	if ((rc = sqlite3_bind_int64(s, 1, now)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_int64(s, 2, c->request_id)) != SQLITE_OK) {
+	    (rc = sqlite3_bind_int64(s, 2, c->request_id)) != SQLITE_OK ||
+	    (c->set_lifetime && lifetime_name(c->lifetime) != NULL &&
+	     (rc = bind_text(s, 3, lifetime_name(c->lifetime))) != SQLITE_OK)) {
 		r = db_fail(st, rc, "adding certificate");
 		goto out;
 	}
 	if ((r = step_done(st, s, "adding certificate")) != STORE_OK)
 		goto out;
 	if (sqlite3_changes(st->db) == 0) {
-		set_err(st, "no request with id %lld", (long long)c->request_id);
-		r = STORE_NOT_FOUND;
+		set_err(st, "request %lld changed meanwhile", (long long)c->request_id);
+		r = STORE_CONFLICT;
 		goto out;
 	}
 	sqlite3_finalize(s);
@@ -1052,7 +1195,8 @@ static store_result sq_cert_add(store *st, const struct store_cert *c, int64_t n
 
 	/* a new certificate is never revoked: that is cert_revoke()'s */
 	if ((r = prepare(st, "INSERT INTO certificates(request_id, serial, pem,"
-			 " not_before, not_after, created) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+			 " not_before, not_after, created, keyid, explicit)"
+			 " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 			 &s, "adding certificate")) != STORE_OK)
 		goto out;
 	if ((rc = sqlite3_bind_int64(s, 1, c->request_id)) != SQLITE_OK ||
@@ -1060,7 +1204,9 @@ static store_result sq_cert_add(store *st, const struct store_cert *c, int64_t n
 	    (rc = bind_text(s, 3, c->pem)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_int64(s, 4, c->not_before)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_int64(s, 5, c->not_after)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_int64(s, 6, now)) != SQLITE_OK) {
+	    (rc = sqlite3_bind_int64(s, 6, now)) != SQLITE_OK ||
+	    (rc = bind_text(s, 7, c->keyid[0] ? c->keyid : NULL)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int(s, 8, c->explicit_sign ? 1 : 0)) != SQLITE_OK) {
 		r = db_fail(st, rc, "adding certificate");
 		goto out;
 	}
@@ -1196,7 +1342,8 @@ static store_result sq_cert_revoke(store *st, const char *serial, int reason,
 		goto out;
 	in_tx = 1;
 	/* a second revocation keeps the first time and reason */
-	if ((r = prepare(st, "UPDATE certificates SET revoked = ?1, revoke_reason = ?2"
+	if ((r = prepare(st, "UPDATE certificates SET revoked = ?1, revoke_reason = ?2,"
+			 " revoke_seq = (SELECT max(id) FROM certificates)"
 			 " WHERE serial = ?3 AND revoked = 0", &s,
 			 "revoking")) != STORE_OK)
 		goto out;
@@ -1288,6 +1435,57 @@ out:
 	return r;
 }
 
+/* ---- CA policy ---- */
+
+static store_result sq_crl_next_number(store *st, int64_t *out)
+{
+	store_result r;
+	int in_tx = 0;
+
+	if (!ready(st))
+		return STORE_ERROR;
+	lock(st);
+	if (out == NULL) {
+		set_err(st, "CRL number: no output");
+		r = STORE_ERROR;
+		goto out;
+	}
+	if ((r = exec(st, "BEGIN IMMEDIATE", "CRL number")) != STORE_OK)
+		goto out;
+	in_tx = 1;
+	if ((r = exec(st, "INSERT INTO crl_number(id, last) VALUES(1, 1)"
+		      " ON CONFLICT(id) DO UPDATE SET last = last + 1",
+		      "CRL number")) != STORE_OK ||
+	    (r = query_int(st, "SELECT last FROM crl_number WHERE id = ?1", NULL, 1, out,
+			   "CRL number")) != STORE_OK)
+		goto out;
+	in_tx = 0;
+	r = tx_commit(st);
+out:
+	if (in_tx)
+		tx_rollback(st);
+	unlock(st);
+	return r;
+}
+
+static store_result sq_key_revoked(store *st, const char *keyid, int *revoked)
+{
+	store_result r;
+	int64_t v = 0;
+
+	if (!ready(st))
+		return STORE_ERROR;
+	if (keyid == NULL || revoked == NULL) {
+		set_err(st, "key revoked: no keyid");
+		return STORE_ERROR;
+	}
+	lock(st);
+	r = query_int(st, KEY_REVOKED_SQL, keyid, 0, &v, "reading key revocation");
+	*revoked = v != 0;
+	unlock(st);
+	return r;
+}
+
 const struct store_ops store_sqlite_ops = {
 	.name = "sqlite",
 	.open = sq_open,
@@ -1307,4 +1505,6 @@ const struct store_ops store_sqlite_ops = {
 	.cert_list = sq_cert_list,
 	.serial_exists = sq_serial_exists,
 	.log_access = sq_log_access,
+	.crl_next_number = sq_crl_next_number,
+	.key_revoked = sq_key_revoked,
 };

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/pem.h>
 
@@ -53,58 +54,135 @@ static struct rate_slot *rate_slot(struct server *s, const char *addr, time_t no
 	return oldest;
 }
 
-/* "CN=a, OU=NIFI" and "CN=a,OU=NIFI" compare equal. */
-static void squeeze(const char *in, char *out, size_t len)
-{
-	size_t j = 0;
+/* token-dn-suffix as parsed RDNs (RFC 4514 s3 string syntax): compared
+ * with the request's DN entry by entry, type and value, never as text (a
+ * DN cut to a buffer, or an escaped comma "OU=x\,OU=NIFI" inside one
+ * value, must not pass). */
+#define SUFFIX_MAX_RDNS 16
 
-	for (; *in && j + 1 < len; in++) {
-		if (*in == ' ' && j > 0 && (out[j - 1] == ',' || out[j - 1] == '='))
-			continue;
-		if (*in == ' ' && (in[1] == ',' || in[1] == '='))
-			continue;
-		out[j++] = *in;
-	}
-	out[j] = '\0';
+struct rdn {
+	int nid;
+	size_t len;
+	char val[256];
+};
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
 }
 
-/* Whether the DN, printed with `flags`, ends with the RDNs in `want`
- * (already squeezed). */
-static int dn_ends_with(const X509_NAME *n, unsigned long flags, const char *want)
+/* "CN=a, OU=NIFI" -> [{CN,"a"}, {OU,"NIFI"}] in written order; -1 when
+ * malformed (multi-valued RDNs with '+' included). */
+static int parse_suffix(const char *in, struct rdn *out, size_t max, size_t *n)
 {
-	BIO *b = BIO_new(BIO_s_mem());
-	char *data, dn[1024];
-	long len;
-	size_t dl, wl = strlen(want);
-	int ok = 0;
+	const char *p = in;
 
-	if (b == NULL || X509_NAME_print_ex(b, n, 0, flags) < 0)
-		goto out;
-	len = BIO_get_mem_data(b, &data);
-	snprintf(dn, sizeof dn, "%.*s", (int)len, data);
-	squeeze(dn, dn, sizeof dn);
-	dl = strlen(dn);
-	/* whole RDNs only: "OU=NIFI" matches "CN=a,OU=NIFI", not "CN=a,OU=XNIFI" */
-	ok = dl >= wl && strcasecmp(dn + dl - wl, want) == 0 && (dl == wl || dn[dl - wl - 1] == ',');
-out:
-	BIO_free(b);
+	*n = 0;
+	while (*p != '\0') {
+		struct rdn *r;
+		char type[64];
+		size_t tl = 0, trail = 0;
+
+		if (*n == max)
+			return -1;
+		r = &out[(*n)++];
+		memset(r, 0, sizeof *r);
+		while (*p == ' ')
+			p++;
+		while (*p != '\0' && *p != '=' && *p != ' ' && tl + 1 < sizeof type)
+			type[tl++] = *p++;
+		type[tl] = '\0';
+		while (*p == ' ')
+			p++;
+		if (*p++ != '=' || (r->nid = OBJ_txt2nid(type)) == NID_undef)
+			return -1;
+		while (*p == ' ')
+			p++;
+		/* value: up to an unescaped ',' */
+		while (*p != '\0' && *p != ',') {
+			char c = *p++;
+
+			if (c == '+' || c == '"' || c == ';' || c == '<' || c == '>')
+				return -1;
+			if (c == '\\') {
+				int h1 = hexval(p[0]), h2 = h1 >= 0 ? hexval(p[1]) : -1;
+
+				if (h1 >= 0 && h2 >= 0) {
+					c = (char)(h1 * 16 + h2);
+					p += 2;
+				} else if (*p != '\0' && strchr(" \"#+,;<=>\\", *p) != NULL) {
+					c = *p++;
+				} else {
+					return -1;
+				}
+				trail = 0;
+			} else {
+				trail = c == ' ' ? trail + 1 : 0;
+			}
+			if (r->len + 1 >= sizeof r->val)
+				return -1;
+			r->val[r->len++] = c;
+		}
+		r->len -= trail; /* unescaped trailing spaces */
+		if (r->len == 0)
+			return -1;
+		if (*p == ',')
+			p++;
+	}
+	return *n > 0 ? 0 : -1;
+}
+
+/* entry i of n equals r: same type, same value (ASCII case folded), and
+ * a single-valued RDN of its own */
+static int entry_is(const X509_NAME *n, int i, const struct rdn *r)
+{
+	const X509_NAME_ENTRY *e = X509_NAME_get_entry(n, i);
+	int cnt = X509_NAME_entry_count(n), set = X509_NAME_ENTRY_set(e);
+	unsigned char *u = NULL;
+	int ul, ok;
+
+	if (OBJ_obj2nid(X509_NAME_ENTRY_get_object(e)) != r->nid)
+		return 0;
+	if ((i > 0 && X509_NAME_ENTRY_set(X509_NAME_get_entry(n, i - 1)) == set) ||
+	    (i + 1 < cnt && X509_NAME_ENTRY_set(X509_NAME_get_entry(n, i + 1)) == set))
+		return 0;
+	ul = ASN1_STRING_to_UTF8(&u, X509_NAME_ENTRY_get_data(e));
+	ok = ul >= 0 && (size_t)ul == r->len && strncasecmp((const char *)u, r->val, r->len) == 0;
+	OPENSSL_free(u);
 	return ok;
 }
 
 /* The suffix is written the way clients write their DN string, "CN=a,
- * OU=NIFI".  p11cert and OpenSSL read that as RFC 2253 (last RDN first, so
+ * OU=NIFI".  p11cert and OpenSSL read that as RFC 4514 (last RDN first, so
  * OU=NIFI is encoded first); the NiFi Java client builds its CSR with
  * BouncyCastle's X500Name, which encodes the RDNs in string order (CN=a
- * first; docs/protocols.md s2).  Accept the suffix in either reading. */
-static int dn_ok(const char *suffix, const X509_NAME *n)
+ * first; docs/protocols.md s2).  Accept the suffix in either reading.
+ * 1 ok, 0 not, -1 the suffix setting does not parse. */
+int ca_dn_suffix_ok(const char *suffix, const X509_NAME *n)
 {
-	char want[512];
+	struct rdn want[SUFFIX_MAX_RDNS];
+	size_t k = 0, j;
+	int cnt = X509_NAME_entry_count(n), fwd = 1, rev = 1;
 
 	if (suffix == NULL || *suffix == '\0')
 		return 1;
-	squeeze(suffix, want, sizeof want);
-	return dn_ends_with(n, XN_FLAG_RFC2253, want) ||
-	       dn_ends_with(n, XN_FLAG_RFC2253 & ~XN_FLAG_DN_REV, want);
+	if (parse_suffix(suffix, want, SUFFIX_MAX_RDNS, &k) != 0)
+		return -1;
+	if ((size_t)cnt < k)
+		return 0;
+	for (j = 0; j < k; j++) {
+		/* RFC 4514 reading: printed last-first, so the first k DER entries */
+		rev = rev && entry_is(n, (int)(k - 1 - j), &want[j]);
+		/* string-order reading: the last k DER entries */
+		fwd = fwd && entry_is(n, cnt - (int)k + (int)j, &want[j]);
+	}
+	return rev || fwd;
 }
 
 void token_handle(struct server *s, httpd_req *r)
@@ -158,16 +236,25 @@ void token_handle(struct server *s, httpd_req *r)
 		reply_json(r, 400, NULL, NULL, "csr signature does not verify");
 		goto out;
 	}
-	if (!ca_key_ok(pk, err, sizeof err)) {
+	/* key, signature hash, DN (size, one CN, no NUL or control characters) */
+	if (!ca_csr_ok(req, err, sizeof err)) {
 		reply_json(r, 400, NULL, NULL, err);
 		goto out;
 	}
-	if (!dn_ok(s->ca->cfg.token_dn_suffix, X509_REQ_get_subject_name(req))) {
+	rc = ca_dn_suffix_ok(s->ca->cfg.token_dn_suffix, X509_REQ_get_subject_name(req));
+	if (rc < 0) {
+		ca_err("token-dn-suffix '%s' is not a DN (RFC 4514: TYPE=value, comma separated)",
+		       s->ca->cfg.token_dn_suffix);
+		reply_json(r, 500, NULL, NULL, "internal error");
+		goto out;
+	}
+	if (rc == 0) {
 		snprintf(err, sizeof err, "DN not allowed: it must end with %s", s->ca->cfg.token_dn_suffix);
 		reply_json(r, 403, NULL, NULL, err);
 		goto out;
 	}
-	if (!ca_sans_ok(s->ca, req, err, sizeof err)) {
+	/* DNS:<CN> must match san-patterns too here: a token holder names itself */
+	if (!ca_sans_policy(s->ca, req, 0, err, sizeof err)) {
 		reply_json(r, 403, NULL, NULL, err);
 		goto out;
 	}
@@ -176,8 +263,9 @@ void token_handle(struct server *s, httpd_req *r)
 		reply_json(r, rc < 0 ? 500 : 403, NULL, NULL, rc < 0 ? "database error" : "request rejected");
 		goto out;
 	}
-	if (ca_sign_request(s->ca, &q, LIFETIME_SHORT, PROFILE_TOKEN, &cert, now) != 0) {
-		reply_json(r, 500, NULL, NULL, "signing failed");
+	rc = ca_sign_request(s->ca, &q, LIFETIME_SHORT, PROFILE_TOKEN, &cert, now);
+	if (rc != 0) {
+		reply_json(r, rc == 1 ? 403 : 500, NULL, NULL, rc == 1 ? "key revoked" : "signing failed");
 		goto out;
 	}
 	/* response HMAC over the CA's public key: the client recomputes it

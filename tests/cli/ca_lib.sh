@@ -414,3 +414,44 @@ CONF
 	done
 	[ "$code" = 400 ] || fail "nginx without a client certificate answered '$code', not 400: $(cat "$T/ng/start.err" "$T/ng/error.log" 2>/dev/null)"
 }
+
+# --- the shared-token endpoint ---------------------------------------------------
+# (SECRET: the token; TPORT: the token listener's port)
+
+VECTOR=$P11C_SOURCE_DIR/tests/vectors/token_hmac_vector.sh
+
+# hmac_of PEM [TOKEN]: the reference HMAC over the key of a CSR or certificate
+hmac_of() {
+	pubkey_of "$1" >"$T/hm.pub" || fail "no public key in $1"
+	sh "$VECTOR" "$T/hm.pub" "${2:-$SECRET}" || fail "token_hmac_vector.sh failed"
+}
+
+# body OUT HMAC CSRFILE: {"hmac": HMAC, "csr": PEM}; "-" leaves a field out
+body() {
+	python3 - "$@" <<'PY' || fail "cannot build a JSON body"
+import json, sys
+out, hmac, csr = sys.argv[1:4]
+j = {}
+if hmac != "-":
+    j["hmac"] = hmac
+if csr != "-":
+    j["csr"] = open(csr).read()
+open(out, "w").write(json.dumps(j))
+PY
+}
+
+# tpost WANT BODY [curl args]: POST BODY to the token listener
+tpost() {
+	local want=$1 b=$2
+	shift 2
+	req_url "$want" "https://localhost:$TPORT/" -H 'Content-Type: application/json' --data-binary @"$b" "$@"
+}
+
+# expect_terror ERE: a token error body {"hmac":null,"pemEncodedCertificate":null,"error":...}
+expect_terror() {
+	json_later "$T/body" "
+assert set(j) == {'hmac', 'pemEncodedCertificate', 'error'}, 'keys'
+assert j['hmac'] is None and j['pemEncodedCertificate'] is None, 'not null'
+assert isinstance(j['error'], str) and re.search(arg, j['error']), 'error does not match ' + arg
+" "$1"
+}

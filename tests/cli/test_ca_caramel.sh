@@ -2,7 +2,7 @@
 # p11ca's Caramel endpoint (docs/ca.md, docs/protocols.md s1) with real
 # curl on loopback, once with a PEM-file CA key and once with a SoftHSM CA
 # key: every status code, every 400 reason, issued certificate contents,
-# lifetimes, Last-Modified / 304, refresh, revoke + CRL, reject, autosign
+# lifetimes, Last-Modified / 304, refresh (never of a revoked request), revoke + CRL, reject, autosign
 # uuid, the admin list, TLS 1.2 and 1.3.
 # shellcheck source=ca_lib.sh
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/ca_lib.sh"
@@ -385,10 +385,13 @@ assert '$(sha256_of "$T/ok-ou.csr")' in [r['sha256'] for r in j]
 	expect_rc 0 p11ca reject --dir "$D" "$c"
 	req 403 "/$c"
 
-	# --- refresh: new serials; revoked one served again; classes kept ---
+	# --- refresh: new serials; classes kept; the revoked one is never
+	# re-signed (issue 10 point 2), only an administrator's sign does ---
 	expect_rc 0 p11ca refresh --dir "$D"
-	# signed and not rejected: a (revoked), ec, l, e, v
-	expect_grep 're-signed 5 requests' "$T/err"
+	# signed and not rejected: a (revoked: skipped), ec, l, e, v
+	expect_grep 're-signed 4 requests, skipped 1 rejected or revoked' "$T/err"
+	req 202 "/$s"
+	expect_rc 0 p11ca sign --dir "$D" "$s"
 	get_cert "$s" "$T/$kind-a2.crt"
 	serial2=$(cert_serial "$T/$kind-a2.crt")
 	[ "$serial2" != "$serial" ] || fail "refresh kept the serial"

@@ -31,42 +31,6 @@ grep -A1 'Key Usage: critical' "$T/ca.txt" | grep -q 'Digital Signature' || fail
 grep -A1 'Basic Constraints: critical' "$T/ca.txt" | grep -q 'CA:TRUE, pathlen:0' || fail "CA basicConstraints"
 expect_nogrep -F "$SECRET" "$D/p11ca.conf"
 
-# hmac_of PEM [TOKEN]: the reference HMAC over the key of a CSR or certificate
-hmac_of() {
-	pubkey_of "$1" >"$T/hm.pub" || fail "no public key in $1"
-	sh "$VECTOR" "$T/hm.pub" "${2:-$SECRET}" || fail "token_hmac_vector.sh failed"
-}
-
-# body OUT HMAC CSRFILE: {"hmac": HMAC, "csr": PEM}; "-" leaves a field out
-body() {
-	python3 - "$@" <<'PY' || fail "cannot build a JSON body"
-import json, sys
-out, hmac, csr = sys.argv[1:4]
-j = {}
-if hmac != "-":
-    j["hmac"] = hmac
-if csr != "-":
-    j["csr"] = open(csr).read()
-open(out, "w").write(json.dumps(j))
-PY
-}
-
-# tpost WANT BODY [curl args]: POST BODY to the token listener
-tpost() {
-	local want=$1 b=$2
-	shift 2
-	req_url "$want" "https://localhost:$TPORT/" -H 'Content-Type: application/json' --data-binary @"$b" "$@"
-}
-
-# expect_terror ERE: a token error body {"hmac":null,"pemEncodedCertificate":null,"error":...}
-expect_terror() {
-	json_later "$T/body" "
-assert set(j) == {'hmac', 'pemEncodedCertificate', 'error'}, 'keys'
-assert j['hmac'] is None and j['pemEncodedCertificate'] is None, 'not null'
-assert isinstance(j['error'], str) and re.search(arg, j['error']), 'error does not match ' + arg
-" "$1"
-}
-
 # enroll NAME SUBJ [KEY [openssl req args]]: a CSR with the right HMAC -> 200;
 # the certificate in $T/NAME.crt, checked
 enroll() {

@@ -2,7 +2,9 @@
  * fuzz_csr: a certificate request as p11ca and the CLI read one: PEM or DER
  * (p11c_req_parse), then the checks p11ca's handlers make (canonical
  * Caramel PEM, signature, key policy ca_key_ok, Caramel subject rule
- * against the fixture CA, CN, SAN policy ca_sans_ok) and the CLI's
+ * against the fixture CA, CN, SAN policy ca_sans_ok / ca_sans_policy, the
+ * request policy ca_csr_ok / ca_subject_ok, autosign's ca_sans_only_cn,
+ * the shared-token DN suffix ca_dn_suffix_ok) and the CLI's
  * descriptions of it (show.c, text and JSON).  Input: the CSR bytes.
  */
 #include <stdio.h>
@@ -59,6 +61,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				      sizeof err);
 	(void)ca_name_entry(X509_REQ_get_subject_name(req), NID_commonName, cn, sizeof cn);
 	(void)ca_sans_ok(&policy, req, err, sizeof err);
+	(void)ca_sans_policy(&policy, req, 0, err, sizeof err);
+	(void)ca_sans_only_cn(req);
+	(void)ca_csr_ok(req, err, sizeof err);
+	(void)ca_subject_ok(X509_REQ_get_subject_name(req), err, sizeof err);
+	if (ca_dn_suffix_ok("CN=a, OU=NIFI", X509_REQ_get_subject_name(req)) < 0 ||
+	    ca_dn_suffix_ok("OU=x\\,OU=NIFI", X509_REQ_get_subject_name(req)) < 0)
+		abort(); /* the fixed suffixes parse */
 	/* p11cert show */
 	text = p11c_req_text(req);
 	j = p11c_req_json(req);

@@ -17,6 +17,10 @@
 
 #include <sqlite3.h>
 
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
 #include "store.h"
 
 static const struct store_ops *const ops = &store_sqlite_ops;
@@ -196,7 +200,7 @@ static void test_schema_created(void **state)
 	sqlite3 *db = NULL;
 	sqlite3_stmt *s = NULL;
 
-	assert_int_equal(raw_int(f->path, "SELECT version FROM schema_version"), 1);
+	assert_int_equal(raw_int(f->path, "SELECT version FROM schema_version"), 2);
 	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM schema_version"), 1);
 	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name IN"
 				 " ('requests', 'certificates', 'access_log',"
@@ -221,7 +225,7 @@ static void test_schema_created(void **state)
 	ops->close(&f->st);
 	assert_null(f->st);
 	assert_int_equal(ops->open(&f->st, f->path), STORE_OK);
-	assert_int_equal(raw_int(f->path, "SELECT version FROM schema_version"), 1);
+	assert_int_equal(raw_int(f->path, "SELECT version FROM schema_version"), 2);
 	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM schema_version"), 1);
 }
 
@@ -739,7 +743,7 @@ static void test_newer_schema(void **state)
 	assert_non_null(st);
 	assert_string_equal(ops->errmsg(st),
 			    "database schema version 999 is newer than this p11ca"
-			    " understands (1)");
+			    " understands (2)");
 	/* a handle that failed to open refuses everything else */
 	assert_int_equal(ops->req_set_state(st, 1, REQ_PENDING, LIFETIME_SHORT, 1),
 			 STORE_ERROR);
@@ -751,6 +755,184 @@ static void test_newer_schema(void **state)
 	/* nothing was touched */
 	assert_int_equal(raw_int(f->path, "SELECT version FROM schema_version"), 999);
 	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM requests"), 1);
+}
+
+/* ---- issue 10: compare and set, revocation that sticks, CRL numbers ---- */
+
+static const char KEY_A[] = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+static const char KEY_B[] = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+static store_result add_cert_key(store *st, int64_t req, const char *serial, const char *keyid,
+				 int explicit_sign, int64_t now)
+{
+	struct store_cert c;
+
+	memset(&c, 0, sizeof(c));
+	c.request_id = req;
+	snprintf(c.serial, sizeof(c.serial), "%s", serial);
+	snprintf(c.keyid, sizeof(c.keyid), "%s", keyid);
+	c.pem = "-----BEGIN CERTIFICATE-----\nx\n";
+	c.not_before = now - 100;
+	c.not_after = now + 1000;
+	c.explicit_sign = explicit_sign;
+	return ops->cert_add(st, &c, now);
+}
+
+static void test_cert_add_cas(void **state)
+{
+	struct fx *f = *state;
+	struct store_request r;
+	struct store_cert c;
+	int64_t r1, r2, r3;
+	int rev = -1;
+
+	r1 = add_req(f->st, 1, REQ_PENDING);
+	r2 = add_req(f->st, 2, REQ_PENDING);
+	r3 = add_req(f->st, 3, REQ_PENDING);
+
+	/* a rejected request is never signed, not even explicitly */
+	assert_int_equal(ops->req_set_state(f->st, r1, REQ_REJECTED, LIFETIME_SHORT, 1500), STORE_OK);
+	assert_int_equal(add_cert_key(f->st, r1, "01", KEY_A, 0, 2000), STORE_CONFLICT);
+	assert_int_equal(add_cert_key(f->st, r1, "01", KEY_A, 1, 2000), STORE_CONFLICT);
+	assert_non_null(strstr(ops->errmsg(f->st), "rejected"));
+	assert_int_equal(state_of(f->st, r1), REQ_REJECTED);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM certificates"), 0);
+
+	/* r2 signed with key A, then revoked: neither r2 nor another request
+	 * for key A is signed again without an administrator */
+	assert_int_equal(add_cert_key(f->st, r2, "02", KEY_A, 0, 2000), STORE_OK);
+	assert_int_equal(ops->key_revoked(f->st, KEY_A, &rev), STORE_OK);
+	assert_int_equal(rev, 0);
+	assert_int_equal(ops->cert_revoke(f->st, "02", 1, 2100), STORE_OK);
+	assert_int_equal(ops->key_revoked(f->st, KEY_A, &rev), STORE_OK);
+	assert_int_equal(rev, 1);
+	assert_int_equal(add_cert_key(f->st, r2, "03", KEY_B, 0, 2200), STORE_CONFLICT);
+	assert_non_null(strstr(ops->errmsg(f->st), "revoked"));
+	assert_int_equal(add_cert_key(f->st, r3, "03", KEY_A, 0, 2200), STORE_CONFLICT);
+	assert_non_null(strstr(ops->errmsg(f->st), "revoked"));
+	assert_int_equal(state_of(f->st, r3), REQ_PENDING);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM certificates"), 1);
+	/* another key is fine */
+	assert_int_equal(add_cert_key(f->st, r3, "04", KEY_B, 0, 2200), STORE_OK);
+
+	/* an administrator's explicit signature certifies key A again, and
+	 * sets the lifetime in the same transaction */
+	memset(&c, 0, sizeof(c));
+	c.request_id = r2;
+	snprintf(c.serial, sizeof(c.serial), "05");
+	snprintf(c.keyid, sizeof(c.keyid), "%s", KEY_A);
+	c.pem = "-----BEGIN CERTIFICATE-----\nx\n";
+	c.explicit_sign = 1;
+	c.set_lifetime = 1;
+	c.lifetime = LIFETIME_LONG;
+	assert_int_equal(ops->cert_add(f->st, &c, 2300), STORE_OK);
+	assert_int_equal(ops->req_by_id(f->st, r2, &r), STORE_OK);
+	assert_int_equal(r.lifetime, LIFETIME_LONG);
+	assert_int_equal(r.state, REQ_SIGNED);
+	store_request_clear(&r);
+	assert_int_equal(ops->key_revoked(f->st, KEY_A, &rev), STORE_OK);
+	assert_int_equal(rev, 0);
+	assert_int_equal(add_cert_key(f->st, r2, "06", KEY_A, 0, 2400), STORE_OK);
+	/* ...until it is revoked again, in the same second even */
+	assert_int_equal(ops->cert_revoke(f->st, "06", 1, 2400), STORE_OK);
+	assert_int_equal(add_cert_key(f->st, r3, "07", KEY_A, 0, 2400), STORE_CONFLICT);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM certificates WHERE keyid = '"
+				 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'"), 3);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM certificates WHERE explicit = 1"), 1);
+	assert_int_equal(ops->key_revoked(f->st, NULL, &rev), STORE_ERROR);
+}
+
+/* a real certificate PEM, for the keyid backfill */
+static char *make_cert_pem(char keyid[65])
+{
+	EVP_PKEY *k = EVP_EC_gen("P-256");
+	X509 *x = X509_new();
+	BIO *b = BIO_new(BIO_s_mem());
+	unsigned char *der = NULL, md[32];
+	char *data, *pem;
+	long n;
+	int dl, i;
+
+	assert_non_null(k);
+	assert_non_null(x);
+	assert_true(X509_set_pubkey(x, k));
+	assert_non_null(X509_gmtime_adj(X509_getm_notBefore(x), 0));
+	assert_non_null(X509_gmtime_adj(X509_getm_notAfter(x), 60));
+	assert_true(X509_sign(x, k, EVP_sha256()) > 0);
+	assert_true(PEM_write_bio_X509(b, x));
+	n = BIO_get_mem_data(b, &data);
+	pem = strndup(data, (size_t)n);
+	dl = i2d_PUBKEY(k, &der);
+	assert_true(dl > 0);
+	assert_int_equal(EVP_Digest(der, (size_t)dl, md, NULL, EVP_sha256(), NULL), 1);
+	for (i = 0; i < 32; i++)
+		snprintf(keyid + 2 * i, 3, "%02x", md[i]);
+	OPENSSL_free(der);
+	BIO_free(b);
+	X509_free(x);
+	EVP_PKEY_free(k);
+	return pem;
+}
+
+static void test_migration_v2(void **state)
+{
+	struct fx *f = *state;
+	char keyid[65], sql[512];
+	char *pem = make_cert_pem(keyid);
+	struct store_cert c;
+	int64_t r1, r2;
+	int rev = -1;
+	sqlite3 *db;
+	sqlite3_stmt *s = NULL;
+
+	/* a version 1 database holding a revoked certificate */
+	r1 = add_req(f->st, 1, REQ_PENDING);
+	r2 = add_req(f->st, 2, REQ_PENDING);
+	memset(&c, 0, sizeof(c));
+	c.request_id = r1;
+	snprintf(c.serial, sizeof(c.serial), "0a");
+	c.pem = pem;
+	assert_int_equal(ops->cert_add(f->st, &c, 100), STORE_OK);
+	assert_int_equal(ops->cert_revoke(f->st, "0a", 1, 200), STORE_OK);
+	ops->close(&f->st);
+	raw_exec(f->path, "DROP INDEX certificates_keyid;"
+		 " ALTER TABLE certificates DROP COLUMN keyid;"
+		 " ALTER TABLE certificates DROP COLUMN explicit;"
+		 " ALTER TABLE certificates DROP COLUMN revoke_seq;"
+		 " DROP TABLE crl_number; UPDATE schema_version SET version = 1");
+
+	/* the upgrade fills keyid from the PEM: the key stays revoked */
+	assert_int_equal(ops->open(&f->st, f->path), STORE_OK);
+	assert_int_equal(raw_int(f->path, "SELECT version FROM schema_version"), 2);
+	db = raw_open(f->path);
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT keyid FROM certificates WHERE serial = '0a'",
+					    -1, &s, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	assert_string_equal((const char *)sqlite3_column_text(s, 0), keyid);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM certificates WHERE keyid = '%s'", keyid);
+	assert_int_equal(raw_int(f->path, sql), 1);
+	assert_int_equal(ops->key_revoked(f->st, keyid, &rev), STORE_OK);
+	assert_int_equal(rev, 1);
+	assert_int_equal(add_cert_key(f->st, r2, "0b", keyid, 0, 300), STORE_CONFLICT);
+	free(pem);
+}
+
+static void test_crl_number(void **state)
+{
+	struct fx *f = *state;
+	int64_t n = 0;
+
+	assert_int_equal(ops->crl_next_number(f->st, &n), STORE_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(ops->crl_next_number(f->st, &n), STORE_OK);
+	assert_int_equal(n, 2);
+	ops->close(&f->st);
+	assert_int_equal(ops->open(&f->st, f->path), STORE_OK);
+	assert_int_equal(ops->crl_next_number(f->st, &n), STORE_OK);
+	assert_int_equal(n, 3);
+	assert_int_equal(ops->crl_next_number(f->st, NULL), STORE_ERROR);
 }
 
 static void test_two_handles(void **state)
@@ -845,6 +1027,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_newer_schema, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_handles, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cert_add_cas, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_migration_v2, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_crl_number, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
