@@ -354,7 +354,8 @@ static const char renew_help[] =
 	"token; the old key and certificate are destroyed only after the new\n"
 	"certificate is stored and verified.  --exec CMD runs (sh -c) once after a\n"
 	"certificate was renewed.  --jitter S waits a random 0..S seconds first.\n"
-	"Exit: 0 renewed or current, 69 pending, 75 locked, others as enroll.\n";
+	"Exit: 0 renewed or current, 69 pending, 75 locked, 78 unsafe state folder or\n"
+	"record, others as enroll.  The hook runs without P11CERT_PIN, P11CERT_CA_TOKEN.\n";
 
 int cmd_renew(struct cli *c, int argc, char **argv);
 int cmd_renew(struct cli *c, int argc, char **argv)
