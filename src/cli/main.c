@@ -94,7 +94,7 @@ int cli_fail(struct cli *c, p11c_result r, const char *fmt, ...)
 {
 	va_list ap;
 	const char *detail = p11c_ctx_detail(c->ctx);
-	char line[2048];
+	char line[2048], safe[4 * sizeof line];
 	size_t n = 0;
 
 	/* the detail may quote a token label, a certificate name or a server's
@@ -110,7 +110,8 @@ int cli_fail(struct cli *c, p11c_result r, const char *fmt, ...)
 	if (n < sizeof line)
 		(void)snprintf(line + n, sizeof line - n, "%s",
 			       detail[0] != '\0' ? detail : fmt == NULL ? p11c_strerror(r) : "");
-	fprintf(stderr, "p11cert: %s: %s\n", c->cmd ? c->cmd : "error", cli_safe(line));
+	cli_escape(line, safe, sizeof safe);
+	fprintf(stderr, "p11cert: %s: %s\n", c->cmd ? c->cmd : "error", safe);
 	return cli_exit_code(r);
 }
 

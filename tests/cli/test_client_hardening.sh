@@ -121,6 +121,14 @@ bg evil python3 -c '
 import http.server, ssl, sys
 class H(http.server.BaseHTTPRequestHandler):
     def answer(self):
+        if "(web5)" in self.headers.get("User-Agent", ""):
+            # for point 19: an error answer with terminal escapes
+            body = b"\x1b]0;pwned\x07\x1b[2J\xe2\x80\xaeevil"
+            self.send_response(500)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         self.send_response(304)
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -149,10 +157,18 @@ json.dump({"protocol": "caramel", "server": sys.argv[2], "client_id": "web1", "k
 PY
 expect_rc 1 p11c renew --dir "$S4" --id web1
 expect_nogrep "is current" "$T/err"
-kill_pid "$BG_PID"
 pass "18: a 304 to a request without If-Modified-Since is a protocol error, never success"
 
-# --- 19: terminal escapes from the token --------------------------------------
+# --- 19: terminal escapes from a server and from the token ----------------------
+expect_rc 76 p11c enroll caramel "localhost:$EVIL_PORT" web5 --ca-file "$T/evil-ca.crt" --dir "$S4" --type ec:P-256 --timeout 5
+python3 - "$T/err" <<'PY' || fail_out "a server's answer reached the terminal raw"
+import sys
+b = open(sys.argv[1], "rb").read()
+assert all(c == 10 or 0x20 <= c <= 0x7e for c in b), b
+assert b"answered 500: \\x1b]0;pwned\\x07\\x1b[2J\\xe2\\x80\\xaeevil" in b, b
+PY
+kill_pid "$BG_PID"
+
 EVIL_LABEL='%1B%5D0%3Bpwned%07%1B%5B31mred%E2%80%AEgpj.exe'
 expect_rc 0 p11c keygen --key "pkcs11:token=$TOKEN;object=$EVIL_LABEL" --type ec:P-256
 python3 - "$T/err" <<'PY' || fail_out "keygen printed a raw escape"
@@ -176,7 +192,7 @@ assert all(c == 10 or 0x20 <= c <= 0x7e for c in b), "not pure printable ASCII"
 labels = [o["label"] for o in json.loads(b)]
 assert "\x1b]0;pwned\x07\x1b[31mred\u202egpj.exe" in labels, labels
 PY
-pass "19: labels with ESC sequences, BEL and U+202E are escaped in keygen, list and list --json"
+pass "19: server answers and labels with ESC sequences, BEL and U+202E are escaped (error lines, keygen, list, list --json)"
 
 # --- 20: core dumps -----------------------------------------------------------
 need_test_hooks
