@@ -201,7 +201,9 @@ need_test_hooks
 core_limit() {
 	local name=$1 i st=''
 	shift
+	# disable_coredump=0: an ASan build would otherwise set the limit to 0 itself
 	bg "$name" bash -c 'ulimit -S -c unlimited && exec "$@"' _ env P11CERT_TEST_STALL_AT=write:"$name.csr" \
+		ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}disable_coredump=0" \
 		"$P11CERT" --module "$MOD" --pin-file "$PINF" "$@" csr --key "$KEY" --subject /CN=core -o "$T/$name.csr"
 	for i in $(seq 600); do
 		st=$({ sed 's/.*) //' "/proc/$BG_PID/stat" 2>/dev/null || true; } | cut -d' ' -f1)
