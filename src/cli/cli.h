@@ -4,6 +4,8 @@
 
 #include <time.h>
 
+#include <openssl/x509.h>
+
 #include <p11cert/p11cert.h>
 
 /* sysexits(3) */
@@ -19,6 +21,8 @@
 #define EX_NOPERM 77
 #define EX_TEMPFAIL_ 75
 #define EX_PROTOCOL_ 76
+/* EX_CONFIG: a state folder, lock or record another user could write */
+#define EX_UNSAFE 78
 
 #define INPUT_MAX (1024 * 1024)
 
@@ -28,6 +32,7 @@ struct cli {
 	const char *pin_file;
 	int verbose;
 	int quiet;
+	int allow_core; /* --allow-core-dumps (debugging) */
 	p11c_ctx *ctx;
 };
 
@@ -43,10 +48,46 @@ int cli_parse_long(const char *s, long lo, long hi, long *out);
 /* The same for the value of option OPT: 0, or prints a usage error naming
  * the option and the range and returns EX_USAGE. */
 int cli_num(struct cli *c, const char *opt, const char *s, long lo, long hi, long *out);
-/* Take the run lock PATH (flock, created 0600): the fd, held until it is
+/* cli_state.c.  Take the run lock PATH (flock, created 0600, O_NOFOLLOW)
+ * after checking its folder (cli_state_dir): the fd, held until it is
  * closed or the process exits; -1 when another run holds it, -2 when the
- * file cannot be opened (errno set). */
+ * file cannot be opened (errno set), -3 when the folder or the lock file is
+ * unsafe (printed: exit EX_UNSAFE). */
 int cli_lock(const char *path);
+/* 0 when DIR is a folder owned by us or root and not writable by group or
+ * others; otherwise prints why and returns the exit code (EX_UNSAFE,
+ * EX_NOINPUT when missing). */
+int cli_state_dir(const char *dir);
+/* Read a record (PATH in a safe folder, not a symlink, a regular file owned
+ * by us or root, not group/other writable, at most MAX bytes): 0, or prints
+ * the error and returns the exit code. */
+int cli_state_read(struct cli *c, const char *path, size_t max, unsigned char **buf, size_t *len);
+/* 0 when the file PATH (WHAT, for the message) is missing or owned by us or
+ * root and not group/other writable; otherwise prints why, EX_UNSAFE. */
+int cli_state_file(const char *what, const char *path);
+/* After the CA of an enrollment rejected the request for KEY: 1 when the
+ * key may be destroyed (it has no certificate, or one issued by CA), 0 when
+ * its certificate comes from another CA (another enrollment's key: a
+ * server it never trusted cannot make us destroy it). */
+int cli_rejection_may_destroy(struct cli *c, p11c_key *key, X509 *ca);
+
+/* cli_proc.c.  1 when the environment entry "NAME=value" (or NAME) is one of
+ * the secret variables (P11CERT_PIN, P11CERT_CA_TOKEN). */
+int cli_secret_var(const char *entry);
+/* Run "sh -c CMD" without the secret variables in its environment; its
+ * exit status, 128 when killed by a signal, -1 when it could not run. */
+int cli_run_hook(const char *cmd);
+/* No core dumps (RLIMIT_CORE soft 0, PR_SET_DUMPABLE 0): 0, or -1. */
+int cli_no_core_dumps(void);
+
+/* cli_text.c.  Copy S to OUT (SIZE bytes with the NUL) with every byte
+ * outside printable ASCII as \xHH, cut with "..." when too long; returns
+ * the length. */
+size_t cli_escape(const char *s, char *out, size_t size);
+/* S escaped for a terminal, in one of a few rotating static buffers (up to
+ * 1023 bytes): for printf arguments that come from a token, a certificate
+ * or a server. */
+const char *cli_safe(const char *s);
 /* The library handle, configured from the global options. */
 p11c_result cli_ctx(struct cli *c);
 /* Write to FILE atomically (or stdout when NULL or "-"). */

@@ -57,7 +57,7 @@ int cmd_import(struct cli *c, int argc, char **argv)
 	}
 	if (!c->quiet)
 		fprintf(stderr, "p11cert: stored '%s' with key '%s' on token '%s'\n", file,
-			p11c_key_label(key), p11c_token_label(c->ctx));
+			cli_safe(p11c_key_label(key)), cli_safe(p11c_token_label(c->ctx)));
 	rc = 0;
 out:
 	free(buf);
@@ -240,7 +240,8 @@ int cmd_list(struct cli *c, int argc, char **argv)
 
 		for (i = 0; arr != NULL && i < n; i++)
 			json_array_append_new(arr, object_json(&objs[i]));
-		s = arr ? json_dumps(arr, JSON_INDENT(2)) : NULL;
+		/* JSON_ENSURE_ASCII: \u202e, not the raw override (cli_text.c) */
+		s = arr ? json_dumps(arr, JSON_INDENT(2) | JSON_ENSURE_ASCII) : NULL;
 		if (s == NULL)
 			rc = cli_fail(c, P11C_ERR_NOMEM, NULL);
 		else
@@ -249,13 +250,13 @@ int cmd_list(struct cli *c, int argc, char **argv)
 		json_decref(arr);
 		goto out;
 	}
-	printf("token '%s' (%s): %zu object%s\n", p11c_token_label(c->ctx),
-	       p11c_module_name(c->ctx), n, n == 1 ? "" : "s");
+	printf("token '%s' (%s): %zu object%s\n", cli_safe(p11c_token_label(c->ctx)),
+	       cli_safe(p11c_module_name(c->ctx)), n, n == 1 ? "" : "s");
 	for (i = 0; i < n; i++) {
 		const p11c_object *o = &objs[i];
 		char *id = o->id ? p11c_hex(o->id, o->id_len, 0) : NULL;
 
-		printf("%-12s %-20s %-10s id %s\n", class_name(o->cls), o->label,
+		printf("%-12s %-20s %-10s id %s\n", class_name(o->cls), cli_safe(o->label),
 		       o->key_desc ? o->key_desc : "", id ? id : "-");
 		if (o->cls == P11C_OBJ_PRIVATE_KEY)
 			printf("    %s, %s\n", o->sensitive == 1 ? "sensitive" : "NOT sensitive",
@@ -272,7 +273,7 @@ int cmd_list(struct cli *c, int argc, char **argv)
 			free(is);
 		}
 		if (o->uri != NULL)
-			printf("    %s\n", o->uri);
+			printf("    %s\n", cli_safe(o->uri));
 		free(id);
 	}
 out:
@@ -333,7 +334,7 @@ int cmd_show(struct cli *c, int argc, char **argv)
 		char *s;
 
 		j = cert ? p11c_cert_json(cert) : p11c_req_json(req);
-		s = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
+		s = j ? json_dumps(j, JSON_INDENT(2) | JSON_ENSURE_ASCII) : NULL;
 		if (s == NULL) {
 			rc = cli_fail(c, P11C_ERR_NOMEM, NULL);
 			goto out;

@@ -136,7 +136,7 @@ static p11c_result key_for(struct cli *c, const char *uri, const char *type, p11
 		*created = 1;
 		if (!c->quiet)
 			fprintf(stderr, "p11cert: generated %s key '%s' on token '%s'\n", p11c_key_type_name(kt),
-				p11c_key_label(*key), p11c_token_label(c->ctx));
+				cli_safe(p11c_key_label(*key)), cli_safe(p11c_token_label(c->ctx)));
 	}
 	return r;
 }
@@ -273,6 +273,8 @@ int cmd_enroll_caramel(struct cli *c, int argc, char **argv)
 		rc = once ? CARAMEL_EX_LOCKED : EX_TEMPFAIL_;
 		goto out;
 	}
+	if (fd == -3)
+		FAIL(EX_UNSAFE);
 	if (fd < 0) {
 		fprintf(stderr, "p11cert: enroll: cannot create the lock file %s: %s\n", lock, strerror(errno));
 		FAIL(EX_CANTCREAT);
@@ -363,6 +365,13 @@ int cmd_enroll_caramel(struct cli *c, int argc, char **argv)
 		if (r != P11C_OK)
 			FAIL(cli_fail(c, r, "request %s", sha));
 		if (state == P11C_CARAMEL_REJECTED) {
+			/* a key certified by another CA belongs to another
+			 * enrollment: this server's answer cannot destroy it */
+			if (!cli_rejection_may_destroy(c, key, ca)) {
+				fprintf(stderr, "p11cert: enroll: the CA at %s rejected request %s for '%s'; the token "
+					"key is kept: its certificate was not issued by this CA\n", server, sha, id);
+				FAIL(EX_NOPERM);
+			}
 			/* start over next time: key, certificate and CSR go */
 			r = p11c_key_delete(c->ctx, &key);
 			unlink(csr_path);
@@ -370,6 +379,13 @@ int cmd_enroll_caramel(struct cli *c, int argc, char **argv)
 				"its certificate and %s were destroyed so that the next run starts over%s\n",
 				server, sha, id, csr_path, r == P11C_OK ? "" : " (destroying the key failed)");
 			FAIL(EX_NOPERM);
+		}
+		if (state == P11C_CARAMEL_UNCHANGED && mine == NULL) {
+			/* 304 answers If-Modified-Since, sent only with a valid
+			 * certificate in the token: anything else is no success */
+			fprintf(stderr, "p11cert: enroll: the CA at %s answered 304 Not Modified for request %s, but "
+				"the token holds no valid certificate for '%s' from it\n", server, sha, id);
+			FAIL(EX_PROTOCOL_);
 		}
 		if (state == P11C_CARAMEL_UNCHANGED) {
 			if (!c->quiet)
@@ -430,7 +446,7 @@ int cmd_enroll_caramel(struct cli *c, int argc, char **argv)
 		FAIL(rc);
 	if (!c->quiet)
 		fprintf(stderr, "p11cert: enroll: '%s' enrolled with %s; certificate stored in token '%s' and %s\n", id,
-			server, p11c_token_label(c->ctx), crt_path);
+			server, cli_safe(p11c_token_label(c->ctx)), crt_path);
 	rc = 0;
 out:
 #undef FAIL
@@ -651,6 +667,10 @@ int cmd_enroll_token(struct cli *c, int argc, char **argv)
 		rc = EX_TEMPFAIL_;
 		goto out;
 	}
+	if (fd == -3) {
+		rc = EX_UNSAFE;
+		goto out;
+	}
 	if (fd < 0) {
 		fprintf(stderr, "p11cert: enroll: cannot create the lock file %s: %s\n", lock, strerror(errno));
 		rc = EX_CANTCREAT;
@@ -666,7 +686,7 @@ int cmd_enroll_token(struct cli *c, int argc, char **argv)
 	if (!created && p11c_cert_get(c->ctx, key, &have) == P11C_OK && valid_now(have)) {
 		if (!c->quiet)
 			fprintf(stderr, "p11cert: enroll: the token already holds a valid certificate for '%s'; "
-				"nothing to do\n", p11c_key_label(key));
+				"nothing to do\n", cli_safe(p11c_key_label(key)));
 		rc = 0;
 		goto out;
 	}
@@ -701,7 +721,7 @@ int cmd_enroll_token(struct cli *c, int argc, char **argv)
 		goto out;
 	if (!c->quiet)
 		fprintf(stderr, "p11cert: enroll: certificate for '%s' stored in token '%s'; CA in %s\n", dn_s,
-			p11c_token_label(c->ctx), trust);
+			cli_safe(p11c_token_label(c->ctx)), trust);
 	rc = 0;
 out:
 	if (fd >= 0)

@@ -69,7 +69,7 @@ int cmd_keygen(struct cli *c, int argc, char **argv)
 	printf("%s\n", kuri ? kuri : "");
 	if (!c->quiet)
 		fprintf(stderr, "p11cert: generated %s key '%s' on token '%s'\n",
-			p11c_key_type_name(kt), p11c_key_label(key), p11c_token_label(c->ctx));
+			p11c_key_type_name(kt), cli_safe(p11c_key_label(key)), cli_safe(p11c_token_label(c->ctx)));
 	rc = 0;
 	free(kuri);
 	p11c_key_free(&key);

@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -169,22 +168,6 @@ static char *unconst(const char *s)
 	return (char *)(uintptr_t)s;
 }
 
-static int run_hook(const char *cmd)
-{
-	pid_t pid = fork();
-	int st;
-
-	if (pid < 0)
-		return -1;
-	if (pid == 0) {
-		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-		_exit(127);
-	}
-	if (waitpid(pid, &st, 0) < 0)
-		return -1;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
 static X509 *token_cert(struct cli *c, const char *uri)
 {
 	p11c_key *k = NULL;
@@ -224,6 +207,10 @@ static int rekey_caramel(struct cli *c, const char *dir, const char *server, con
 	if (asprintf(&csr_path, "%s/%s.lock", dir, id) < 0)
 		goto out;
 	fd = cli_lock(csr_path);
+	if (fd == -3) {
+		rc = EX_UNSAFE;
+		goto out;
+	}
 	if (fd == -2) {
 		fprintf(stderr, "p11cert: renew: cannot create the lock file %s: %s\n", csr_path, strerror(errno));
 		rc = EX_CANTCREAT;
@@ -371,7 +358,8 @@ static const char renew_help[] =
 	"token; the old key and certificate are destroyed only after the new\n"
 	"certificate is stored and verified.  --exec CMD runs (sh -c) once after a\n"
 	"certificate was renewed.  --jitter S waits a random 0..S seconds first.\n"
-	"Exit: 0 renewed or current, 69 pending, 75 locked, others as enroll.\n";
+	"Exit: 0 renewed or current, 69 pending, 75 locked, 78 unsafe state folder or\n"
+	"record, others as enroll.  The hook runs without P11CERT_PIN, P11CERT_CA_TOKEN.\n";
 
 int cmd_renew(struct cli *c, int argc, char **argv);
 int cmd_renew(struct cli *c, int argc, char **argv)
@@ -418,7 +406,9 @@ int cmd_renew(struct cli *c, int argc, char **argv)
 	}
 	if (asprintf(&st_path, "%s/%s.enroll", dir, id) < 0)
 		return EX_SOFTWARE;
-	if ((rc = cli_input(c, st_path, &buf, &len)) != 0)
+	/* the record says which server may act on which key: only from a
+	 * folder and a file no other user can write (cli_state.c) */
+	if ((rc = cli_state_read(c, st_path, INPUT_MAX, &buf, &len)) != 0)
 		goto out;
 	st = json_loadb((const char *)buf, len, 0, &je);
 	if (st == NULL || json_unpack(st, "{s:s, s:s, s:s, s:s}", "protocol", &proto, "server", &server, "client_id",
@@ -428,6 +418,8 @@ int cmd_renew(struct cli *c, int argc, char **argv)
 		goto out;
 	}
 	ca_file = json_string_value(json_object_get(st, "ca_file"));
+	if (ca_file != NULL && (rc = cli_state_file("CA file", ca_file)) != 0)
+		goto out;
 	for (ri = 0; ri < sizeof renewers / sizeof renewers[0]; ri++)
 		if (strcmp(proto, renewers[ri].protocol) == 0)
 			break;
@@ -458,8 +450,11 @@ int cmd_renew(struct cli *c, int argc, char **argv)
 	if (rc != 0)
 		goto out;
 	after = token_cert(c, uri);
-	if (after == NULL) {
-		fprintf(stderr, "p11cert: renew: no certificate in the token after renewal\n");
+	/* success means a valid certificate for the key is in place, whatever
+	 * the server said (a 304 proves nothing) */
+	if (after == NULL || X509_cmp_time(X509_get0_notAfter(after), NULL) <= 0 ||
+	    X509_cmp_time(X509_get0_notBefore(after), NULL) > 0) {
+		fprintf(stderr, "p11cert: renew: no valid certificate in the token after renewal\n");
 		rc = EX_FAIL;
 		goto out;
 	}
@@ -471,7 +466,7 @@ int cmd_renew(struct cli *c, int argc, char **argv)
 	if (!c->quiet)
 		fprintf(stderr, "p11cert: renew: renewed '%s'%s\n", cid, rekey ? " with a new key" : "");
 	if (hook != NULL) {
-		int hr = run_hook(hook);
+		int hr = cli_run_hook(hook);
 
 		if (hr != 0) {
 			fprintf(stderr, "p11cert: renew: renewed, but the hook '%s' exited %d\n", hook, hr);

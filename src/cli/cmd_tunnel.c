@@ -907,7 +907,7 @@ int cmd_tunnel(struct cli *c, int argc, char **argv)
 		fprintf(stderr, "p11cert: tunnel listening on %s\n", bound);
 	if (c->verbose)
 		say(&t, "forwarding to %s (%zu address%s) as '%s', server name '%s'", connect_s, t.naddrs,
-		    t.naddrs == 1 ? "" : "es", p11c_key_label(key), t.name);
+		    t.naddrs == 1 ? "" : "es", cli_safe(p11c_key_label(key)), t.name);
 
 	if (event_base_dispatch(t.base) != 0) {
 		fprintf(stderr, "p11cert: tunnel: event loop failed\n");

@@ -2,7 +2,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <fcntl.h>
-#include <sys/file.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +15,7 @@
 #include "cli.h"
 
 static const char usage_text[] =
-	"usage: p11cert [--module PATH] [--pin-file FILE] [-v|-q] COMMAND [OPTIONS]\n"
+	"usage: p11cert [--module PATH] [--pin-file FILE] [-v|-q] [--allow-core-dumps] COMMAND [OPTIONS]\n"
 	"\n"
 	"Commands:\n"
 	"  keygen   generate a key pair inside the token\n"
@@ -36,7 +35,8 @@ static const char usage_text[] =
 	"Run 'p11cert COMMAND --help' for a command's options.\n"
 	"PIN: pin-source= in the URI, --pin-file, P11CERT_PIN, or a prompt on a terminal.\n"
 	"Exit codes: see docs/cli.md (sysexits: 64 usage, 65 data, 66 no input,\n"
-	"69 unavailable, 73 cannot create, 74 I/O, 77 PIN).\n";
+	"69 unavailable, 73 cannot create, 74 I/O, 77 PIN, 78 unsafe state folder).\n"
+	"Core dumps are off (the process holds a PIN); --allow-core-dumps for debugging.\n";
 
 int cli_exit_code(p11c_result r)
 {
@@ -94,20 +94,24 @@ int cli_fail(struct cli *c, p11c_result r, const char *fmt, ...)
 {
 	va_list ap;
 	const char *detail = p11c_ctx_detail(c->ctx);
+	char line[2048], safe[4 * sizeof line];
+	size_t n = 0;
 
-	fprintf(stderr, "p11cert: %s: ", c->cmd ? c->cmd : "error");
+	/* the detail may quote a token label, a certificate name or a server's
+	 * answer: the whole line is escaped for the terminal (cli_text.c) */
 	if (fmt != NULL) {
 		va_start(ap, fmt);
-		vfprintf(stderr, fmt, ap);
+		(void)vsnprintf(line, sizeof line, fmt, ap);
 		va_end(ap);
-		if (detail[0] != '\0')
-			fputs(": ", stderr);
+		n = strlen(line);
+		if (detail[0] != '\0' && n < sizeof line)
+			n += (size_t)snprintf(line + n, sizeof line - n, ": ");
 	}
-	if (detail[0] != '\0')
-		fputs(detail, stderr);
-	else if (fmt == NULL)
-		fputs(p11c_strerror(r), stderr);
-	fputc('\n', stderr);
+	if (n < sizeof line)
+		(void)snprintf(line + n, sizeof line - n, "%s",
+			       detail[0] != '\0' ? detail : fmt == NULL ? p11c_strerror(r) : "");
+	cli_escape(line, safe, sizeof safe);
+	fprintf(stderr, "p11cert: %s: %s\n", c->cmd ? c->cmd : "error", safe);
 	return cli_exit_code(r);
 }
 
@@ -150,19 +154,6 @@ int cli_num(struct cli *c, const char *opt, const char *s, long lo, long hi, lon
 	if (cli_parse_long(s, lo, hi, out) == 0)
 		return 0;
 	return cli_usage(c, "%s '%s': expected a number from %ld to %ld", opt, s, lo, hi);
-}
-
-int cli_lock(const char *path)
-{
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-
-	if (fd < 0)
-		return -2;
-	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-		close(fd);
-		return -1;
-	}
-	return fd;
 }
 
 /* No-echo prompt on the controlling terminal, only when stdin is one. */
@@ -350,6 +341,10 @@ static int globals(struct cli *c, int *argc, char **argv)
 			c->verbose++;
 			continue;
 		}
+		if (strcmp(a, "--allow-core-dumps") == 0) {
+			c->allow_core = 1;
+			continue;
+		}
 		if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
 			c->quiet = 1;
 			continue;
@@ -371,6 +366,9 @@ int main(int argc, char **argv)
 	opterr = 0; /* our own one-line messages for bad options */
 	if (globals(&c, &argc, argv) != 0)
 		return EX_USAGE;
+	/* any command may read a PIN or a shared token: no core file with it */
+	if (!c.allow_core && cli_no_core_dumps() != 0)
+		fprintf(stderr, "p11cert: warning: cannot disable core dumps: %s\n", strerror(errno));
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
 	    strcmp(argv[1], "help") == 0) {
 		fputs(usage_text, argc < 2 ? stderr : stdout);

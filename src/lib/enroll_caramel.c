@@ -150,6 +150,12 @@ p11c_result p11c_caramel_poll(p11c_ctx *ctx, const p11c_caramel_server *srv, con
 			r = *cert_pem ? P11C_OK : P11C_ERR_NOMEM;
 			goto out;
 		case 304:
+			/* RFC 9110 s15.4.5: only an answer to a conditional
+			 * request; unasked, it would pass for "current" */
+			if (ims == NULL) {
+				r = unexpected(ctx, &h, "GET without If-Modified-Since");
+				goto out;
+			}
 			*state = P11C_CARAMEL_UNCHANGED;
 			goto out;
 		case 202:
