@@ -167,6 +167,13 @@ P11C_API const EVP_MD *p11c_key_default_md(const p11c_key *key);
  * after a rekey. */
 P11C_API p11c_result p11c_key_relabel(p11c_ctx *ctx, p11c_key *key, const char *label);
 
+/* Let the next signature use a different key on modules that keep every key
+ * they used loaded until logout (tpm2-pkcs11 without a resource manager):
+ * logs out and back in with the PIN of the first login, kept in memory for
+ * this on TPM modules only.  Key handles stay valid; a kept HTTPS connection
+ * is closed.  Does nothing on other modules or before a login. */
+P11C_API p11c_result p11c_token_release_keys(p11c_ctx *ctx);
+
 /* Delete the private key, public key and certificates sharing its CKA_ID.
  * *key is freed. */
 P11C_API p11c_result p11c_key_delete(p11c_ctx *ctx, p11c_key **key);

@@ -255,6 +255,12 @@ static int rekey_caramel(struct cli *c, const char *dir, const char *server, con
 		rc = cli_fail(c, r, "cannot make the CSR");
 		goto out;
 	}
+	/* the new key is done signing: a TPM without a resource manager has
+	 * room for the old key's TLS signature only once it is unloaded */
+	if ((r = p11c_token_release_keys(c->ctx)) != P11C_OK) {
+		rc = cli_fail(c, r, "cannot release the new key's TPM objects");
+		goto out;
+	}
 	r = p11c_caramel_poll(c->ctx, &srv, csr, csr_len, old, old_cert, NULL, &st, &cpem);
 	if (r != P11C_OK) {
 		rc = cli_fail(c, r, "renewal request");

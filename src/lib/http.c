@@ -301,6 +301,7 @@ p11c_result p11c_http_do(p11c_ctx *ctx, struct p11c_http *h)
 			r = P11C_ERR_NETWORK;
 		}
 		p11c_detail(ctx, "%s", h->err);
+		p11c_tpm_tls_hint(ctx);
 		ERR_clear_error();
 		if (!owned) {
 			p11c_http_release(ctx); /* nothing of a failed connection is kept */

@@ -56,6 +56,8 @@ struct p11c_ctx {
 	void *http;                 /* CURL * */
 	X509 *http_cert;            /* the client certificate it presents */
 	char *http_trust;           /* "F" + ca_file, "P" + ca_pem, or "S" */
+
+	struct p11c_tpm *tpm;       /* tpm.c: TPM module facts, the held PIN */
 };
 
 struct p11c_key {
@@ -68,6 +70,16 @@ struct p11c_key {
 	EVP_PKEY *pub;              /* built from the token's public attributes */
 	EVP_PKEY *signer;           /* signer.c: signs in the token */
 };
+
+/* tpm.c: TPM 2.0 modules (tpm2-pkcs11) */
+P11C_HIDDEN int p11c_tpm_module(p11c_ctx *ctx);
+/* keep the PIN of a successful login for p11c_token_release_keys (TPM
+ * modules only; wiped by p11c_tpm_free) */
+P11C_HIDDEN void p11c_tpm_hold_pin(p11c_ctx *ctx, const char *pin, size_t len);
+P11C_HIDDEN void p11c_tpm_free(p11c_ctx *ctx);
+/* append the likely cause of rv / of a TLS failure on a TPM to detail */
+P11C_HIDDEN void p11c_tpm_ckr_hint(p11c_ctx *ctx, CK_RV rv);
+P11C_HIDDEN void p11c_tpm_tls_hint(p11c_ctx *ctx);
 
 /* result.c */
 P11C_HIDDEN void p11c_detail(p11c_ctx *ctx, const char *fmt, ...) P11C_PRINTF(2, 3);

@@ -177,6 +177,7 @@ p11c_result p11c_ckr(p11c_ctx *ctx, const char *func, CK_RV rv)
 			    ctx->module_desc[0] ? ctx->module_desc
 						: (ctx->module_path ? ctx->module_path : "no module"),
 			    p11c_ckr_name(rv));
+	p11c_tpm_ckr_hint(ctx, rv);
 	return p11c_ckr_result(rv);
 }
 

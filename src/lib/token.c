@@ -360,6 +360,8 @@ p11c_result p11c_login(p11c_ctx *ctx)
 		if (r != P11C_OK)
 			return r;
 		rv = ctx->f->C_Login(ctx->session, CKU_USER, (CK_UTF8CHAR_PTR)pin, len);
+		if (rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN)
+			p11c_tpm_hold_pin(ctx, pin, len);
 		p11c_wipe(pin, sizeof pin);
 	}
 	if (rv == CKR_USER_ALREADY_LOGGED_IN)
@@ -396,6 +398,7 @@ void p11c_ctx_free(p11c_ctx **pctx)
 		(void)ctx->f->C_Finalize(NULL);
 	if (ctx->dl != NULL)
 		dlclose(ctx->dl);
+	p11c_tpm_free(ctx);
 	free(ctx->module_override);
 	free(ctx->module_path);
 	free(ctx->pin_file);

@@ -22,6 +22,7 @@ _lib_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 : "${P11C_BUILD_DIR:=$P11C_SOURCE_DIR/build}"
 : "${P11CERT:=$P11C_BUILD_DIR/src/cli/p11cert}"
 : "${SOFTHSM_TOKEN:=$P11C_SOURCE_DIR/softhsm-fixtures/softhsm-token}"
+: "${TPM_TOKEN:=$P11C_SOURCE_DIR/softhsm-fixtures/tpm-token}"
 : "${P11C_TIMEOUT:=120}"   # seconds for one p11cert run
 export P11CERT SOFTHSM_TOKEN P11C_SOURCE_DIR P11C_BUILD_DIR
 
@@ -32,6 +33,7 @@ unset P11CERT_PIN
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/p11c-$TEST_NAME.XXXXXX")
 _TOKENS=()
+_TPM_TOKENS=()
 
 # _cleanup [STATUS]: the exit status is STATUS, or $? when none is given.
 # Callers that wrap it (enroll_lib.sh, ca_lib.sh) pass theirs explicitly: a
@@ -42,6 +44,9 @@ _cleanup() {
 	local d
 	for d in ${_TOKENS[@]+"${_TOKENS[@]}"}; do
 		"$SOFTHSM_TOKEN" destroy "$d" >/dev/null 2>&1 || true
+	done
+	for d in ${_TPM_TOKENS[@]+"${_TPM_TOKENS[@]}"}; do
+		bash "$TPM_TOKEN" destroy "$d" >/dev/null 2>&1 || true
 	done
 	rm -rf -- "$T"
 	exit "$rc"
@@ -81,6 +86,30 @@ new_token() {
 	bash "$SOFTHSM_TOKEN" create "$dir" --label "$label" "$@" >/dev/null \
 		|| fail "cannot create SoftHSM token $label"
 	_TOKENS+=("$dir")
+	# shellcheck disable=SC1091
+	. "$dir/env"
+	MOD=$P11CERT_TEST_MODULE
+	PINF=$P11CERT_TEST_PIN_FILE
+	TOKEN=$label
+	TOKDIR=$dir
+	PIN=$(head -n 1 "$PINF")
+}
+
+# new_tpm_token [LABEL [tpm-token create options...]]: like new_token, on a
+# software TPM (swtpm + tpm2-pkcs11; --abrmd puts tpm2-abrmd in front).
+# Exports the fixture's TCTI/store variables.  Exits 0 with a skip line when
+# the TPM packages are missing.
+new_tpm_token() {
+	local label=${1:-p11c-$TEST_NAME}
+	[ $# -gt 0 ] && shift
+	local dir=$T/tpm-$label rc=0
+	_TPM_TOKENS+=("$dir")
+	bash "$TPM_TOKEN" create "$dir" --label "$label" "$@" >/dev/null 2>"$T/tpm-token.err" || rc=$?
+	if [ "$rc" = 69 ]; then
+		skip "$(cat "$T/tpm-token.err") (scripts/setup installs the TPM packages)"
+		exit 0
+	fi
+	[ "$rc" = 0 ] || fail "cannot create TPM token $label: $(cat "$T/tpm-token.err")"
 	# shellcheck disable=SC1091
 	. "$dir/env"
 	MOD=$P11CERT_TEST_MODULE
