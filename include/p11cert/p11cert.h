@@ -175,7 +175,9 @@ P11C_API p11c_result p11c_key_relabel(p11c_ctx *ctx, p11c_key *key, const char *
 P11C_API p11c_result p11c_token_release_keys(p11c_ctx *ctx);
 
 /* Delete the private key, public key and certificates sharing its CKA_ID.
- * *key is freed. */
+ * *key is freed.  On TPM modules the keys are released first
+ * (p11c_token_release_keys): tpm2-pkcs11 would leave a loaded key it
+ * destroys in the TPM. */
 P11C_API p11c_result p11c_key_delete(p11c_ctx *ctx, p11c_key **key);
 
 /* --- names and CSRs ------------------------------------------------------ */

@@ -356,6 +356,18 @@ static int globals(struct cli *c, int *argc, char **argv)
 	return 0;
 }
 
+/* Module chatter stays out of the terminal unless -v: the TPM software
+ * stack (tpm2-pkcs11 through the p11-kit proxy on a host without a TPM)
+ * prints a dozen lines per command otherwise.  Only switches the modules
+ * offer, only when the user has not set them. */
+static void quiet_modules(const struct cli *c)
+{
+	if (c->verbose > 0)
+		return;
+	(void)setenv("TSS2_LOG", "all+NONE", 0);
+	(void)setenv("TPM2_PKCS11_LOG_LEVEL", "0", 0);
+}
+
 int main(int argc, char **argv)
 {
 	struct cli c;
@@ -369,6 +381,7 @@ int main(int argc, char **argv)
 	/* any command may read a PIN or a shared token: no core file with it */
 	if (!c.allow_core && cli_no_core_dumps() != 0)
 		fprintf(stderr, "p11cert: warning: cannot disable core dumps: %s\n", strerror(errno));
+	quiet_modules(&c);
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
 	    strcmp(argv[1], "help") == 0) {
 		fputs(usage_text, argc < 2 ? stderr : stdout);

@@ -579,6 +579,12 @@ p11c_result p11c_key_delete(p11c_ctx *ctx, p11c_key **pkey)
 	if (ctx == NULL || pkey == NULL || *pkey == NULL)
 		return P11C_ERR_ARG;
 	k = *pkey;
+	/* tpm2-pkcs11 forgets a loaded key it destroys without flushing it
+	 * from the TPM: without a resource manager its object slot stays
+	 * taken until reboot.  Unload the keys first (a no-op elsewhere). */
+	r = p11c_token_release_keys(ctx);
+	if (r != P11C_OK)
+		goto out;
 	/* certificates first, the private key last: an interrupted delete
 	 * never leaves a certificate without its key */
 	for (c = 0; c < sizeof classes / sizeof classes[0]; c++) {

@@ -108,10 +108,14 @@ static const char hint_resources[] =
 	"without a resource manager the module keeps every key it used loaded; use "
 	"tpm2-abrmd or /dev/tpmrm0 (TCTI \"tabrmd\" or \"device:/dev/tpmrm0\"), and flush "
 	"handles leaked by a killed client with 'tpm2_flushcontext -t -l -s')";
-static const char hint_lockout[] =
-	" (on a TPM, refused PINs count towards its dictionary-attack lockout, which locks "
-	"every key of the TPM until the lockout interval passes or the owner runs "
-	"'tpm2_dictionarylockout --clear-lockout'; tpm2-pkcs11 gives no warning before it)";
+static const char hint_locked[] =
+	" (on a TPM this is its dictionary-attack lockout after refused PINs or other failed "
+	"authorizations: every key of the whole TPM is locked until the lockout recovery time "
+	"passes (tpm2_getcap properties-variable: TPM2_PT_LOCKOUT_INTERVAL) or the owner runs "
+	"'tpm2_dictionarylockout --clear-lockout'; the SO PIN does not unlock it)";
+static const char hint_incorrect[] =
+	" (on a TPM every refused PIN counts towards its dictionary-attack lockout, which locks "
+	"the whole TPM; tpm2-pkcs11 gives no warning before it)";
 
 void p11c_tpm_ckr_hint(p11c_ctx *ctx, CK_RV rv)
 {
@@ -119,8 +123,10 @@ void p11c_tpm_ckr_hint(p11c_ctx *ctx, CK_RV rv)
 		return;
 	if (rv == CKR_GENERAL_ERROR || rv == CKR_DEVICE_MEMORY || rv == CKR_DEVICE_ERROR)
 		append(ctx, hint_resources);
-	else if (rv == CKR_PIN_LOCKED || rv == CKR_PIN_INCORRECT)
-		append(ctx, hint_lockout);
+	else if (rv == CKR_PIN_LOCKED)
+		append(ctx, hint_locked);
+	else if (rv == CKR_PIN_INCORRECT)
+		append(ctx, hint_incorrect);
 }
 
 void p11c_tpm_tls_hint(p11c_ctx *ctx)
