@@ -4,8 +4,9 @@
  *
  * - Without a resource manager (direct TCTI, /dev/tpm0) tpm2-pkcs11 keeps
  *   every key it used loaded in the TPM until logout, and a TPM has only a
- *   few transient object slots (TPM 2.0 Part 1 s30.6: TPM_PT_HR_TRANSIENT_MIN
- *   is 3, the module's primary key takes one).  A run that signs with two
+ *   few transient object slots (TPM 2.0 Part 2, TPM_PT_HR_TRANSIENT_MIN: 3
+ *   on swtpm and the PC Client profile's minimum; the module's primary key
+ *   and its sessions take some).  A run that signs with two
  *   keys (rekey: the new key signs the CSR, the old one the TLS handshake)
  *   therefore gets CKR_GENERAL_ERROR (TPM_RC_OBJECT_MEMORY) on the second.
  *   p11c_token_release_keys() logs out (the module flushes its objects) and
