@@ -65,14 +65,12 @@ int p11c_tpm_module(p11c_ctx *ctx)
 	t->probed = 1;
 	/* tpm2-pkcs11 names itself in C_GetInfo; through the p11-kit proxy
 	 * only its slot says so */
-	if (ctx->f->C_GetInfo(&info) == CKR_OK &&
-	    (has(info.manufacturerID, sizeof info.manufacturerID, "tpm2-software") ||
-	     has(info.libraryDescription, sizeof info.libraryDescription, "TPM2")))
-		t->is_tpm = 1;
-	else if (ctx->opened && ctx->f->C_GetSlotInfo(ctx->slot_id, &si) == CKR_OK &&
-		 (has(si.manufacturerID, sizeof si.manufacturerID, "tpm2-software") ||
-		  has(si.slotDescription, sizeof si.slotDescription, "TPM2")))
-		t->is_tpm = 1;
+	t->is_tpm = (ctx->f->C_GetInfo(&info) == CKR_OK &&
+		     (has(info.manufacturerID, sizeof info.manufacturerID, "tpm2-software") ||
+		      has(info.libraryDescription, sizeof info.libraryDescription, "TPM2"))) ||
+		    (ctx->opened && ctx->f->C_GetSlotInfo(ctx->slot_id, &si) == CKR_OK &&
+		     (has(si.manufacturerID, sizeof si.manufacturerID, "tpm2-software") ||
+		      has(si.slotDescription, sizeof si.slotDescription, "TPM2")));
 	return t->is_tpm;
 }
 
