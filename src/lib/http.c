@@ -282,6 +282,7 @@ p11c_result p11c_http_do(p11c_ctx *ctx, struct p11c_http *h)
 	if (hdrs != NULL)
 		SET(CURLOPT_HTTPHEADER, hdrs);
 
+	ctx->sign_rv = CKR_OK;
 	cc = curl_easy_perform(c);
 	if (cc != CURLE_OK) {
 		if (x.bootstrap_err[0] != '\0') {
@@ -300,7 +301,11 @@ p11c_result p11c_http_do(p11c_ctx *ctx, struct p11c_http *h)
 				 errbuf[0] ? errbuf : curl_easy_strerror(cc));
 			r = P11C_ERR_NETWORK;
 		}
-		p11c_detail(ctx, "%s", h->err);
+		if (ctx->sign_rv != CKR_OK)
+			p11c_detail(ctx, "%s (the token key could not sign the handshake: %s)", h->err,
+				    p11c_ckr_name(ctx->sign_rv));
+		else
+			p11c_detail(ctx, "%s", h->err);
 		p11c_tpm_tls_hint(ctx);
 		ERR_clear_error();
 		if (!owned) {

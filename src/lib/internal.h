@@ -44,6 +44,8 @@ struct p11c_ctx {
 	CK_SESSION_HANDLE session;  /* R/W session, 0 when none */
 	int logged_in;
 	p11c_result login_refused;  /* a refused PIN is never tried again */
+	CK_RV sign_rv;              /* signer.c: CKR of the last refused signature
+	                             * (reset by http.c before each request) */
 	char *pin_source;           /* from the URI of p11c_open */
 
 	/* signer.c: the PIN for CKU_CONTEXT_SPECIFIC logins (keys with

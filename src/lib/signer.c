@@ -111,6 +111,7 @@ static void sign_err(struct p11c_signer *s, const char *func, CK_RV rv)
 
 	if (r == P11C_ERR_PIN_INCORRECT || r == P11C_ERR_PIN_LOCKED)
 		s->ctx->login_refused = r;
+	s->ctx->sign_rv = rv;
 	ERR_raise_data(ERR_LIB_USER, ERR_R_OPERATION_FAIL, "key '%s': %s", s->label,
 		       s->ctx->detail);
 }

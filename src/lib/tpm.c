@@ -130,9 +130,9 @@ void p11c_tpm_ckr_hint(p11c_ctx *ctx, CK_RV rv)
 
 void p11c_tpm_tls_hint(p11c_ctx *ctx)
 {
-	/* the signer reports the module's CKR inside OpenSSL's error text */
-	if (p11c_tpm_module(ctx) &&
-	    (strstr(ctx->detail, "General Error") != NULL || strstr(ctx->detail, "CKR_GENERAL_ERROR") != NULL))
+	/* the signer keeps the CKR of a refused signature (signer.c) */
+	if (p11c_tpm_module(ctx) && (ctx->sign_rv == CKR_GENERAL_ERROR ||
+				     ctx->sign_rv == CKR_DEVICE_MEMORY || ctx->sign_rv == CKR_DEVICE_ERROR))
 		append(ctx, hint_resources);
 }
 
