@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <openssl/err.h>
@@ -117,6 +118,55 @@ static int load_token(struct server *s, const char *path)
 	return 0;
 }
 
+/* Descriptors kept for everything but client connections: listeners, the
+ * database and its journal, the PKCS#11 module, logs (issue 10 point 1). */
+#define FD_HEADROOM_MIN 32
+#define AUTO_MAX_CONNECTIONS 4096
+
+/*
+ * Raise the soft open-files limit to the hard one and derive the
+ * connection cap from it: max-connections when set, else the limit minus
+ * headroom (an eighth, at least FD_HEADROOM_MIN), at most
+ * AUTO_MAX_CONNECTIONS.  A set max-connections over what the limit allows
+ * is kept, with a warning: accept() then pauses on EMFILE (httpd.c).
+ */
+static void connection_caps(const struct ca_config *cfg, struct httpd_limits *lim)
+{
+	struct rlimit rl;
+	long nofile = 1024, headroom, fit, cap;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		if (rl.rlim_cur < rl.rlim_max) {
+			struct rlimit up = rl;
+
+			up.rlim_cur = rl.rlim_max;
+			if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+				rl = up;
+		}
+		if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)1000000)
+			nofile = (long)rl.rlim_cur;
+		else
+			nofile = 1000000;
+	}
+	headroom = nofile / 8 > FD_HEADROOM_MIN ? nofile / 8 : FD_HEADROOM_MIN;
+	if (headroom > nofile / 2)
+		headroom = nofile / 2;
+	fit = nofile - headroom > 1 ? nofile - headroom : 1;
+	if (cfg->max_connections > 0) {
+		cap = cfg->max_connections;
+		if (cap > fit)
+			ca_err("warning: max-connections %ld is over what the open-files limit %ld allows (%ld); "
+			       "raise the limit (ulimit -n, LimitNOFILE=) or lower max-connections",
+			       cap, nofile, fit);
+	} else {
+		cap = fit < AUTO_MAX_CONNECTIONS ? fit : AUTO_MAX_CONNECTIONS;
+	}
+	lim->max_connections = (int)cap;
+	lim->max_per_address = cfg->max_per_address > 0 ? (int)cfg->max_per_address : (int)(cap / 4 > 0 ? cap / 4 : 1);
+	fprintf(stderr, "p11ca: at most %d connections, %d per client address (open-files limit %ld)\n",
+		lim->max_connections, lim->max_per_address, nofile);
+}
+
 int ca_serve(struct ca *ca, const char *port_file)
 {
 	struct server *s = NULL;
@@ -140,6 +190,15 @@ int ca_serve(struct ca *ca, const char *port_file)
 	s->ca_pem_len = strlen(s->ca_pem);
 	if (ca->cfg.token_file != NULL && load_token(s, ca->cfg.token_file) != 0)
 		goto out;
+	if (s->token != NULL) {
+		int oom = 0;
+
+		s->rl = ratelimit_new((unsigned)ca->cfg.token_rate_limit, (unsigned)ca->cfg.token_rate_global, &oom);
+		if (oom) {
+			ca_err("out of memory");
+			goto out;
+		}
+	}
 
 	/* main listener: the TLS server certificate from init --hostname
 	 * when there is one, else the CA certificate itself */
@@ -175,18 +234,22 @@ int ca_serve(struct ca *ca, const char *port_file)
 			token_ctx = tls_ctx(ca, ca->cert, ca->key, 0);
 			if (token_ctx == NULL)
 				goto out;
+		} else if (tls_cert != NULL) {
+			/* clients check the server's key against the token HMAC
+			 * of the CA's: they can never verify this listener */
+			ca_err("shared-token enrollment (token-file) needs a listener that presents the CA "
+			       "certificate, and the main listener presents %s: set token-listen ADDR:PORT "
+			       "(a second listener with the CA certificate)", path);
+			goto out;
 		} else {
 			s->token_on_main = 1;
-			if (tls_cert != NULL)
-				ca_err("warning: shared-token enrollment on the main listener, whose certificate "
-				       "is not the CA's: clients will refuse it; set token-listen");
 		}
 	}
 	memset(&lim, 0, sizeof lim);
 	lim.max_body = SERVE_MAX_BODY;
 	lim.max_headers = 16 * 1024;
 	lim.timeout_sec = (int)ca->cfg.timeout;
-	lim.max_connections = (int)ca->cfg.max_connections;
+	connection_caps(&ca->cfg, &lim);
 	h = httpd_new(&lim, dispatch, s, logger, s);
 	if (h == NULL)
 		goto out;
@@ -230,6 +293,7 @@ out:
 		if (s->token != NULL)
 			OPENSSL_cleanse(s->token, s->token_len);
 		free(s->token);
+		ratelimit_free(&s->rl);
 		free(s->ca_pem);
 		free(s);
 	}

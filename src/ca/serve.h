@@ -4,18 +4,12 @@
 
 #include "ca.h"
 #include "httpd.h"
+#include "ratelimit.h"
 
 #define CARAMEL_MAX_CSR 2048      /* upstream's limit: larger bodies are 413 */
 #define SERVE_MAX_BODY (64 * 1024) /* anything larger is refused by httpd */
-#define RATE_SLOTS 256
 
 enum { LISTENER_MAIN = 1, LISTENER_TOKEN = 2 };
-
-struct rate_slot {
-	char peer[64];   /* address without port */
-	time_t window;   /* start of the current minute */
-	long failures;
-};
 
 struct server {
 	struct ca *ca;
@@ -24,7 +18,7 @@ struct server {
 	unsigned char *token;        /* shared token, wiped at exit */
 	size_t token_len;
 	int token_on_main;           /* token protocol at POST / of the main listener */
-	struct rate_slot rate[RATE_SLOTS];
+	ratelimit *rl;               /* wrong HMACs (NULL: no limit) */
 };
 
 void caramel_handle(struct server *s, httpd_req *r);
