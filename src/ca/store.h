@@ -129,6 +129,10 @@ struct store_ops {
 	/* *revoked = 1 when a certificate for keyid was revoked after the last
 	 * explicit signature for that key (the rule of cert_add). */
 	store_result (*key_revoked)(store *st, const char *keyid, int *revoked);
+
+	/* state folder checks (statedir.c): STORE_OK when a write could be
+	 * made now */
+	store_result (*writable)(store *st);
 };
 
 /* The SQLite backend: location is the database file path. */

@@ -1486,6 +1486,26 @@ static store_result sq_key_revoked(store *st, const char *keyid, int *revoked)
 	return r;
 }
 
+/* The database can take a write: opened read-write and a write
+ * transaction can begin (issue 10 point 13: refuse at start, not at the
+ * first POST). */
+static store_result sq_writable(store *st)
+{
+	store_result r;
+
+	lock(st);
+	if (sqlite3_db_readonly(st->db, "main") != 0) {
+		set_err(st, "the database file is read-only for this user");
+		r = STORE_ERROR;
+		goto out;
+	}
+	r = exec(st, "BEGIN IMMEDIATE", "begin a write transaction");
+	tx_rollback(st);
+out:
+	unlock(st);
+	return r;
+}
+
 const struct store_ops store_sqlite_ops = {
 	.name = "sqlite",
 	.open = sq_open,
@@ -1507,4 +1527,6 @@ const struct store_ops store_sqlite_ops = {
 	.log_access = sq_log_access,
 	.crl_next_number = sq_crl_next_number,
 	.key_revoked = sq_key_revoked,
+	/* state folder checks */
+	.writable = sq_writable,
 };
