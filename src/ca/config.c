@@ -17,7 +17,7 @@ const char *const ca_config_names[] = {
 	/* CA policy settings (issue 10 / 15) */
 	"san-wildcards",
 	/* resources */
-	"max-connections-per-address", "token-rate-limit-global",
+	"max-connections-per-address", "token-rate-limit-global", "access-log-rows",
 	NULL,
 };
 
@@ -34,6 +34,7 @@ void ca_config_defaults(struct ca_config *c)
 	c->san_wildcards = -1;
 	c->max_per_address = -1;
 	c->token_rate_global = -1;
+	c->access_log_rows = -1;
 }
 
 static void resolve(struct ca_config *c)
@@ -56,6 +57,8 @@ static void resolve(struct ca_config *c)
 		c->max_per_address = 0; /* a quarter of max-connections */
 	if (c->token_rate_global < 0)
 		c->token_rate_global = 60;
+	if (c->access_log_rows < 0)
+		c->access_log_rows = 100000;
 	if (c->autosign == NULL)
 		c->autosign = strdup("none");
 	if (c->san_wildcards < 0)
@@ -178,6 +181,8 @@ int ca_config_set(struct ca_config *c, const char *name, const char *v, char *er
 		return set_long(&c->max_per_address, name, v, 1, 100000, err, errlen);
 	if (strcmp(name, "token-rate-limit-global") == 0)
 		return set_long(&c->token_rate_global, name, v, 0, 100000, err, errlen);
+	if (strcmp(name, "access-log-rows") == 0)
+		return set_long(&c->access_log_rows, name, v, 0, 100000000, err, errlen);
 	snprintf(err, errlen, "unknown setting '%s'", name);
 	return -1;
 }
@@ -324,6 +329,8 @@ int ca_config_save(const struct ca_config *c, const char *dir)
 		fprintf(fp, "max-connections-per-address = %ld\n", c->max_per_address);
 	if (c->token_rate_global >= 0)
 		fprintf(fp, "token-rate-limit-global = %ld\n", c->token_rate_global);
+	if (c->access_log_rows >= 0)
+		fprintf(fp, "access-log-rows = %ld\n", c->access_log_rows);
 	if (fclose(fp) != 0) {
 		fp = NULL;
 		goto out;
@@ -353,7 +360,7 @@ void ca_config_merge(struct ca_config *c, const struct ca_config *over)
 	ML(short_hours) ML(long_hours) ML(token_days) ML(renew_mtls) ML(token_rate_limit)
 	ML(timeout) ML(max_connections)
 	ML(san_wildcards)
-	ML(max_per_address) ML(token_rate_global)
+	ML(max_per_address) ML(token_rate_global) ML(access_log_rows)
 #undef MS
 #undef ML
 	resolve(c);

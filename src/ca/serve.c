@@ -69,11 +69,42 @@ static void dispatch(httpd_req *r, void *ud)
 	caramel_handle(s, r);
 }
 
+/* The queued access-log rows in one transaction (one flush), pruned to
+ * access-log-rows.  A failure is reported and the rows dropped: the log
+ * lines went to stderr already. */
+static void alog_flush(struct server *s, time_t now)
+{
+	struct store_access a[ALOG_BATCH];
+	size_t i;
+
+	if (s->alog == NULL)
+		return;
+	s->alog->last_flush = now;
+	if (s->alog->n == 0)
+		return;
+	memset(a, 0, sizeof a);
+	for (i = 0; i < s->alog->n; i++) {
+		const struct alog_row *row = &s->alog->rows[i];
+
+		a[i].time = row->time;
+		a[i].peer = row->peer;
+		a[i].method = row->method;
+		a[i].path = row->path;
+		a[i].status = row->status;
+		a[i].bytes = row->bytes;
+		a[i].protocol = row->protocol[0] ? row->protocol : NULL;
+		a[i].detail = row->detail[0] ? row->detail : NULL;
+	}
+	if (s->ca->so->log_access_batch(s->ca->st, a, s->alog->n, (int64_t)s->ca->cfg.access_log_rows) !=
+	    STORE_OK)
+		ca_err("access log: %s (%zu rows not stored)", s->ca->so->errmsg(s->ca->st), s->alog->n);
+	s->alog->n = 0;
+}
+
 static void logger(const char *peer, const char *method, const char *path, int status, size_t bytes,
 		   const char *protocol, const char *detail, void *ud)
 {
 	struct server *s = ud;
-	struct store_access a;
 	char t[32];
 	time_t now = time(NULL);
 	struct tm tm;
@@ -82,16 +113,20 @@ static void logger(const char *peer, const char *method, const char *path, int s
 	strftime(t, sizeof t, "%Y-%m-%dT%H:%M:%SZ", &tm);
 	fprintf(stderr, "%s %s \"%s %.200s\" %d %zu %s%s%s\n", t, peer, method, path, status, bytes,
 		protocol ? protocol : "-", detail ? " " : "", detail ? detail : "");
-	memset(&a, 0, sizeof a);
-	a.time = now;
-	a.peer = peer;
-	a.method = method;
-	a.path = path;
-	a.status = status;
-	a.bytes = (int64_t)bytes;
-	a.protocol = protocol;
-	a.detail = detail;
-	(void)s->ca->so->log_access(s->ca->st, &a);
+	if (s->alog != NULL) {
+		struct alog_row *row = &s->alog->rows[s->alog->n++];
+
+		row->time = now;
+		row->bytes = (int64_t)bytes;
+		row->status = status;
+		snprintf(row->peer, sizeof row->peer, "%s", peer ? peer : "");
+		snprintf(row->method, sizeof row->method, "%s", method ? method : "");
+		snprintf(row->path, sizeof row->path, "%s", path ? path : "");
+		snprintf(row->protocol, sizeof row->protocol, "%s", protocol ? protocol : "");
+		snprintf(row->detail, sizeof row->detail, "%s", detail ? detail : "");
+		if (s->alog->n == ALOG_BATCH || now - s->alog->last_flush >= 1)
+			alog_flush(s, now);
+	}
 }
 
 static int load_token(struct server *s, const char *path)
@@ -190,6 +225,12 @@ int ca_serve(struct ca *ca, const char *port_file)
 	s->ca_pem_len = strlen(s->ca_pem);
 	if (ca->cfg.token_file != NULL && load_token(s, ca->cfg.token_file) != 0)
 		goto out;
+	if (ca->cfg.access_log_rows > 0 && (s->alog = calloc(1, sizeof *s->alog)) == NULL) {
+		ca_err("out of memory");
+		goto out;
+	}
+	if (s->alog != NULL)
+		s->alog->last_flush = time(NULL);
 	if (s->token != NULL) {
 		int oom = 0;
 
@@ -280,6 +321,7 @@ int ca_serve(struct ca *ca, const char *port_file)
 		}
 	}
 	rc = httpd_run(h, 10) == 0 ? 0 : 1;
+	alog_flush(s, time(NULL));
 	fprintf(stderr, "p11ca: stopped\n");
 out:
 	httpd_free(&h);
@@ -294,6 +336,7 @@ out:
 			OPENSSL_cleanse(s->token, s->token_len);
 		free(s->token);
 		ratelimit_free(&s->rl);
+		free(s->alog);
 		free(s->ca_pem);
 		free(s);
 	}

@@ -11,6 +11,20 @@
 
 enum { LISTENER_MAIN = 1, LISTENER_TOKEN = 2 };
 
+/* Access-log rows wait here and go to the database in one transaction
+ * per ALOG_BATCH rows or per second (issue 10 point 8). */
+#define ALOG_BATCH 64
+struct alog_row {
+	int64_t time, bytes;
+	int status;
+	char peer[64], method[16], path[256], protocol[32], detail[256];
+};
+struct alog {
+	struct alog_row rows[ALOG_BATCH];
+	size_t n;
+	time_t last_flush;
+};
+
 struct server {
 	struct ca *ca;
 	char *ca_pem;                /* CA certificate PEM (root.crt) */
@@ -19,6 +33,7 @@ struct server {
 	size_t token_len;
 	int token_on_main;           /* token protocol at POST / of the main listener */
 	ratelimit *rl;               /* wrong HMACs (NULL: no limit) */
+	struct alog *alog;           /* NULL: access log not stored */
 };
 
 void caramel_handle(struct server *s, httpd_req *r);

@@ -133,6 +133,9 @@ struct store_ops {
 	/* state folder checks (statedir.c): STORE_OK when a write could be
 	 * made now */
 	store_result (*writable)(store *st);
+	/* n access-log rows in one transaction (one flush), then only the
+	 * newest `keep` rows stay (keep 0: none are stored) */
+	store_result (*log_access_batch)(store *st, const struct store_access *a, size_t n, int64_t keep);
 };
 
 /* The SQLite backend: location is the database file path. */

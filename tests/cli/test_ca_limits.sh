@@ -108,10 +108,42 @@ expect_grep '^p11ca: 127\.0\.0\.1: request not complete within 4 s: connection c
 req 200 /root.crt
 ca_stop
 
+# --- the access log: batched (not one flush per request) and bounded ---
+ca_start alog "$D" --access-log-rows 50
+strace_ok=0
+if command -v strace >/dev/null; then
+	strace -qq -f -c -e trace=fsync,fdatasync -o "$T/strace.out" -p "$CA_PID" 2>"$T/strace.err" &
+	STRACE_PID=$!
+	sleep 1
+	kill -0 "$STRACE_PID" 2>/dev/null && strace_ok=1
+fi
+urls=()
+for i in $(seq 120); do urls+=(-o /dev/null "$CA_URL/nope$i"); done
+cu -w '%{http_code}\n' "${urls[@]}" >"$T/codes" 2>"$T/curl.err" || fail "120 requests: $(cat "$T/curl.err")"
+[ "$(grep -c '^404$' "$T/codes")" = 120 ] || fail "not 120 answers 404: $(sort "$T/codes" | uniq -c)"
+if [ "$strace_ok" = 1 ]; then
+	sleep 1
+	kill -INT "$STRACE_PID" 2>/dev/null || true
+	wait "$STRACE_PID" 2>/dev/null || true
+	syncs=$(awk '$NF == "fsync" || $NF == "fdatasync" { n += $4 } END { print n + 0 }' "$T/strace.out")
+	echo "# 120 requests: $syncs fsync/fdatasync calls"
+	[ "$syncs" -le 12 ] || fail "$syncs flushes for 120 unauthenticated requests (one per request?)"
+	alog_note="$syncs flushes for 120 requests"
+else
+	alog_note="flushes not counted (strace cannot attach: $(head -c 200 "$T/strace.err" 2>/dev/null))"
+fi
+ca_stop
+[ "$STOP_RC" = 0 ] || fail "alog: exit $STOP_RC"
+rows=$(sqlite3 "$D/p11ca.db" 'SELECT COUNT(*) FROM access_log') || fail "sqlite3 on the database"
+maxid=$(sqlite3 "$D/p11ca.db" 'SELECT MAX(id) FROM access_log')
+[ "$rows" = 50 ] || fail "$rows access-log rows, want the newest 50"
+[ "$maxid" -ge 120 ] || fail "access-log ids up to $maxid: the 120 requests were not logged"
+sqlite3 "$D/p11ca.db" "SELECT path FROM access_log WHERE id = $maxid" | grep -q '^/nope120$' || fail "the newest row is not the last request"
+
 # --- shared token on a listener without the CA certificate: refused ---
 printf '%s\n' "abcdefghijklmnopqrstuvwxyz0123456789" >"$D/token"
 chmod 600 "$D/token"
 expect_rc 1 p11ca serve --dir "$D" --token-file "$D/token"
 expect_grep 'shared-token enrollment \(token-file\) needs a listener that presents the CA certificate.*set token-listen' "$T/err"
 
-pass "resource limits ($pass_note) in $(($(date +%s) - start)) s"
+pass "resource limits ($pass_note; $alog_note) in $(($(date +%s) - start)) s"
