@@ -82,7 +82,7 @@ static int secret_ok(const char *dir, const char *spec, const char *what)
 		return 0;
 	if ((p = ca_path(dir, spec)) == NULL)
 		return -1;
-	if (lstat(p, &st) != 0) {
+	if (stat(p, &st) != 0) { /* the file a link points to is what is read */
 		rc = 0; /* missing: whoever reads it says so */
 		goto out;
 	}
