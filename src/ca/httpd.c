@@ -31,11 +31,11 @@
  * once after the accept (evhttp has set the socket by then): the peer
  * address is recorded and a connection over max_per_address is shut down
  * (shutdown(2): evhttp sees the end of the stream and frees it).  Then it
- * is the request deadline: from the accept to the first request reaching
- * the handler, and from the first byte of each later request to that
- * request reaching the handler, at most timeout_sec; a client that trickles
- * its headers or body (each byte restarting the read timeout) is shut down
- * when it passes.
+ * is the deadline: the TLS handshake within timeout_sec of the accept, and
+ * each request within timeout_sec of its first byte (request line, headers
+ * and body, until it reaches the handler); a client that trickles its
+ * handshake, headers or body (each byte restarting the read timeout) is
+ * shut down when it passes.
  *
  * accept() failing with EMFILE/ENFILE (no descriptor left) or another
  * persistent error would make the listener fire again at once, forever:
@@ -98,7 +98,8 @@ struct conn {
 	struct event *tmo;	/* setup, then the request deadline */
 	int busy;		/* a request is being read, handled or written */
 	int setup;		/* peer address known */
-	int reading;		/* the deadline runs: a request is being read */
+	int reading;		/* the deadline runs: handshake or request */
+	int inreq;		/* a request's first byte came */
 	char addr[INET6_ADDRSTRLEN];	/* peer address, no port */
 	struct conn *prev, *next;
 };
@@ -518,9 +519,12 @@ conn_input_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *a
 	(void)buf;
 	if (info->n_added > 0) {
 		c->busy = 1;
-		/* a new request on a kept-alive connection */
-		if (c->setup && !c->reading)
+		/* the first byte of a request: its own deadline (after the
+		 * handshake's, for the first request) */
+		if (c->setup && !c->inreq) {
+			c->inreq = 1;
 			conn_arm_deadline(c);
+		}
 	}
 }
 
@@ -533,8 +537,10 @@ req_complete_cb(struct evhttp_request *ev, void *arg)
 	(void)ev;
 	/* A pipelined next request may already be buffered. */
 	c->busy = evbuffer_get_length(bufferevent_get_input(c->bev)) > 0;
-	if (c->busy)
+	if (c->busy) {
+		c->inreq = 1;
 		conn_arm_deadline(c);
+	}
 }
 
 /*
@@ -825,6 +831,7 @@ req_gencb(struct evhttp_request *ev, void *arg)
 	if ((c = SSL_get_ex_data(ssl, h->ex_idx)) != NULL) {
 		c->busy = 1;
 		c->reading = 0;	/* the request is complete: deadline met */
+		c->inreq = 0;
 		if (c->tmo != NULL && c->setup)
 			event_del(c->tmo);
 		evhttp_request_set_on_complete_cb(ev, req_complete_cb, c);

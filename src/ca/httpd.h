@@ -70,8 +70,8 @@ struct httpd_limits {
 	size_t max_body;        /* bodies larger than this: 413 by httpd itself */
 	size_t max_headers;     /* header bytes */
 	int timeout_sec;        /* read/write timeout per connection, and the
-				 * deadline of a whole request: handshake (first
-				 * request), request line, headers and body */
+				 * deadline of the TLS handshake and of each whole
+				 * request (request line, headers and body) */
 	int max_connections;    /* concurrent; beyond: accept waits */
 	int max_per_address;    /* concurrent from one client address (0: no
 				 * limit); beyond: the new connection is closed */
