@@ -81,6 +81,7 @@ CA_HMAC=$(hmac_of "$D/ca.crt")
 
 # a token shorter than 16 bytes: serve refuses to start
 printf 'short-token\n' >"$D/short"
+chmod 600 "$D/short"
 expect_rc 1 p11ca serve --dir "$D" --token-file "$D/short"
 expect_grep 'at least 16 bytes' "$T/err"
 expect_nogrep 'short-token' "$T/err"
