@@ -342,6 +342,7 @@ log_limited(struct loglimit *ll, const char *fmt, ...)
  * without this callback libevent logs "Error from accept() call" and the
  * readable listener fires again at once (issue 10 point 1). */
 static void
+/* cppcheck-suppress constParameter ; libevent's evconnlistener_errorcb type */
 accept_error_cb(struct evconnlistener *el, void *arg)
 {
 	int err = EVUTIL_SOCKET_ERROR();

@@ -119,9 +119,9 @@ static void logger(const char *peer, const char *method, const char *path, int s
 		row->time = now;
 		row->bytes = (int64_t)bytes;
 		row->status = status;
-		snprintf(row->peer, sizeof row->peer, "%s", peer ? peer : "");
-		snprintf(row->method, sizeof row->method, "%s", method ? method : "");
-		snprintf(row->path, sizeof row->path, "%s", path ? path : "");
+		snprintf(row->peer, sizeof row->peer, "%s", peer);
+		snprintf(row->method, sizeof row->method, "%s", method);
+		snprintf(row->path, sizeof row->path, "%s", path);
 		snprintf(row->protocol, sizeof row->protocol, "%s", protocol ? protocol : "");
 		snprintf(row->detail, sizeof row->detail, "%s", detail ? detail : "");
 		if (s->alog->n == ALOG_BATCH || now - s->alog->last_flush >= 1)
