@@ -31,6 +31,10 @@ struct ca_config {
 	long max_connections;
 	/* CA policy (issue 10 / issue 15 s4) */
 	int san_wildcards;     /* issue names with '*' (no by default) */
+	/* resources (issue 10 points 1, 7; issue 15 s4) */
+	long max_per_address;  /* connections from one address; 0: max-connections/4 */
+	long token_rate_global; /* wrong HMACs per minute from all addresses (0: none) */
+	long access_log_rows;  /* newest access_log rows kept in the database (0: none) */
 };
 
 #define CA_CONFIG_FILE "p11ca.conf"

@@ -15,7 +15,10 @@ const char *const ca_config_names[] = {
 	"url", "san-patterns", "token-dn-suffix", "token-rate-limit", "timeout",
 	"max-connections",
 	/* CA policy settings (issue 10 / 15) */
-	"san-wildcards", NULL,
+	"san-wildcards",
+	/* resources */
+	"max-connections-per-address", "token-rate-limit-global", "access-log-rows",
+	NULL,
 };
 
 void ca_config_defaults(struct ca_config *c)
@@ -29,6 +32,9 @@ void ca_config_defaults(struct ca_config *c)
 	c->timeout = -1;
 	c->max_connections = -1;
 	c->san_wildcards = -1;
+	c->max_per_address = -1;
+	c->token_rate_global = -1;
+	c->access_log_rows = -1;
 }
 
 static void resolve(struct ca_config *c)
@@ -46,7 +52,13 @@ static void resolve(struct ca_config *c)
 	if (c->timeout < 0)
 		c->timeout = 30;
 	if (c->max_connections < 0)
-		c->max_connections = 1024;
+		c->max_connections = 0; /* derived from the open-files limit by serve */
+	if (c->max_per_address < 0)
+		c->max_per_address = 0; /* a quarter of max-connections */
+	if (c->token_rate_global < 0)
+		c->token_rate_global = 60;
+	if (c->access_log_rows < 0)
+		c->access_log_rows = 100000;
 	if (c->autosign == NULL)
 		c->autosign = strdup("none");
 	if (c->san_wildcards < 0)
@@ -164,6 +176,13 @@ int ca_config_set(struct ca_config *c, const char *name, const char *v, char *er
 	/* CA policy settings */
 	if (strcmp(name, "san-wildcards") == 0)
 		return set_yesno(&c->san_wildcards, name, v, err, errlen);
+	/* resources */
+	if (strcmp(name, "max-connections-per-address") == 0)
+		return set_long(&c->max_per_address, name, v, 1, 100000, err, errlen);
+	if (strcmp(name, "token-rate-limit-global") == 0)
+		return set_long(&c->token_rate_global, name, v, 0, 100000, err, errlen);
+	if (strcmp(name, "access-log-rows") == 0)
+		return set_long(&c->access_log_rows, name, v, 0, 100000000, err, errlen);
 	snprintf(err, errlen, "unknown setting '%s'", name);
 	return -1;
 }
@@ -306,6 +325,12 @@ int ca_config_save(const struct ca_config *c, const char *dir)
 	/* CA policy settings */
 	if (c->san_wildcards >= 0)
 		fprintf(fp, "san-wildcards = %s\n", c->san_wildcards ? "yes" : "no");
+	if (c->max_per_address > 0)
+		fprintf(fp, "max-connections-per-address = %ld\n", c->max_per_address);
+	if (c->token_rate_global >= 0)
+		fprintf(fp, "token-rate-limit-global = %ld\n", c->token_rate_global);
+	if (c->access_log_rows >= 0)
+		fprintf(fp, "access-log-rows = %ld\n", c->access_log_rows);
 	if (fclose(fp) != 0) {
 		fp = NULL;
 		goto out;
@@ -335,6 +360,7 @@ void ca_config_merge(struct ca_config *c, const struct ca_config *over)
 	ML(short_hours) ML(long_hours) ML(token_days) ML(renew_mtls) ML(token_rate_limit)
 	ML(timeout) ML(max_connections)
 	ML(san_wildcards)
+	ML(max_per_address) ML(token_rate_global) ML(access_log_rows)
 #undef MS
 #undef ML
 	resolve(c);

@@ -27,8 +27,24 @@
  * here.  `Expect: 100-continue` is answered by evhttp (RFC 7231 s5.1.1),
  * with 413 instead when the announced length is over max_body.
  *
+ * Each connection also has a timer (struct conn.tmo).  It first runs at
+ * once after the accept (evhttp has set the socket by then): the peer
+ * address is recorded and a connection over max_per_address is shut down
+ * (shutdown(2): evhttp sees the end of the stream and frees it).  Then it
+ * is the deadline: the TLS handshake within timeout_sec of the accept, and
+ * each request within timeout_sec of its first byte (request line, headers
+ * and body, until it reaches the handler); a client that trickles its
+ * handshake, headers or body (each byte restarting the read timeout) is
+ * shut down when it passes.
+ *
+ * accept() failing with EMFILE/ENFILE (no descriptor left) or another
+ * persistent error would make the listener fire again at once, forever:
+ * the listeners pause for ACCEPT_PAUSE_MSEC and the log line is written at
+ * most once per LOG_EVERY_SEC, with a count of the ones held back.
+ *
  * Limits: a field left 0 takes a default (max_body 1 MiB, max_headers
- * 16 KiB, timeout 30 s); max_connections 0 means no limit.
+ * 16 KiB, timeout 30 s); max_connections and max_per_address 0 mean no
+ * limit.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -44,6 +60,7 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -65,6 +82,8 @@
 #define DEFAULT_TIMEOUT_SEC	30
 #define STOP_POLL_USEC		100000	/* graceful stop: check every 100 ms */
 #define LOG_FIELD_MAX		256
+#define ACCEPT_PAUSE_MSEC	250	/* accept() out of descriptors: wait */
+#define LOG_EVERY_SEC		10	/* rate-limited warnings */
 
 /* All nine methods evhttp 2.1 knows; the handler answers 405 itself. */
 #define ALL_METHODS (EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | \
@@ -74,9 +93,21 @@
 struct conn {
 	httpd *h;		/* NULL once the httpd is gone */
 	struct bufferevent *bev;
+	SSL *ssl;		/* owns this struct (ex_data) */
 	struct evbuffer_cb_entry *in_cb;
+	struct event *tmo;	/* setup, then the request deadline */
 	int busy;		/* a request is being read, handled or written */
+	int setup;		/* peer address known */
+	int reading;		/* the deadline runs: handshake or request */
+	int inreq;		/* a request's first byte came */
+	char addr[INET6_ADDRSTRLEN];	/* peer address, no port */
 	struct conn *prev, *next;
+};
+
+/* At most one line per LOG_EVERY_SEC. */
+struct loglimit {
+	time_t last;
+	unsigned long held;
 };
 
 struct listener {
@@ -86,7 +117,12 @@ struct listener {
 	SSL_CTX *ctx;
 	int tag;
 	struct listener *next;
+	struct listener *all_next;	/* all_listeners */
 };
+
+/* Every listener of every httpd in the process (single-threaded): the
+ * accept error callback gets evhttp's pointer, not ours. */
+static struct listener *all_listeners;
 
 struct httpd {
 	struct event_base *base;
@@ -100,6 +136,9 @@ struct httpd {
 	struct conn *conns;
 	int nconns;
 	int paused;		/* listeners disabled at max_connections */
+	int fd_paused;		/* listeners disabled after accept() failed */
+	struct event *resume_ev;	/* ends fd_paused */
+	struct loglimit accept_log, addr_log, deadline_log;
 	int stopping;
 	int grace_sec;
 	struct timespec deadline;
@@ -248,11 +287,14 @@ reason_phrase(int status)
 
 /* ---- connections and listeners ---- */
 
+/* Listeners accept unless at max_connections, out of descriptors or
+ * stopping (then they are closed already). */
 static void
-set_accepting(httpd *h, int on)
+apply_accepting(httpd *h)
 {
 	struct listener *l;
 	struct evconnlistener *el;
+	int on = !h->paused && !h->fd_paused;
 
 	for (l = h->listeners; l != NULL; l = l->next) {
 		if (l->bound == NULL)
@@ -263,7 +305,160 @@ set_accepting(httpd *h, int on)
 		else
 			evconnlistener_disable(el);
 	}
+}
+
+static void
+set_accepting(httpd *h, int on)
+{
 	h->paused = !on;
+	apply_accepting(h);
+}
+
+static void log_limited(struct loglimit *ll, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+log_limited(struct loglimit *ll, const char *fmt, ...)
+{
+	struct timespec now;
+	va_list ap;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (ll->last != 0 && now.tv_sec - ll->last < LOG_EVERY_SEC) {
+		ll->held++;
+		return;
+	}
+	ll->last = now.tv_sec > 0 ? now.tv_sec : 1;
+	fputs("p11ca: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	if (ll->held > 0)
+		fprintf(stderr, " (%lu more like it in the last %d s not logged)", ll->held, LOG_EVERY_SEC);
+	fputc('\n', stderr);
+	ll->held = 0;
+}
+
+/* The listener's accept() failed with an error that is not transient:
+ * without this callback libevent logs "Error from accept() call" and the
+ * readable listener fires again at once (issue 10 point 1). */
+static void
+/* cppcheck-suppress constParameter ; libevent's evconnlistener_errorcb type */
+accept_error_cb(struct evconnlistener *el, void *arg)
+{
+	int err = EVUTIL_SOCKET_ERROR();
+	struct timeval tv = { 0, ACCEPT_PAUSE_MSEC * 1000 };
+	struct listener *l;
+	httpd *h;
+
+	/* arg is evhttp's own (its struct evhttp): find our listener */
+	(void)el;
+	for (l = all_listeners; l != NULL && l->http != arg; l = l->all_next)
+		;
+	if (l == NULL || (h = l->h) == NULL || h->stopping)
+		return;
+	log_limited(&h->accept_log, "accept: %s (%d connections open): not accepting for %d ms%s",
+		    strerror(err), h->nconns, ACCEPT_PAUSE_MSEC,
+		    err == EMFILE || err == ENFILE ? "; raise the open-files limit or lower max-connections" : "");
+	h->fd_paused = 1;
+	apply_accepting(h);
+	if (h->resume_ev != NULL)
+		event_add(h->resume_ev, &tv);
+}
+
+static void
+resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	httpd *h = arg;
+
+	(void)fd;
+	(void)what;
+	h->fd_paused = 0;
+	if (!h->stopping)
+		apply_accepting(h);
+}
+
+/* Stop a connection at once: evhttp reads the end of the stream and frees
+ * it (and with it the SSL and our struct conn). */
+static void
+conn_drop(struct conn *c)
+{
+	int fd = c->ssl != NULL ? SSL_get_fd(c->ssl) : -1;
+
+	c->reading = 0;
+	if (fd >= 0)
+		(void)shutdown(fd, SHUT_RDWR);
+}
+
+static void
+conn_arm_deadline(struct conn *c)
+{
+	struct timeval tv;
+
+	if (c->tmo == NULL || c->h == NULL)
+		return;
+	tv.tv_sec = c->h->lim.timeout_sec;
+	tv.tv_usec = 0;
+	c->reading = 1;
+	event_add(c->tmo, &tv);
+}
+
+/* Connections from this address, this one included. */
+static int
+conns_from(httpd *h, const char *addr)
+{
+	struct conn *c;
+	int n = 0;
+
+	for (c = h->conns; c != NULL; c = c->next) {
+		if (c->setup && strcmp(c->addr, addr) == 0)
+			n++;
+	}
+	return n;
+}
+
+static void
+conn_tmo_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	httpd *h = c->h;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int sfd;
+	const void *a = NULL;
+
+	(void)fd;
+	(void)what;
+	if (h == NULL)
+		return;
+	if (c->setup) {
+		if (c->reading) {
+			log_limited(&h->deadline_log, "%s: request not complete within %d s: connection closed",
+				    c->addr, h->lim.timeout_sec);
+			conn_drop(c);
+		}
+		return;
+	}
+	c->setup = 1;
+	snprintf(c->addr, sizeof(c->addr), "-");
+	sfd = c->ssl != NULL ? SSL_get_fd(c->ssl) : -1;
+	memset(&ss, 0, sizeof(ss));
+	if (sfd >= 0 && getpeername(sfd, (struct sockaddr *)&ss, &sl) == 0) {
+		if (ss.ss_family == AF_INET)
+			a = &((struct sockaddr_in *)&ss)->sin_addr;
+		else if (ss.ss_family == AF_INET6)
+			a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+		if (a == NULL || inet_ntop(ss.ss_family, a, c->addr, sizeof(c->addr)) == NULL)
+			snprintf(c->addr, sizeof(c->addr), "-");
+	}
+	if (h->lim.max_per_address > 0 && conns_from(h, c->addr) > h->lim.max_per_address) {
+		log_limited(&h->addr_log, "%s: over %d connections from this address: connection closed",
+			    c->addr, h->lim.max_per_address);
+		conn_drop(c);
+		return;
+	}
+	/* the first request's deadline counts from the accept */
+	if (!c->reading)
+		conn_arm_deadline(c);
 }
 
 static void
@@ -298,6 +493,8 @@ conn_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, vo
 	(void)argp;
 	if (c == NULL)
 		return;
+	if (c->tmo != NULL)
+		event_free(c->tmo);
 	if (c->bev != NULL && c->in_cb != NULL)
 		evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->in_cb);
 	if ((h = c->h) != NULL) {
@@ -321,8 +518,15 @@ conn_input_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *a
 	struct conn *c = arg;
 
 	(void)buf;
-	if (info->n_added > 0)
+	if (info->n_added > 0) {
 		c->busy = 1;
+		/* the first byte of a request: its own deadline (after the
+		 * handshake's, for the first request) */
+		if (c->setup && !c->inreq) {
+			c->inreq = 1;
+			conn_arm_deadline(c);
+		}
+	}
 }
 
 /* evhttp_send_done: the reply is written out. */
@@ -334,6 +538,10 @@ req_complete_cb(struct evhttp_request *ev, void *arg)
 	(void)ev;
 	/* A pipelined next request may already be buffered. */
 	c->busy = evbuffer_get_length(bufferevent_get_input(c->bev)) > 0;
+	if (c->busy) {
+		c->inreq = 1;
+		conn_arm_deadline(c);
+	}
 }
 
 /*
@@ -355,8 +563,11 @@ conn_bevcb(struct event_base *base, void *arg)
 		goto out;
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		goto out;
+	if ((c->tmo = event_new(base, -1, 0, conn_tmo_cb, c)) == NULL)
+		goto out;
 	if (!SSL_set_ex_data(ssl, h->ex_idx, c))
 		goto out;
+	c->ssl = ssl;
 	conn_link(h, c);
 	/* From here the SSL owns c: SSL_free frees it (conn_ex_free).  And
 	 * libevent 2.1 frees the SSL itself (BEV_OPT_CLOSE_ON_FREE) even when
@@ -380,9 +591,13 @@ conn_bevcb(struct event_base *base, void *arg)
 	tv.tv_sec = h->lim.timeout_sec;
 	tv.tv_usec = 0;
 	bufferevent_set_timeouts(bev, &tv, &tv);
+	/* setup runs once evhttp has given the bufferevent its socket */
+	event_active(c->tmo, EV_TIMEOUT, 0);
 	c = NULL;
 out:
 	SSL_free(ssl);	/* set only while c is not in its slot yet */
+	if (c != NULL && c->tmo != NULL)
+		event_free(c->tmo);
 	free(c);
 	ERR_clear_error();
 	return bev;
@@ -616,6 +831,10 @@ req_gencb(struct evhttp_request *ev, void *arg)
 	}
 	if ((c = SSL_get_ex_data(ssl, h->ex_idx)) != NULL) {
 		c->busy = 1;
+		c->reading = 0;	/* the request is complete: deadline met */
+		c->inreq = 0;
+		if (c->tmo != NULL && c->setup)
+			event_del(c->tmo);
 		evhttp_request_set_on_complete_cb(ev, req_complete_cb, c);
 	}
 
@@ -837,6 +1056,8 @@ httpd_new(const struct httpd_limits *lim, httpd_handler handler, void *hud,
 		goto out;
 	if ((h->stop_ev = event_new(h->base, -1, 0, stop_cb, h)) == NULL)
 		goto out;
+	if ((h->resume_ev = event_new(h->base, -1, 0, resume_cb, h)) == NULL)
+		goto out;
 	ret = h;
 	h = NULL;
 out:
@@ -955,10 +1176,13 @@ httpd_listen(httpd *h, const char *addr, SSL_CTX *ctx, int tag, int *bound_port)
 		goto out;
 	}
 	l->ctx = ctx;
-	if (h->paused)
+	evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(l->bound), accept_error_cb);
+	if (h->paused || h->fd_paused)
 		evconnlistener_disable(evhttp_bound_socket_get_listener(l->bound));
 	l->next = h->listeners;
 	h->listeners = l;
+	l->all_next = all_listeners;
+	all_listeners = l;
 	l = NULL;
 	if (bound_port != NULL)
 		*bound_port = port;
@@ -1141,6 +1365,8 @@ httpd_free(httpd **hp)
 	}
 	if (h->stop_ev != NULL)
 		event_free(h->stop_ev);
+	if (h->resume_ev != NULL)
+		event_free(h->resume_ev);
 	if (h->poll_ev != NULL)
 		event_free(h->poll_ev);
 	for (i = 0; i < 2; i++) {
@@ -1154,7 +1380,15 @@ httpd_free(httpd **hp)
 	for (c = h->conns; c != NULL; c = c->next)
 		c->h = NULL;	/* not expected; never let one point at h */
 	for (l = h->listeners; l != NULL; l = next) {
+		struct listener **pp;
+
 		next = l->next;
+		for (pp = &all_listeners; *pp != NULL; pp = &(*pp)->all_next) {
+			if (*pp == l) {
+				*pp = l->all_next;
+				break;
+			}
+		}
 		SSL_CTX_free(l->ctx);
 		free(l);
 	}

@@ -69,8 +69,12 @@ typedef void (*httpd_logger)(const char *peer, const char *method, const char *p
 struct httpd_limits {
 	size_t max_body;        /* bodies larger than this: 413 by httpd itself */
 	size_t max_headers;     /* header bytes */
-	int timeout_sec;        /* read/write timeout per connection */
+	int timeout_sec;        /* read/write timeout per connection, and the
+				 * deadline of the TLS handshake and of each whole
+				 * request (request line, headers and body) */
 	int max_connections;    /* concurrent; beyond: accept waits */
+	int max_per_address;    /* concurrent from one client address (0: no
+				 * limit); beyond: the new connection is closed */
 };
 
 httpd *httpd_new(const struct httpd_limits *lim, httpd_handler h, void *hud,

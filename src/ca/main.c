@@ -16,6 +16,7 @@
 #include <openssl/x509v3.h>
 
 #include "ca.h"
+#include "statedir.h"
 
 static const char usage[] =
 	"usage: p11ca COMMAND --dir DIR [OPTIONS]\n"
@@ -35,7 +36,8 @@ static const char usage[] =
 	"  --key --tls-key --module --pin-file --short-lifetime --long-lifetime\n"
 	"  --token-lifetime --autosign --renew-mtls --listen --token-listen --token-file\n"
 	"  --url --san-patterns --token-dn-suffix --token-rate-limit --timeout\n"
-	"  --max-connections --san-wildcards\n"
+	"  --max-connections --san-wildcards --max-connections-per-address\n"
+	"  --token-rate-limit-global --access-log-rows\n"
 	"\n"
 	"init: [--type ec:P-256|ec:P-384|rsa:2048|rsa:3072|rsa:4096] [--C --ST --L --O --OU --CN]\n"
 	"      [--days N] [--hostname NAME]... (TLS server certificate)\n"
@@ -679,7 +681,7 @@ int main(int argc, char **argv)
 	struct opts o;
 	struct ca ca;
 	const char *cmd;
-	int rc = 1, need_key;
+	int rc = 1, need_key, lock_fd = -1;
 
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
 		fputs(usage, argc < 2 ? stderr : stdout);
@@ -701,8 +703,17 @@ int main(int argc, char **argv)
 		ca_config_free(&o.flags);
 		return 64;
 	}
+	/* issue 10 points 11, 13: a safe folder, the CA's own database, one
+	 * serve at a time (statedir.h) */
+	if (ca_state_check(o.dir) != 0 ||
+	    (strcmp(cmd, "serve") == 0 && ca_state_lock(o.dir, &lock_fd) != 0)) {
+		ca_config_free(&o.flags);
+		return 1;
+	}
 	if (ca_open(&ca, o.dir, &o.flags, need_key) != 0) {
 		ca_config_free(&o.flags);
+		if (lock_fd >= 0)
+			close(lock_fd);
 		return 1;
 	}
 	/* issue 10 point 10: an expired CA signs nothing; say so where an
@@ -710,7 +721,9 @@ int main(int argc, char **argv)
 	if ((strcmp(cmd, "serve") == 0 || strcmp(cmd, "show") == 0) && ca_expired(&ca, time(NULL)))
 		ca_err("warning: the CA certificate expired (notAfter %s); nothing will be signed "
 		       "until the CA is renewed", ca_not_after_str(&ca));
-	if (strcmp(cmd, "serve") == 0)
+	if (need_key && ca_state_check_files(&ca, strcmp(cmd, "serve") == 0) != 0)
+		rc = 1;
+	else if (strcmp(cmd, "serve") == 0)
 		rc = ca_serve(&ca, o.port_file);
 	else if (strcmp(cmd, "list") == 0)
 		rc = cmd_list(&o, &ca);
@@ -734,5 +747,7 @@ int main(int argc, char **argv)
 	}
 	ca_close(&ca);
 	ca_config_free(&o.flags);
+	if (lock_fd >= 0)
+		close(lock_fd);
 	return rc;
 }

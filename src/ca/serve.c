@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <openssl/err.h>
@@ -68,11 +69,42 @@ static void dispatch(httpd_req *r, void *ud)
 	caramel_handle(s, r);
 }
 
+/* The queued access-log rows in one transaction (one flush), pruned to
+ * access-log-rows.  A failure is reported and the rows dropped: the log
+ * lines went to stderr already. */
+static void alog_flush(struct server *s, time_t now)
+{
+	struct store_access a[ALOG_BATCH];
+	size_t i;
+
+	if (s->alog == NULL)
+		return;
+	s->alog->last_flush = now;
+	if (s->alog->n == 0)
+		return;
+	memset(a, 0, sizeof a);
+	for (i = 0; i < s->alog->n; i++) {
+		const struct alog_row *row = &s->alog->rows[i];
+
+		a[i].time = row->time;
+		a[i].peer = row->peer;
+		a[i].method = row->method;
+		a[i].path = row->path;
+		a[i].status = row->status;
+		a[i].bytes = row->bytes;
+		a[i].protocol = row->protocol[0] ? row->protocol : NULL;
+		a[i].detail = row->detail[0] ? row->detail : NULL;
+	}
+	if (s->ca->so->log_access_batch(s->ca->st, a, s->alog->n, (int64_t)s->ca->cfg.access_log_rows) !=
+	    STORE_OK)
+		ca_err("access log: %s (%zu rows not stored)", s->ca->so->errmsg(s->ca->st), s->alog->n);
+	s->alog->n = 0;
+}
+
 static void logger(const char *peer, const char *method, const char *path, int status, size_t bytes,
 		   const char *protocol, const char *detail, void *ud)
 {
 	struct server *s = ud;
-	struct store_access a;
 	char t[32];
 	time_t now = time(NULL);
 	struct tm tm;
@@ -81,16 +113,20 @@ static void logger(const char *peer, const char *method, const char *path, int s
 	strftime(t, sizeof t, "%Y-%m-%dT%H:%M:%SZ", &tm);
 	fprintf(stderr, "%s %s \"%s %.200s\" %d %zu %s%s%s\n", t, peer, method, path, status, bytes,
 		protocol ? protocol : "-", detail ? " " : "", detail ? detail : "");
-	memset(&a, 0, sizeof a);
-	a.time = now;
-	a.peer = peer;
-	a.method = method;
-	a.path = path;
-	a.status = status;
-	a.bytes = (int64_t)bytes;
-	a.protocol = protocol;
-	a.detail = detail;
-	(void)s->ca->so->log_access(s->ca->st, &a);
+	if (s->alog != NULL) {
+		struct alog_row *row = &s->alog->rows[s->alog->n++];
+
+		row->time = now;
+		row->bytes = (int64_t)bytes;
+		row->status = status;
+		snprintf(row->peer, sizeof row->peer, "%s", peer);
+		snprintf(row->method, sizeof row->method, "%s", method);
+		snprintf(row->path, sizeof row->path, "%s", path);
+		snprintf(row->protocol, sizeof row->protocol, "%s", protocol ? protocol : "");
+		snprintf(row->detail, sizeof row->detail, "%s", detail ? detail : "");
+		if (s->alog->n == ALOG_BATCH || now - s->alog->last_flush >= 1)
+			alog_flush(s, now);
+	}
 }
 
 static int load_token(struct server *s, const char *path)
@@ -117,6 +153,55 @@ static int load_token(struct server *s, const char *path)
 	return 0;
 }
 
+/* Descriptors kept for everything but client connections: listeners, the
+ * database and its journal, the PKCS#11 module, logs (issue 10 point 1). */
+#define FD_HEADROOM_MIN 32
+#define AUTO_MAX_CONNECTIONS 4096
+
+/*
+ * Raise the soft open-files limit to the hard one and derive the
+ * connection cap from it: max-connections when set, else the limit minus
+ * headroom (an eighth, at least FD_HEADROOM_MIN), at most
+ * AUTO_MAX_CONNECTIONS.  A set max-connections over what the limit allows
+ * is kept, with a warning: accept() then pauses on EMFILE (httpd.c).
+ */
+static void connection_caps(const struct ca_config *cfg, struct httpd_limits *lim)
+{
+	struct rlimit rl;
+	long nofile = 1024, headroom, fit, cap;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		if (rl.rlim_cur < rl.rlim_max) {
+			struct rlimit up = rl;
+
+			up.rlim_cur = rl.rlim_max;
+			if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+				rl = up;
+		}
+		if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)1000000)
+			nofile = (long)rl.rlim_cur;
+		else
+			nofile = 1000000;
+	}
+	headroom = nofile / 8 > FD_HEADROOM_MIN ? nofile / 8 : FD_HEADROOM_MIN;
+	if (headroom > nofile / 2)
+		headroom = nofile / 2;
+	fit = nofile - headroom > 1 ? nofile - headroom : 1;
+	if (cfg->max_connections > 0) {
+		cap = cfg->max_connections;
+		if (cap > fit)
+			ca_err("warning: max-connections %ld is over what the open-files limit %ld allows (%ld); "
+			       "raise the limit (ulimit -n, LimitNOFILE=) or lower max-connections",
+			       cap, nofile, fit);
+	} else {
+		cap = fit < AUTO_MAX_CONNECTIONS ? fit : AUTO_MAX_CONNECTIONS;
+	}
+	lim->max_connections = (int)cap;
+	lim->max_per_address = cfg->max_per_address > 0 ? (int)cfg->max_per_address : (int)(cap / 4 > 0 ? cap / 4 : 1);
+	fprintf(stderr, "p11ca: at most %d connections, %d per client address (open-files limit %ld)\n",
+		lim->max_connections, lim->max_per_address, nofile);
+}
+
 int ca_serve(struct ca *ca, const char *port_file)
 {
 	struct server *s = NULL;
@@ -140,6 +225,21 @@ int ca_serve(struct ca *ca, const char *port_file)
 	s->ca_pem_len = strlen(s->ca_pem);
 	if (ca->cfg.token_file != NULL && load_token(s, ca->cfg.token_file) != 0)
 		goto out;
+	if (ca->cfg.access_log_rows > 0 && (s->alog = calloc(1, sizeof *s->alog)) == NULL) {
+		ca_err("out of memory");
+		goto out;
+	}
+	if (s->alog != NULL)
+		s->alog->last_flush = time(NULL);
+	if (s->token != NULL) {
+		int oom = 0;
+
+		s->rl = ratelimit_new((unsigned)ca->cfg.token_rate_limit, (unsigned)ca->cfg.token_rate_global, &oom);
+		if (oom) {
+			ca_err("out of memory");
+			goto out;
+		}
+	}
 
 	/* main listener: the TLS server certificate from init --hostname
 	 * when there is one, else the CA certificate itself */
@@ -175,18 +275,22 @@ int ca_serve(struct ca *ca, const char *port_file)
 			token_ctx = tls_ctx(ca, ca->cert, ca->key, 0);
 			if (token_ctx == NULL)
 				goto out;
+		} else if (tls_cert != NULL) {
+			/* clients check the server's key against the token HMAC
+			 * of the CA's: they can never verify this listener */
+			ca_err("shared-token enrollment (token-file) needs a listener that presents the CA "
+			       "certificate, and the main listener presents %s: set token-listen ADDR:PORT "
+			       "(a second listener with the CA certificate)", path);
+			goto out;
 		} else {
 			s->token_on_main = 1;
-			if (tls_cert != NULL)
-				ca_err("warning: shared-token enrollment on the main listener, whose certificate "
-				       "is not the CA's: clients will refuse it; set token-listen");
 		}
 	}
 	memset(&lim, 0, sizeof lim);
 	lim.max_body = SERVE_MAX_BODY;
 	lim.max_headers = 16 * 1024;
 	lim.timeout_sec = (int)ca->cfg.timeout;
-	lim.max_connections = (int)ca->cfg.max_connections;
+	connection_caps(&ca->cfg, &lim);
 	h = httpd_new(&lim, dispatch, s, logger, s);
 	if (h == NULL)
 		goto out;
@@ -217,6 +321,7 @@ int ca_serve(struct ca *ca, const char *port_file)
 		}
 	}
 	rc = httpd_run(h, 10) == 0 ? 0 : 1;
+	alog_flush(s, time(NULL));
 	fprintf(stderr, "p11ca: stopped\n");
 out:
 	httpd_free(&h);
@@ -230,6 +335,8 @@ out:
 		if (s->token != NULL)
 			OPENSSL_cleanse(s->token, s->token_len);
 		free(s->token);
+		ratelimit_free(&s->rl);
+		free(s->alog);
 		free(s->ca_pem);
 		free(s);
 	}

@@ -4,17 +4,25 @@
 
 #include "ca.h"
 #include "httpd.h"
+#include "ratelimit.h"
 
 #define CARAMEL_MAX_CSR 2048      /* upstream's limit: larger bodies are 413 */
 #define SERVE_MAX_BODY (64 * 1024) /* anything larger is refused by httpd */
-#define RATE_SLOTS 256
 
 enum { LISTENER_MAIN = 1, LISTENER_TOKEN = 2 };
 
-struct rate_slot {
-	char peer[64];   /* address without port */
-	time_t window;   /* start of the current minute */
-	long failures;
+/* Access-log rows wait here and go to the database in one transaction
+ * per ALOG_BATCH rows or per second (issue 10 point 8). */
+#define ALOG_BATCH 64
+struct alog_row {
+	int64_t time, bytes;
+	int status;
+	char peer[64], method[16], path[256], protocol[32], detail[256];
+};
+struct alog {
+	struct alog_row rows[ALOG_BATCH];
+	size_t n;
+	time_t last_flush;
 };
 
 struct server {
@@ -24,7 +32,8 @@ struct server {
 	unsigned char *token;        /* shared token, wiped at exit */
 	size_t token_len;
 	int token_on_main;           /* token protocol at POST / of the main listener */
-	struct rate_slot rate[RATE_SLOTS];
+	ratelimit *rl;               /* wrong HMACs (NULL: no limit) */
+	struct alog *alog;           /* NULL: access log not stored */
 };
 
 void caramel_handle(struct server *s, httpd_req *r);

@@ -129,6 +129,13 @@ struct store_ops {
 	/* *revoked = 1 when a certificate for keyid was revoked after the last
 	 * explicit signature for that key (the rule of cert_add). */
 	store_result (*key_revoked)(store *st, const char *keyid, int *revoked);
+
+	/* state folder checks (statedir.c): STORE_OK when a write could be
+	 * made now */
+	store_result (*writable)(store *st);
+	/* n access-log rows in one transaction (one flush), then only the
+	 * newest `keep` rows stay (keep 0: none are stored) */
+	store_result (*log_access_batch)(store *st, const struct store_access *a, size_t n, int64_t keep);
 };
 
 /* The SQLite backend: location is the database file path. */

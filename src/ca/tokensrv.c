@@ -10,13 +10,19 @@
 
 #include "serve.h"
 
-static void reply_json(httpd_req *r, int status, const char *hmac, const char *cert, const char *error)
+static void reply_json_h(httpd_req *r, int status, const char *const *headers, const char *hmac,
+			 const char *cert, const char *error)
 {
 	char *body = p11c_token_response_json(hmac, cert, error);
 
 	httpd_req_note(r, "token", error);
-	httpd_reply(r, status, "application/json", NULL, body, body ? strlen(body) : 0);
+	httpd_reply(r, status, "application/json", headers, body, body ? strlen(body) : 0);
 	free(body);
+}
+
+static void reply_json(httpd_req *r, int status, const char *hmac, const char *cert, const char *error)
+{
+	reply_json_h(r, status, NULL, hmac, cert, error);
 }
 
 /* Peer address without the port. */
@@ -30,28 +36,6 @@ static void peer_addr(httpd_req *r, char *buf, size_t len)
 		n = len - 1;
 	memcpy(buf, p ? p : "", n);
 	buf[n] = '\0';
-}
-
-static struct rate_slot *rate_slot(struct server *s, const char *addr, time_t now)
-{
-	struct rate_slot *oldest = &s->rate[0];
-	size_t i;
-
-	for (i = 0; i < RATE_SLOTS; i++) {
-		if (strcmp(s->rate[i].peer, addr) == 0) {
-			if (now - s->rate[i].window >= 60) {
-				s->rate[i].window = now;
-				s->rate[i].failures = 0;
-			}
-			return &s->rate[i];
-		}
-		if (s->rate[i].window < oldest->window)
-			oldest = &s->rate[i];
-	}
-	snprintf(oldest->peer, sizeof oldest->peer, "%s", addr);
-	oldest->window = now;
-	oldest->failures = 0;
-	return oldest;
 }
 
 /* token-dn-suffix as parsed RDNs (RFC 4514 s3 string syntax): compared
@@ -194,8 +178,8 @@ void token_handle(struct server *s, httpd_req *r)
 	BIO *b = NULL;
 	EVP_PKEY *pk;
 	struct store_request q;
-	struct rate_slot *slot;
 	time_t now = time(NULL);
+	long wait;
 	int rc;
 
 	memset(&q, 0, sizeof q);
@@ -205,9 +189,16 @@ void token_handle(struct server *s, httpd_req *r)
 		goto out;
 	}
 	peer_addr(r, addr, sizeof addr);
-	slot = rate_slot(s, addr, now);
-	if (s->ca->cfg.token_rate_limit > 0 && slot->failures >= s->ca->cfg.token_rate_limit) {
-		reply_json(r, 429, NULL, NULL, "too many wrong HMACs from this address; wait a minute");
+	/* evaluated only while the address and the server may guess: a
+	 * refused request learns nothing about the token (ratelimit.h) */
+	if ((wait = ratelimit_check(s->rl, addr, ratelimit_now_ms())) > 0) {
+		char secs[24], msg[128];
+		const char *hdr[] = { "Retry-After", secs, NULL };
+
+		snprintf(secs, sizeof secs, "%ld", wait);
+		snprintf(msg, sizeof msg, "too many wrong HMACs from this address or in total; retry in %ld s",
+			 wait);
+		reply_json_h(r, 429, hdr, NULL, NULL, msg);
 		goto out;
 	}
 	body = httpd_req_body(r, &len);
@@ -227,7 +218,7 @@ void token_handle(struct server *s, httpd_req *r)
 		goto out;
 	}
 	if (!p11c_token_hmac_eq(hmac, want)) {
-		slot->failures++;
+		ratelimit_fail(s->rl, addr, ratelimit_now_ms());
 		reply_json(r, 403, NULL, NULL, "forbidden");
 		goto out;
 	}

@@ -2,7 +2,8 @@
 # p11ca's shared-token endpoint (docs/ca.md, docs/protocols.md s2) with
 # requests built like the NiFi TLS toolkit client: the CA certificate is the
 # TLS certificate (chain of one), HMACs both ways, missing fields, proof of
-# possession, DN / SAN policy, key policy, the per-address rate limit, and
+# possession, DN / SAN policy, key policy, the rate limit (token buckets per
+# address and global; a blocked address stays blocked), and
 # the token never written to the log, the database or the settings.
 # shellcheck source=ca_lib.sh
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/ca_lib.sh"
@@ -80,6 +81,7 @@ CA_HMAC=$(hmac_of "$D/ca.crt")
 
 # a token shorter than 16 bytes: serve refuses to start
 printf 'short-token\n' >"$D/short"
+chmod 600 "$D/short"
 expect_rc 1 p11ca serve --dir "$D" --token-file "$D/short"
 expect_grep 'at least 16 bytes' "$T/err"
 expect_nogrep 'short-token' "$T/err"
@@ -208,6 +210,9 @@ mk_csr "$T/rl6.csr" "/CN=rl6/OU=NIFI"
 body "$T/rl6.json" "$(hmac_of "$T/rl6.csr")" "$T/rl6.csr"
 tpost 429 "$T/rl6.json"
 expect_terror 'too many'
+ra=$(header Retry-After)
+case $ra in '' | *[!0-9]*) fail "429 without a Retry-After in seconds: '$ra'" ;; esac
+[ "$ra" -ge 1 ] && [ "$ra" -le 12 ] || fail "Retry-After $ra, want at most 12 s (5 per minute refill)"
 tpost 429 "$T/wrong.json"
 # per address: 127.0.0.2 is another peer
 req_url 200 "https://localhost:$TPORT/" --interface 127.0.0.2 --data-binary @"$T/rl6.json"
@@ -217,6 +222,60 @@ grep -q '^[0-9TZ:-]* 127\.0\.0\.2:[0-9]* "POST /" 200 ' "$CA_LOG" || fail "no 20
 req 200 /root.crt
 ca_stop
 [ "$STOP_RC" = 0 ] || fail "serve 3 exit $STOP_RC"
+
+# ============ server 3b: a blocked address stays blocked (issue 10 point 14) ============
+# one wrong HMAC per address per minute, no global ceiling: wrong HMACs from
+# 260 other addresses fill the bounded table; the blocked address keeps its
+# block (the old table evicted it after 256) and new ones are refused
+ca_start serve3b "$D" --token-rate-limit 1 --token-rate-limit-global 0
+TPORT=$(ca_token_port "$CA_LOG")
+tpost 403 "$T/wrong.json"
+tpost 429 "$T/rl6.json"
+n403=0 n429=0
+for i in $(seq 260); do
+	c=$(cu -o /dev/null -w '%{http_code}' --interface "127.0.$((1 + i / 200)).$((1 + i % 200))" \
+		-H 'Content-Type: application/json' --data-binary @"$T/wrong.json" "https://localhost:$TPORT/" 2>>"$T/rl.err") || true
+	case $c in 403) n403=$((n403 + 1)) ;; 429) n429=$((n429 + 1)) ;; *) fail "wrong HMAC $i: HTTP $c" ;; esac
+done
+echo "# 260 other addresses: $n403 403, $n429 429"
+[ "$n403" -ge 200 ] && [ "$n403" -le 256 ] || fail "$n403 wrong HMACs evaluated from 260 addresses (table of 256)"
+tpost 429 "$T/rl6.json"
+expect_terror 'too many'
+ca_stop
+[ "$STOP_RC" = 0 ] || fail "serve 3b exit $STOP_RC"
+
+# ============ server 3c: per-address burst and global ceiling (issue 15 s4) ============
+# 10 per address (one back every 6 s), 20 in total (one back every 3 s)
+ca_start serve3c "$D" --token-rate-limit 10 --token-rate-limit-global 20
+TPORT=$(ca_token_port "$CA_LOG")
+# wrong_from ADDR N: N wrong HMACs from ADDR; N403 and N429 count the answers
+wrong_from() {
+	local i c
+	for i in $(seq "$2"); do
+		c=$(cu -o /dev/null -w '%{http_code}' --interface "$1" -H 'Content-Type: application/json' \
+			--data-binary @"$T/wrong.json" "https://localhost:$TPORT/" 2>>"$T/rl.err") || true
+		case $c in 403) N403=$((N403 + 1)) ;; 429) N429=$((N429 + 1)) ;; *) fail "wrong HMAC from $1: HTTP $c" ;; esac
+	done
+}
+N403=0 N429=0
+wrong_from 127.0.0.1 10
+[ "$N403" = 10 ] || fail "the burst of 10: $N403 evaluated"
+tpost 429 "$T/rl6.json"
+# five more addresses, ten each: the global ceiling stops them, not their bursts
+N403=0 N429=0
+for a in 3 4 5 6 7; do wrong_from "127.0.0.$a" 10; done
+echo "# global ceiling: $N403 of 50 evaluated, $N429 refused"
+[ "$N403" -ge 10 ] && [ "$N403" -le 25 ] || fail "$N403 of 50 wrong HMACs from 5 addresses evaluated (global 20, 10 used)"
+# a correct client behind the first address: in after Retry-After, not a minute
+tpost 429 "$T/rl6.json"
+ra=$(header Retry-After)
+[ "$ra" -ge 1 ] && [ "$ra" -le 6 ] || fail "Retry-After $ra, want 1..6 s"
+sleep $((ra + 1))
+mk_csr "$T/rl7.csr" "/CN=rl7/OU=NIFI"
+body "$T/rl7.json" "$(hmac_of "$T/rl7.csr")" "$T/rl7.csr"
+tpost 200 "$T/rl7.json"
+ca_stop
+[ "$STOP_RC" = 0 ] || fail "serve 3c exit $STOP_RC"
 
 # ============ server 4: no token-listen: POST / on the main listener ============
 D2=$T/ca2

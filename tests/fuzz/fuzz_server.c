@@ -114,6 +114,7 @@ static void cleanup(void)
 	if (F.srv.token != NULL)
 		OPENSSL_cleanse(F.srv.token, F.srv.token_len);
 	free(F.srv.token);
+	ratelimit_free(&F.srv.rl);
 	free(F.srv.ca_pem);
 	for (i = 0; dir_files[i] != NULL; i++)
 		unlink_in_dir(dir_files[i]);
@@ -181,7 +182,9 @@ static void fresh_state(void)
 {
 	char *p;
 
-	memset(F.srv.rate, 0, sizeof F.srv.rate);
+	/* an empty rate-limit table, with the server's defaults */
+	ratelimit_free(&F.srv.rl);
+	F.srv.rl = ratelimit_new((unsigned)F.ca.cfg.token_rate_limit, (unsigned)F.ca.cfg.token_rate_global, NULL);
 	X509_free(F.last_cert);
 	F.last_cert = NULL;
 	if (!F.dirty)

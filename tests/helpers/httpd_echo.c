@@ -126,7 +126,7 @@ out:
 int
 main(int argc, char **argv)
 {
-	struct httpd_limits lim = { 4096, 8192, 2, 64 };
+	struct httpd_limits lim = { 4096, 8192, 2, 64, 0 };
 	const char *addr = getenv("HTTPD_ECHO_ADDR");
 	const char *maxc = getenv("HTTPD_ECHO_MAX_CONNECTIONS");
 	SSL_CTX *ctx = NULL;
