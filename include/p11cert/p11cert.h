@@ -178,6 +178,15 @@ P11C_API p11c_result p11c_key_delete(p11c_ctx *ctx, p11c_key **key);
  * X.509 (most general first) order either way. */
 P11C_API p11c_result p11c_subject_parse(const char *s, X509_NAME **out,
 					char *err, size_t errlen);
+/* Parse a DN string in the order written, as the NiFi TLS toolkit's Java
+ * client does: "CN=n1, OU=NIFI" gives the DER subject [CN, OU] (RFC 2253
+ * strings are NOT reversed; the slash form is read as p11c_subject_parse
+ * reads it).  Multi-valued RDNs stay together. */
+P11C_API p11c_result p11c_dn_parse_as_written(const char *s, X509_NAME **out,
+					      char *err, size_t errlen);
+/* A new name with the RDN order reversed (multi-valued RDNs kept
+ * together): what the NiFi TLS toolkit server does to a CSR subject. */
+P11C_API p11c_result p11c_name_reverse(const X509_NAME *in, X509_NAME **out);
 /* Parse "DNS:name", "IP:addr", "email:addr", "URI:uri" into a GENERAL_NAME
  * and push it to *names (created when NULL). */
 P11C_API p11c_result p11c_san_add(const char *s, STACK_OF(GENERAL_NAME) **names,

@@ -639,7 +639,9 @@ int cmd_enroll_token(struct cli *c, int argc, char **argv)
 		snprintf(dnbuf, sizeof dnbuf, "CN=%s, OU=NIFI", hostname);
 		dn_s = dnbuf;
 	}
-	if (p11c_subject_parse(dn_s, &dn, err, sizeof err) != P11C_OK) {
+	/* in the order written, like the Java client: "CN=n1, OU=NIFI" is
+	 * the DER subject [CN, OU]; the CA reverses it (docs/enroll.md) */
+	if (p11c_dn_parse_as_written(dn_s, &dn, err, sizeof err) != P11C_OK) {
 		rc = cli_usage(c, "bad --dn '%s': %s", dn_s, err);
 		goto out;
 	}
