@@ -217,6 +217,18 @@ P11C_API int p11c_cert_matches(X509 *cert, EVP_PKEY *pub);
  * subjectPublicKey BIT STRING contents.  out must hold 20 bytes. */
 P11C_API p11c_result p11c_pubkey_keyid(EVP_PKEY *pub, unsigned char out[20]);
 
+/* --- Java ---------------------------------------------------------------- */
+
+/* A SunPKCS11 provider configuration for the token of ctx (absolute module
+ * path, slot id) naming key's label as the KeyStore alias; no PIN.  Caller
+ * frees *out with free(). */
+P11C_API p11c_result p11c_java_pkcs11_config(p11c_ctx *ctx, p11c_key *key, char **out);
+/* A PKCS#12 truststore (DER) holding cas as Java trusted-certificate
+ * entries (aliases ca, ca2, ...): no encryption, no MAC, so it loads with
+ * any or no password; it holds nothing secret.  Caller frees *der with
+ * free(). */
+P11C_API p11c_result p11c_java_truststore(STACK_OF(X509) *cas, unsigned char **der, size_t *len);
+
 /* --- listing ------------------------------------------------------------- */
 
 typedef enum {
