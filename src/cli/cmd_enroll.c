@@ -513,7 +513,7 @@ static int read_token(struct cli *c, const char *file, unsigned char **tok, size
 static char *nifi_config(p11c_key *key, const char *dn, const char *host, int port, const char *p11cfg,
 			 const char *trust, const char *const *sans, int nsans, long days)
 {
-	char *s = NULL, *kuri = strdup(p11cfg);
+	char *s = NULL;
 	size_t len = 0;
 	FILE *fp = open_memstream(&s, &len);
 	EVP_PKEY *pub = p11c_key_public(key);
@@ -523,11 +523,8 @@ static char *nifi_config(p11c_key *key, const char *dn, const char *host, int po
 	json_t *q;
 	char *qs;
 
-	if (fp == NULL || kuri == NULL) {
-		if (fp)
-			fclose(fp);
+	if (fp == NULL) {
 		free(s);
-		free(kuri);
 		return NULL;
 	}
 #define STR(k, v) do { q = json_string(v); qs = q ? json_dumps(q, JSON_ENCODE_ANY) : NULL; \
@@ -536,7 +533,7 @@ static char *nifi_config(p11c_key *key, const char *dn, const char *host, int po
 	STR("keyPairAlgorithm", rsa ? "RSA" : "EC");
 	STR("signingAlgorithm", rsa ? "SHA256WITHRSA" : "SHA256WITHECDSA");
 	STR("dn", dn);
-	STR("keyStore", kuri);
+	STR("keyStore", p11cfg);
 	STR("keyStoreType", "PKCS11");
 	fprintf(fp, "  \"keyStorePassword\" : null,\n  \"keyPassword\" : null,\n  \"token\" : null,\n");
 	STR("caHostname", host);
@@ -560,7 +557,6 @@ static char *nifi_config(p11c_key *key, const char *dn, const char *host, int po
 	fprintf(fp, "  \"trustStorePassword\" : null,\n  \"trustStoreType\" : \"PKCS12\"\n}\n");
 #undef STR
 	fclose(fp);
-	free(kuri);
 	return s;
 }
 
