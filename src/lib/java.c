@@ -95,8 +95,10 @@ p11c_result p11c_java_pkcs11_config(p11c_ctx *ctx, p11c_key *key, char **out)
 	for (i = 0; label != NULL && label[i] && n + 1 < sizeof name; i++) {
 		char ch = label[i];
 
-		name[n++] = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-				    ch == '.' || ch == '-' ? ch : '_';
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' ||
+		      ch == '-'))
+			ch = '_';
+		name[n++] = ch;
 	}
 	name[n] = '\0';
 	uri = p11c_key_uri(key, "private");
