@@ -9,26 +9,26 @@ D=$T/ca
 expect_rc 0 p11ca init --dir "$D" --C SE --O Example --hostname localhost --listen 127.0.0.1:0
 ca_start ca "$D"
 
-# a UTF-8 locality, and one with ESC (C0) and U+009B (C1, a one-byte CSI)
+# a UTF-8 locality; a subject with ESC (C0) and U+009B (C1, a one-byte CSI)
+# is refused at the door now (request policy), so only requests stored by an
+# older p11ca can hold one: the display escapes them all the same
 mk_csr "$T/u.csr" "/C=SE/O=Example/L=Linköping/CN=utf8host" ec -utf8
 post 202 "$T/u.csr"
 esc=$(printf '\033')
 c1=$(printf '\302\233')
 mk_csr "$T/c.csr" "/C=SE/O=Example/L=a${esc}[31mb${c1}c/CN=ctrlhost" ec -utf8
-post 202 "$T/c.csr"
+post 400 "$T/c.csr"
 
 expect_rc 0 p11ca list --dir "$D"
 expect_grep 'L=Linköping,O=Example,C=SE' "$T/out"
 expect_nogrep -F 'Link\C3\B6ping' "$T/out"
-expect_grep -F 'L=a\1B[31mb\C2\9Bc,O=Example,C=SE' "$T/out"
 expect_nogrep -F "$esc" "$T/out"
 expect_nogrep -F "$c1" "$T/out"
 expect_rc 0 p11ca show --dir "$D" "$(sha256_of "$T/u.csr")"
 expect_grep 'subject  CN=utf8host,L=Linköping,O=Example,C=SE' "$T/out"
 expect_rc 0 p11ca list --dir "$D" --json
 json_assert "$T/out" "
-s = sorted(r['subject'] for r in j)
-assert s[1] == 'CN=utf8host,L=Linköping,O=Example,C=SE', s
-assert s[0] == 'CN=ctrlhost,L=a\\\\1B[31mb\\\\C2\\\\9Bc,O=Example,C=SE', s
+s = [r['subject'] for r in j]
+assert s == ['CN=utf8host,L=Linköping,O=Example,C=SE'], s
 "
-pass "p11ca list/show: UTF-8 as UTF-8, control characters escaped"
+pass "p11ca list/show: UTF-8 as UTF-8; control characters never printed raw"

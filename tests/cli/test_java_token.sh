@@ -31,7 +31,7 @@ TOKEN_TEXT=tok-$(openssl rand -hex 14)
 printf '%s\n' "$TOKEN_TEXT" >"$D/token"
 chmod 600 "$D/token"
 expect_rc 0 p11ca init --dir "$D" --ca-hostname localhost --hostname localhost --OU NIFI \
-	--token-file "$D/token" --token-listen 127.0.0.1:0 --listen 127.0.0.1:0 --san-patterns "DNS:alt.example.com"
+	--token-file "$D/token" --token-listen 127.0.0.1:0 --listen 127.0.0.1:0 --san-patterns "DNS:*.example.com"
 ca_start ca "$D"
 TPORT=$(ca_token_port "$CA_LOG")
 
