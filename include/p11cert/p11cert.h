@@ -187,6 +187,15 @@ P11C_API p11c_result p11c_key_delete(p11c_ctx *ctx, p11c_key **key);
  * X.509 (most general first) order either way. */
 P11C_API p11c_result p11c_subject_parse(const char *s, X509_NAME **out,
 					char *err, size_t errlen);
+/* Parse a DN string in the order written, as the NiFi TLS toolkit's Java
+ * client does: "CN=n1, OU=NIFI" gives the DER subject [CN, OU] (RFC 2253
+ * strings are NOT reversed; the slash form is read as p11c_subject_parse
+ * reads it).  Multi-valued RDNs stay together. */
+P11C_API p11c_result p11c_dn_parse_as_written(const char *s, X509_NAME **out,
+					      char *err, size_t errlen);
+/* A new name with the RDN order reversed (multi-valued RDNs kept
+ * together): what the NiFi TLS toolkit server does to a CSR subject. */
+P11C_API p11c_result p11c_name_reverse(const X509_NAME *in, X509_NAME **out);
 /* Parse "DNS:name", "IP:addr", "email:addr", "URI:uri" into a GENERAL_NAME
  * and push it to *names (created when NULL). */
 P11C_API p11c_result p11c_san_add(const char *s, STACK_OF(GENERAL_NAME) **names,
@@ -216,6 +225,18 @@ P11C_API int p11c_cert_matches(X509 *cert, EVP_PKEY *pub);
 /* RFC 5280 s4.2.1.2 method (1) key identifier: SHA-1 of the
  * subjectPublicKey BIT STRING contents.  out must hold 20 bytes. */
 P11C_API p11c_result p11c_pubkey_keyid(EVP_PKEY *pub, unsigned char out[20]);
+
+/* --- Java ---------------------------------------------------------------- */
+
+/* A SunPKCS11 provider configuration for the token of ctx (absolute module
+ * path, slot id) naming key's label as the KeyStore alias; no PIN.  Caller
+ * frees *out with free(). */
+P11C_API p11c_result p11c_java_pkcs11_config(p11c_ctx *ctx, p11c_key *key, char **out);
+/* A PKCS#12 truststore (DER) holding cas as Java trusted-certificate
+ * entries (aliases ca, ca2, ...): no encryption, no MAC, so it loads with
+ * any or no password; it holds nothing secret.  Caller frees *der with
+ * free(). */
+P11C_API p11c_result p11c_java_truststore(STACK_OF(X509) *cas, unsigned char **der, size_t *len);
 
 /* --- listing ------------------------------------------------------------- */
 

@@ -609,11 +609,11 @@ int ca_issue(struct ca *ca, X509_REQ *req, enum ca_profile prof, long seconds, X
 	EVP_PKEY *pub = X509_REQ_get0_pubkey(req);
 	STACK_OF(X509_EXTENSION) *exts = NULL;
 	GENERAL_NAMES *gens = NULL;
+	X509_NAME *rev = NULL;
 	char cn[256];
 	int rc = -1, crit = 0;
 	time_t now = time(NULL); /* one clock reading: the lifetime is exact */
 
-	(void)prof;
 	if (ca_expired(ca, now)) {
 		ca_err("the CA certificate expired (notAfter %s): p11ca signs nothing until the CA is "
 		       "renewed", ca_not_after_str(ca));
@@ -621,10 +621,17 @@ int ca_issue(struct ca *ca, X509_REQ *req, enum ca_profile prof, long seconds, X
 	}
 	if (pub == NULL || new_serial(ca, &serial) != 0)
 		goto out;
+	/* shared token: the RDN order reversed, as the NiFi TLS toolkit server
+	 * does, so a Java client's "CN=n1, OU=NIFI" (DER [CN, OU]) is issued
+	 * as [OU, CN], which Java prints "CN=n1, OU=NIFI" (docs/protocols.md
+	 * s2, docs/ca.md); Caramel keeps the CSR's order */
+	if (prof == PROFILE_TOKEN && p11c_name_reverse(X509_REQ_get_subject_name(req), &rev) != P11C_OK)
+		goto out;
 	x = X509_new();
 	if (x == NULL || !X509_set_version(x, 2) || !X509_set_serialNumber(x, serial) ||
 	    !X509_set_issuer_name(x, X509_get_subject_name(ca->cert)) ||
-	    !X509_set_subject_name(x, X509_REQ_get_subject_name(req)) || !X509_set_pubkey(x, pub) ||
+	    !X509_set_subject_name(x, rev != NULL ? rev : X509_REQ_get_subject_name(req)) ||
+	    !X509_set_pubkey(x, pub) ||
 	    /* five minutes back for clocks that run behind */
 	    !X509_time_adj(X509_getm_notBefore(x), -300, &now) ||
 	    !X509_time_adj(X509_getm_notAfter(x), seconds, &now))
@@ -696,6 +703,7 @@ out:
 	if (rc != 0)
 		ERR_clear_error();
 	GENERAL_NAMES_free(gens);
+	X509_NAME_free(rev);
 	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
 	ASN1_INTEGER_free(serial);
 	X509_free(x);

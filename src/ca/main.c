@@ -457,6 +457,81 @@ static int find_request(struct ca *ca, const char *what, struct store_request *r
 	return -1;
 }
 
+/* Length of the well-formed UTF-8 sequence at s (RFC 3629 s4: no overlong
+ * forms, no surrogates, at most U+10FFFF) that is not a C1 control
+ * (U+0080-U+009F), or 0. */
+static size_t utf8_printable(const unsigned char *s, size_t n)
+{
+	unsigned long cp;
+	size_t len, i;
+
+	if (s[0] < 0xC2 || s[0] > 0xF4)
+		return 0;
+	len = s[0] < 0xE0 ? 2 : s[0] < 0xF0 ? 3 : 4;
+	if (len > n)
+		return 0;
+	cp = s[0] & (0x7F >> len);
+	for (i = 1; i < len; i++) {
+		if ((s[i] & 0xC0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3F);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+	    (cp >= 0xD800 && cp <= 0xDFFF) || (cp >= 0x80 && cp <= 0x9F))
+		return 0;
+	return len;
+}
+
+static int hexval(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
+}
+
+/* A stored subject (RFC 2253 with OpenSSL's escapes: "L=Link\C3\B6ping")
+ * for people: \XX escapes of bytes >= 0x80 become those bytes, printed as
+ * UTF-8 when they form printable UTF-8; control characters (C0, DEL, C1)
+ * and bytes that are not UTF-8 stay (or become) \XX escapes, so a subject
+ * cannot move the terminal's cursor or break the JSON.  Bounded by out. */
+static const char *subject_display(const char *in, char *out, size_t outlen)
+{
+	unsigned char raw[1024];
+	size_t n = 0, i = 0, j = 0, k;
+	static const char hex[] = "0123456789ABCDEF";
+
+	if (in == NULL)
+		return "";
+	while (in[i] != '\0' && n < sizeof raw) {
+		if (in[i] == '\\' && isxdigit((unsigned char)in[i + 1]) && isxdigit((unsigned char)in[i + 2])) {
+			unsigned v = (unsigned)(hexval(in[i + 1]) << 4 | hexval(in[i + 2]));
+
+			if (v >= 0x80) {
+				raw[n++] = (unsigned char)v;
+				i += 3;
+				continue;
+			}
+		}
+		raw[n++] = (unsigned char)in[i++];
+	}
+	for (i = 0; i < n && j + 4 < outlen;) {
+		if (raw[i] >= 0x20 && raw[i] < 0x7F) {
+			out[j++] = (char)raw[i++];
+		} else if ((k = utf8_printable(raw + i, n - i)) > 0) {
+			if (j + k + 1 >= outlen)
+				break;
+			memcpy(out + j, raw + i, k);
+			j += k;
+			i += k;
+		} else {
+			out[j++] = '\\';
+			out[j++] = hex[raw[i] >> 4];
+			out[j++] = hex[raw[i] & 15];
+			i++;
+		}
+	}
+	out[j] = '\0';
+	return out;
+}
+
 static json_t *req_json(struct ca *ca, const struct store_request *r)
 {
 	json_t *j = json_object();
@@ -465,7 +540,9 @@ static json_t *req_json(struct ca *ca, const struct store_request *r)
 	memset(&c, 0, sizeof c);
 	json_object_set_new(j, "id", json_integer(r->id));
 	json_object_set_new(j, "sha256", json_string(r->sha256));
-	json_object_set_new(j, "subject", json_string(r->subject));
+	char subj[2048];
+
+	json_object_set_new(j, "subject", json_string(subject_display(r->subject, subj, sizeof subj)));
 	json_object_set_new(j, "cn", json_string(r->cn));
 	json_object_set_new(j, "ou", r->ou ? json_string(r->ou) : json_null());
 	json_object_set_new(j, "state", json_string(store_state_name(r->state)));
@@ -491,6 +568,7 @@ struct list_ctx {
 static int list_cb(const struct store_request *r, void *ud)
 {
 	struct list_ctx *l = ud;
+	char subj[2048];
 
 	if (!l->all && r->state == REQ_REJECTED)
 		return 0;
@@ -499,7 +577,8 @@ static int list_cb(const struct store_request *r, void *ud)
 		return 0;
 	}
 	printf("%-5lld %-8s %-6s %-8s %.16s  %s\n", (long long)r->id, store_state_name(r->state),
-	       r->lifetime == LIFETIME_LONG ? "long" : "short", r->protocol, r->sha256, r->subject);
+	       r->lifetime == LIFETIME_LONG ? "long" : "short", r->protocol, r->sha256,
+	       subject_display(r->subject, subj, sizeof subj));
 	return 0;
 }
 
@@ -565,10 +644,11 @@ static int cmd_show(struct opts *o, struct ca *ca)
 		printf("%s\n", s);
 	} else {
 		size_t i;
+		char subj[2048];
 
 		printf("request %lld (%s, %s, %s)\n  subject  %s\n  sha256   %s\n  certificates %zu\n",
 		       (long long)r.id, store_state_name(r.state), r.lifetime == LIFETIME_LONG ? "long" : "short",
-		       r.protocol, r.subject, r.sha256, json_array_size(certs));
+		       r.protocol, subject_display(r.subject, subj, sizeof subj), r.sha256, json_array_size(certs));
 		for (i = 0; i < json_array_size(certs); i++) {
 			json_t *c = json_array_get(certs, i);
 

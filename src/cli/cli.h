@@ -113,6 +113,11 @@ int cli_curl_ready(struct cli *c);
 int cmd_tunnel(struct cli *c, int argc, char **argv);
 int cmd_check(struct cli *c, int argc, char **argv);
 int cmd_renew(struct cli *c, int argc, char **argv);
+/* Write DIR/pkcs11.cfg and DIR/truststore.p12 (javafiles.c) for key and
+ * the CA certificates cas; their paths in *cfg_path / *ts_path when not
+ * NULL (caller frees).  0 or an exit code (printed). */
+int cli_java_files(struct cli *c, const char *dir, p11c_key *key, STACK_OF(X509) *cas, char **cfg_path,
+		   char **ts_path);
 /* seconds since the epoch of an ASN1_TIME */
 time_t ca_time(const ASN1_TIME *t);
 

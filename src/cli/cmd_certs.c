@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <openssl/err.h>
 #include <openssl/pem.h>
 
 #include "cli.h"
@@ -86,9 +87,83 @@ static int write_cert(struct cli *c, X509 *cert, const char *out, const char *fo
 
 static const char export_help[] =
 	"usage: p11cert export (--key URI | --cert URI) [-o FILE] [--outform pem|der]\n"
+	"       p11cert export --java DIR --key URI --ca-file FILE\n"
 	"\n"
 	"Write the certificate stored for a key (or a certificate object) as PEM\n"
-	"(default) or DER, to FILE atomically or to stdout.\n";
+	"(default) or DER, to FILE atomically or to stdout.\n"
+	"\n"
+	"--java DIR writes what a Java program needs to use the key and its\n"
+	"certificate from the token: DIR/pkcs11.cfg (SunPKCS11 configuration: module,\n"
+	"slot, alias = the key's label; no PIN) and DIR/truststore.p12 (the CA\n"
+	"certificates of FILE, PKCS#12 without password).\n";
+
+/* The CA certificates of a PEM file (at least one). */
+static int read_cas(struct cli *c, const char *file, STACK_OF(X509) **out)
+{
+	unsigned char *buf = NULL;
+	size_t len = 0;
+	BIO *b = NULL;
+	X509 *x;
+	int rc;
+
+	if ((rc = cli_input(c, file, &buf, &len)) != 0)
+		return rc;
+	rc = EX_SOFTWARE;
+	*out = sk_X509_new_null();
+	b = BIO_new_mem_buf(buf, (int)len);
+	if (*out == NULL || b == NULL)
+		goto out;
+	while ((x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL)
+		if (!sk_X509_push(*out, x)) {
+			X509_free(x);
+			goto out;
+		}
+	ERR_clear_error();
+	if (sk_X509_num(*out) == 0) {
+		fprintf(stderr, "p11cert: %s: no PEM certificate in '%s'\n", c->cmd, file);
+		rc = EX_DATAERR;
+		goto out;
+	}
+	rc = 0;
+out:
+	if (rc != 0) {
+		sk_X509_pop_free(*out, X509_free);
+		*out = NULL;
+	}
+	BIO_free(b);
+	free(buf);
+	return rc;
+}
+
+/* export --java DIR: the key needs a certificate, signed by a CA of FILE */
+static int export_java(struct cli *c, p11c_key *key, X509 *cert, const char *dir, const char *ca_file)
+{
+	STACK_OF(X509) *cas = NULL;
+	char *cfg = NULL, *ts = NULL;
+	int rc, i, signed_by = 0;
+
+	if ((rc = read_cas(c, ca_file, &cas)) != 0)
+		return rc;
+	for (i = 0; i < sk_X509_num(cas) && !signed_by; i++)
+		signed_by = X509_verify(cert, X509_get0_pubkey(sk_X509_value(cas, i))) == 1;
+	ERR_clear_error();
+	if (!signed_by) {
+		fprintf(stderr, "p11cert: %s: the certificate of '%s' is not signed by a certificate in '%s'\n",
+			c->cmd, p11c_key_label(key), ca_file);
+		rc = EX_DATAERR;
+		goto out;
+	}
+	if ((rc = cli_java_files(c, dir, key, cas, &cfg, &ts)) != 0)
+		goto out;
+	if (!c->quiet)
+		fprintf(stderr, "p11cert: export: %s (KeyStore type PKCS11, alias '%s') and %s\n", cfg,
+			p11c_key_label(key), ts);
+out:
+	free(cfg);
+	free(ts);
+	sk_X509_pop_free(cas, X509_free);
+	return rc;
+}
 
 int cmd_export(struct cli *c, int argc, char **argv)
 {
@@ -97,9 +172,11 @@ int cmd_export(struct cli *c, int argc, char **argv)
 		{ "cert", required_argument, NULL, 'c' },
 		{ "out", required_argument, NULL, 'o' },
 		{ "outform", required_argument, NULL, 'F' },
+		{ "java", required_argument, NULL, 'J' },
+		{ "ca-file", required_argument, NULL, 'C' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *kuri = NULL, *curi = NULL, *out = NULL, *form = "pem";
+	const char *kuri = NULL, *curi = NULL, *out = NULL, *form = "pem", *jdir = NULL, *ca_file = NULL;
 	p11c_key *key = NULL;
 	X509 *cert = NULL;
 	p11c_result r;
@@ -121,12 +198,22 @@ int cmd_export(struct cli *c, int argc, char **argv)
 		case 'F':
 			form = optarg;
 			break;
+		case 'J':
+			jdir = optarg;
+			break;
+		case 'C':
+			ca_file = optarg;
+			break;
 		default:
 			return cli_bad_option(c, argv);
 		}
 	}
 	if (optind != argc)
 		return cli_usage(c, "unexpected argument '%s'", argv[optind]);
+	if (jdir != NULL && (kuri == NULL || ca_file == NULL || out != NULL))
+		return cli_usage(c, "--java DIR needs --key URI and --ca-file FILE (and no -o)");
+	if (jdir == NULL && ca_file != NULL)
+		return cli_usage(c, "--ca-file goes with --java DIR");
 	if ((kuri == NULL) == (curi == NULL))
 		return cli_usage(c, "give one of --key URI or --cert URI");
 	if (strcmp(form, "pem") != 0 && strcmp(form, "der") != 0)
@@ -144,7 +231,7 @@ int cmd_export(struct cli *c, int argc, char **argv)
 		rc = cli_fail(c, r, NULL);
 		goto out;
 	}
-	rc = write_cert(c, cert, out, form);
+	rc = jdir != NULL ? export_java(c, key, cert, jdir, ca_file) : write_cert(c, cert, out, form);
 out:
 	X509_free(cert);
 	p11c_key_free(&key);

@@ -506,12 +506,14 @@ static int read_token(struct cli *c, const char *file, unsigned char **tok, size
 	return 0;
 }
 
-/* config.json in the upstream shape (Jackson's "key" : value, 2 spaces),
- * PKCS#11 URIs where upstream names keystore files; no PIN, no token. */
-static char *nifi_config(p11c_key *key, const char *dn, const char *host, int port, const char *trust,
-			 const char *const *sans, int nsans, long days)
+/* config.json in the upstream shape (Jackson's "key" : value, 2 spaces):
+ * the key store is the token, through the SunPKCS11 configuration
+ * (keyStoreType PKCS11), the trust store the PKCS#12 file with the CA; SAN
+ * entries bare names as upstream writes them; no PIN, no token. */
+static char *nifi_config(p11c_key *key, const char *dn, const char *host, int port, const char *p11cfg,
+			 const char *trust, const char *const *sans, int nsans, long days)
 {
-	char *s = NULL, *kuri = p11c_key_uri(key, "private");
+	char *s = NULL;
 	size_t len = 0;
 	FILE *fp = open_memstream(&s, &len);
 	EVP_PKEY *pub = p11c_key_public(key);
@@ -521,11 +523,8 @@ static char *nifi_config(p11c_key *key, const char *dn, const char *host, int po
 	json_t *q;
 	char *qs;
 
-	if (fp == NULL || kuri == NULL) {
-		if (fp)
-			fclose(fp);
+	if (fp == NULL) {
 		free(s);
-		free(kuri);
 		return NULL;
 	}
 #define STR(k, v) do { q = json_string(v); qs = q ? json_dumps(q, JSON_ENCODE_ANY) : NULL; \
@@ -534,7 +533,7 @@ static char *nifi_config(p11c_key *key, const char *dn, const char *host, int po
 	STR("keyPairAlgorithm", rsa ? "RSA" : "EC");
 	STR("signingAlgorithm", rsa ? "SHA256WITHRSA" : "SHA256WITHECDSA");
 	STR("dn", dn);
-	STR("keyStore", kuri);
+	STR("keyStore", p11cfg);
 	STR("keyStoreType", "PKCS11");
 	fprintf(fp, "  \"keyStorePassword\" : null,\n  \"keyPassword\" : null,\n  \"token\" : null,\n");
 	STR("caHostname", host);
@@ -544,7 +543,10 @@ static char *nifi_config(p11c_key *key, const char *dn, const char *host, int po
 	STR("additionalCACertificate", "");
 	fprintf(fp, "  \"domainAlternativeNames\" : [");
 	for (i = 0; i < nsans; i++) {
-		q = json_string(sans[i]);
+		/* "DNS:node1.example.com" -> "node1.example.com" */
+		const char *colon = strchr(sans[i], ':');
+
+		q = json_string(colon ? colon + 1 : sans[i]);
 		qs = q ? json_dumps(q, JSON_ENCODE_ANY) : NULL;
 		fprintf(fp, "%s %s", i ? "," : "", qs ? qs : "\"\"");
 		free(qs);
@@ -552,10 +554,9 @@ static char *nifi_config(p11c_key *key, const char *dn, const char *host, int po
 	}
 	fprintf(fp, "%s],\n", nsans ? " " : "");
 	STR("trustStore", trust);
-	fprintf(fp, "  \"trustStorePassword\" : null,\n  \"trustStoreType\" : \"PEM\"\n}\n");
+	fprintf(fp, "  \"trustStorePassword\" : null,\n  \"trustStoreType\" : \"PKCS12\"\n}\n");
 #undef STR
 	fclose(fp);
-	free(kuri);
 	return s;
 }
 
@@ -567,7 +568,10 @@ static const char token_help[] =
 	"Enroll with a shared-token CA (NiFi TLS toolkit server, or p11ca).  The token\n"
 	"comes from --token-file or P11CERT_CA_TOKEN (at least 16 bytes), never argv.\n"
 	"DN defaults to 'CN=<this host>, OU=NIFI'; the key to pkcs11:object=<CN>.\n"
-	"Writes DIR/nifi-cert.pem (the CA) and DIR/config.json (mode 0600, no secrets).\n"
+	"Writes DIR/nifi-cert.pem (the CA, PEM), DIR/truststore.p12 (the CA, PKCS#12, no\n"
+	"password), DIR/pkcs11.cfg (SunPKCS11 configuration for the token key) and\n"
+	"DIR/config.json (mode 0600, no secrets).  The CSR subject keeps the order of\n"
+	"--dn as written ('CN=n1, OU=NIFI' is [CN, OU]), as the NiFi Java client does.\n"
 	"Does nothing when the token already holds a valid certificate for the key.\n"
 	"Holds DIR/config.json.lock for the run: exit 75 when another run holds it.\n";
 
@@ -587,7 +591,8 @@ int cmd_enroll_token(struct cli *c, int argc, char **argv)
 	long lport;
 	long timeout = 30;
 	char hostname[256], dnbuf[300], err[256], *key_uri = NULL, *cfg = NULL, *trust = NULL, *cfgp = NULL;
-	char *lock = NULL;
+	char *lock = NULL, *jcfg = NULL, *jts = NULL;
+	STACK_OF(X509) *cas = NULL;
 	unsigned char *tok = NULL;
 	size_t tok_len = 0;
 	X509_NAME *dn = NULL;
@@ -639,7 +644,9 @@ int cmd_enroll_token(struct cli *c, int argc, char **argv)
 		snprintf(dnbuf, sizeof dnbuf, "CN=%s, OU=NIFI", hostname);
 		dn_s = dnbuf;
 	}
-	if (p11c_subject_parse(dn_s, &dn, err, sizeof err) != P11C_OK) {
+	/* in the order written, like the Java client: "CN=n1, OU=NIFI" is
+	 * the DER subject [CN, OU]; the CA reverses it (docs/enroll.md) */
+	if (p11c_dn_parse_as_written(dn_s, &dn, err, sizeof err) != P11C_OK) {
 		rc = cli_usage(c, "bad --dn '%s': %s", dn_s, err);
 		goto out;
 	}
@@ -715,7 +722,15 @@ int cmd_enroll_token(struct cli *c, int argc, char **argv)
 		goto out;
 	if ((rc = write_x509(c, trust, ca, 0644)) != 0)
 		goto out;
-	cfg = nifi_config(key, dn_s, host, port, trust, san_s, nsans,
+	/* the same identity for Java programs: SunPKCS11 configuration and
+	 * PKCS#12 truststore, which config.json points at */
+	if ((cas = sk_X509_new_null()) == NULL || !sk_X509_push(cas, ca)) {
+		rc = EX_SOFTWARE;
+		goto out;
+	}
+	if ((rc = cli_java_files(c, dir, key, cas, &jcfg, &jts)) != 0)
+		goto out;
+	cfg = nifi_config(key, dn_s, host, port, jcfg, jts, san_s, nsans,
 			  (long)((ca_time(X509_get0_notAfter(cert)) - ca_time(X509_get0_notBefore(cert))) / 86400));
 	if (cfg == NULL || (rc = cli_output(c, cfgp, cfg, strlen(cfg), 0600)) != 0)
 		goto out;
@@ -734,6 +749,9 @@ out:
 	free(cfg);
 	free(trust);
 	free(cfgp);
+	free(jcfg);
+	free(jts);
+	sk_X509_free(cas);
 	X509_NAME_free(dn);
 	sk_GENERAL_NAME_pop_free(sans, GENERAL_NAME_free);
 	X509_free(cert);

@@ -541,8 +541,14 @@ out:
 	return r;
 }
 
-p11c_result p11c_subject_parse(const char *s, X509_NAME **out, char *err,
-			       size_t errlen)
+p11c_result p11c_name_reverse(const X509_NAME *in, X509_NAME **out)
+{
+	if (in == NULL || out == NULL)
+		return P11C_ERR_ARG;
+	return reverse_rdns(in, out);
+}
+
+static p11c_result subject_parse(const char *s, int as_written, X509_NAME **out, char *err, size_t errlen)
 {
 	struct subj_parser p;
 	X509_NAME *rev = NULL;
@@ -583,7 +589,7 @@ p11c_result p11c_subject_parse(const char *s, X509_NAME **out, char *err,
 	if (r != P11C_OK)
 		goto out;
 
-	if (p.rfc) {
+	if (p.rfc && !as_written) {
 		r = reverse_rdns(p.name, &rev);
 		if (r != P11C_OK) {
 			set_err(err, errlen, "out of memory");
@@ -600,6 +606,20 @@ out:
 	X509_NAME_free(rev);
 	X509_NAME_free(p.name);
 	return r;
+}
+
+p11c_result p11c_subject_parse(const char *s, X509_NAME **out, char *err, size_t errlen)
+{
+	return subject_parse(s, 0, out, err, errlen);
+}
+
+/* The NiFi TLS toolkit client reads its DN string with BouncyCastle's
+ * X500Name, which encodes the RDNs in the order written ("CN=a, OU=NIFI"
+ * gives the DER sequence [CN, OU]), not in RFC 4514 s2.1's reversed
+ * reading; docs/protocols.md s2, docs/enroll.md. */
+p11c_result p11c_dn_parse_as_written(const char *s, X509_NAME **out, char *err, size_t errlen)
+{
+	return subject_parse(s, 1, out, err, errlen);
 }
 
 /* --- subjectAltName -------------------------------------------------- */

@@ -212,6 +212,50 @@ static void test_multivalued(void **state)
 	X509_NAME_free(n);
 }
 
+/* The NiFi Java client's reading (issue 15 s1): "CN=n1, OU=NIFI" is the
+ * DER sequence [CN, OU]; the server's reversal gives [OU, CN]. */
+static void test_dn_as_written(void **state)
+{
+	X509_NAME *n = NULL, *rev = NULL, *slash;
+	char err[ERRLEN];
+
+	(void)state;
+	assert_int_equal(p11c_dn_parse_as_written("CN=n1, OU=NIFI", &n, err, sizeof err), P11C_OK);
+	assert_int_equal(X509_NAME_entry_count(n), 2);
+	assert_entry(n, 0, NID_commonName, 0, "n1", 2);
+	assert_entry(n, 1, NID_organizationalUnitName, 1, "NIFI", 4);
+	/* the slash form is in the order written already */
+	slash = parse_ok("/CN=n1/OU=NIFI");
+	assert_int_equal(X509_NAME_cmp(n, slash), 0);
+	X509_NAME_free(slash);
+	/* reversed: what p11c_subject_parse makes of the same string */
+	assert_int_equal(p11c_name_reverse(n, &rev), P11C_OK);
+	slash = parse_ok("CN=n1, OU=NIFI");
+	assert_int_equal(X509_NAME_cmp(rev, slash), 0);
+	assert_entry(rev, 0, NID_organizationalUnitName, 0, "NIFI", 4);
+	X509_NAME_free(slash);
+	X509_NAME_free(rev);
+	X509_NAME_free(n);
+	/* multi-valued RDNs stay together */
+	n = NULL;
+	rev = NULL;
+	assert_int_equal(p11c_dn_parse_as_written("CN=a+UID=b, O=x", &n, err, sizeof err), P11C_OK);
+	assert_entry(n, 0, NID_commonName, 0, "a", 1);
+	assert_entry(n, 1, NID_userId, 0, "b", 1);
+	assert_entry(n, 2, NID_organizationName, 1, "x", 1);
+	assert_int_equal(p11c_name_reverse(n, &rev), P11C_OK);
+	assert_entry(rev, 0, NID_organizationName, 0, "x", 1);
+	assert_entry(rev, 1, NID_commonName, 1, "a", 1);
+	assert_entry(rev, 2, NID_userId, 1, "b", 1);
+	X509_NAME_free(rev);
+	X509_NAME_free(n);
+	/* errors as p11c_subject_parse's */
+	n = NULL;
+	assert_int_equal(p11c_dn_parse_as_written("CN=a,,O=x", &n, err, sizeof err), P11C_ERR_SUBJECT);
+	assert_null(n);
+	assert_int_equal(p11c_name_reverse(NULL, &rev), P11C_ERR_ARG);
+}
+
 static void test_oid_and_types(void **state)
 {
 	X509_NAME *n;
@@ -512,6 +556,7 @@ int main(void)
 		cmocka_unit_test(test_escapes_slash),
 		cmocka_unit_test(test_escapes_rfc),
 		cmocka_unit_test(test_multivalued),
+		cmocka_unit_test(test_dn_as_written),
 		cmocka_unit_test(test_oid_and_types),
 		cmocka_unit_test(test_subject_errors),
 		cmocka_unit_test(test_subject_args),
