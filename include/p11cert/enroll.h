@@ -70,6 +70,11 @@ P11C_API void p11c_enrollment_clear(p11c_enrollment *e);
 /* A random (version 4) UUID, lower case, into out[37]. */
 P11C_API p11c_result p11c_uuid4(char out[37]);
 
+/* The Server header of the last HTTP answer this handle received ("" when
+ * it had none).  p11ca sends "p11ca"; upstream servers send what their
+ * front end sends, if anything. */
+P11C_API const char *p11c_ctx_server_software(const p11c_ctx *ctx);
+
 /* Poll backoff of the Caramel clients: 0.87 s * 2^attempt, capped at
  * 23 s, +-15 % jitter.  Milliseconds. */
 P11C_API long p11c_caramel_backoff_ms(unsigned attempt);

@@ -398,8 +398,7 @@ int cmd_enroll_caramel(struct cli *c, int argc, char **argv)
 			break;
 		/* pending */
 		if (once) {
-			fprintf(stderr, "p11cert: enroll: request %s for '%s' is waiting for the CA administrator "
-				"(p11ca sign %s)\n", sha, id, sha);
+			cli_caramel_pending(c, server, sha, id, key);
 			rc = CARAMEL_EX_PENDING;
 			goto out;
 		}
@@ -412,6 +411,8 @@ int cmd_enroll_caramel(struct cli *c, int argc, char **argv)
 				rc = CARAMEL_EX_PENDING;
 				goto out;
 			}
+			if (attempt == 1)
+				cli_caramel_warn_upstream(c, server, key);
 			if (!c->quiet)
 				fprintf(stderr, "p11cert: enroll: waiting for the CA at %s to sign request %s for '%s' "
 					"(attempt %u, next in %.1f s)\n", server, sha, id, attempt, (double)ms / 1000);
