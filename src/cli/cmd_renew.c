@@ -15,7 +15,7 @@
 #include <p11cert/enroll.h>
 #include <p11cert/proto.h>
 
-#include "cli.h"
+#include "renew.h"
 
 /* check: systemd ExecCondition= semantics */
 #define CHECK_RENEW 0
@@ -346,12 +346,6 @@ out:
 	return rc;
 }
 
-/* What an enrollment record says (DIR/CLIENTID.enroll). */
-struct renew_job {
-	const char *dir, *server, *id, *uri, *ca_file;
-	int rekey;
-};
-
 /* Caramel without a new key: the recorded request polled in embedded
  * mode with the current certificate presented (mTLS). */
 static int renew_caramel(struct cli *c, const struct renew_job *j)
@@ -390,6 +384,7 @@ static const struct renewer {
 	int (*renew)(struct cli *c, const struct renew_job *j);
 } renewers[] = {
 	{ "caramel", renew_caramel },
+	{ "token", renew_token },
 };
 
 static const char renew_help[] =
@@ -486,7 +481,7 @@ int cmd_renew(struct cli *c, int argc, char **argv)
 	}
 	before = token_cert(c, uri);
 	{
-		struct renew_job j = { dir, server, cid, uri, ca_file, rekey };
+		struct renew_job j = { dir, server, cid, uri, ca_file, rekey, st };
 
 		rc = renewers[ri].renew(c, &j);
 	}
