@@ -286,7 +286,6 @@ static int rekey_caramel(struct cli *c, const char *dir, const char *server, con
 		/* kept before it is posted: a rerun polls this very request */
 		if ((rc = cli_output(c, rk_path, csr, csr_len, 0644)) != 0)
 			goto out;
-		rc = EX_FAIL;
 	}
 	p11c_sha256_hex(csr, csr_len, sha);
 	r = p11c_caramel_poll(c->ctx, &srv, csr, csr_len, old, old_cert, NULL, &st, &cpem);
