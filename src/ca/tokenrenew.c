@@ -111,7 +111,8 @@ void token_renew_handle(struct server *s, httpd_req *r)
 		reply(r, 400, NULL, "csr signature does not verify");
 		goto out;
 	}
-	if (!ca_key_ok(pk, err, sizeof err)) {
+	/* the policy of every endpoint: key, signature hash, DN */
+	if (!ca_csr_ok(req, err, sizeof err)) {
 		reply(r, 400, NULL, err);
 		goto out;
 	}
@@ -119,7 +120,8 @@ void token_renew_handle(struct server *s, httpd_req *r)
 		reply(r, 403, NULL, "the csr subject must be the client certificate's subject, unchanged");
 		goto out;
 	}
-	if (!ca_sans_ok(s->ca, req, err, sizeof err)) {
+	/* names as the token endpoint checks them */
+	if (!ca_sans_policy(s->ca, req, 0, err, sizeof err)) {
 		reply(r, 403, NULL, err);
 		goto out;
 	}
@@ -128,8 +130,9 @@ void token_renew_handle(struct server *s, httpd_req *r)
 		reply(r, rc < 0 ? 500 : 403, NULL, rc < 0 ? "database error" : "request rejected");
 		goto out;
 	}
-	if (ca_sign_request(s->ca, &q, LIFETIME_SHORT, PROFILE_TOKEN, &cert, time(NULL)) != 0) {
-		reply(r, 500, NULL, "signing failed");
+	rc = ca_sign_request(s->ca, &q, LIFETIME_SHORT, PROFILE_TOKEN, &cert, time(NULL));
+	if (rc != 0) {
+		reply(r, rc == 1 ? 403 : 500, NULL, rc == 1 ? "key revoked" : "signing failed");
 		goto out;
 	}
 	reply(r, 200, cert, NULL);

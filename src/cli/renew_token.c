@@ -133,6 +133,10 @@ int renew_token(struct cli *c, const struct renew_job *j)
 	if (asprintf(&lock, "%s/config.json.lock", j->dir) < 0)
 		goto out;
 	fd = cli_lock(lock);
+	if (fd == -3) {
+		rc = EX_UNSAFE;
+		goto out;
+	}
 	if (fd == -1) {
 		fprintf(stderr, "p11cert: renew: another run holds the lock %s\n", lock);
 		rc = EX_TEMPFAIL_;
