@@ -70,6 +70,11 @@ P11C_API void p11c_enrollment_clear(p11c_enrollment *e);
 /* A random (version 4) UUID, lower case, into out[37]. */
 P11C_API p11c_result p11c_uuid4(char out[37]);
 
+/* The Server header of the last HTTP answer this handle received ("" when
+ * it had none).  p11ca sends "p11ca"; upstream servers send what their
+ * front end sends, if anything. */
+P11C_API const char *p11c_ctx_server_software(const p11c_ctx *ctx);
+
 /* Poll backoff of the Caramel clients: 0.87 s * 2^attempt, capped at
  * 23 s, +-15 % jitter.  Milliseconds. */
 P11C_API long p11c_caramel_backoff_ms(unsigned attempt);
@@ -93,6 +98,26 @@ typedef struct {
  * On success *cert and *ca (the peer's certificate) are set. */
 P11C_API p11c_result p11c_token_enroll(p11c_ctx *ctx, p11c_key *key,
 				       const p11c_token_enroll_opts *o, X509 **cert, X509 **ca);
+
+/* Renewal without the shared token (p11ca only, docs/ca.md): POST
+ * https://HOST:PORT/renew {"csr": PEM} over verified TLS (trust: ca_file,
+ * the CA certificate, which is the server's TLS certificate) with the
+ * current key and certificate as TLS client identity.  The CSR, signed by
+ * key (current itself, or a new key for a rekey), carries the current
+ * certificate's subject and subjectAltName unchanged; the answer must be a
+ * certificate signed by the CA, for key, with the current subject byte for
+ * byte.  Upstream servers have no such endpoint: P11C_ERR_PROTOCOL with a
+ * detail that says so. */
+typedef struct {
+	const char *ca_host;
+	int port;              /* 0: 9443 */
+	const char *ca_file;   /* the CA certificate (nifi-cert.pem) */
+	long timeout_ms;       /* 0: 30 s */
+} p11c_token_renew_opts;
+
+P11C_API p11c_result p11c_token_renew(p11c_ctx *ctx, p11c_key *key, p11c_key *current,
+				      X509 *current_cert, const p11c_token_renew_opts *o,
+				      X509 **cert);
 
 #ifdef __cplusplus
 }

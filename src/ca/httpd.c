@@ -663,6 +663,9 @@ httpd_reply(httpd_req *r, int status, const char *content_type,
 	}
 	if (content_type != NULL && evhttp_add_header(oh, "Content-Type", content_type) != 0)
 		goto bad_header;
+	/* clients tell p11ca from upstream servers by it (docs/ca.md) */
+	if (evhttp_add_header(oh, "Server", "p11ca") != 0)
+		goto bad_header;
 	for (i = 0; extra_headers != NULL && extra_headers[i] != NULL; i += 2) {
 		/* evhttp refuses values with CR/LF (response splitting) */
 		if (extra_headers[i + 1] == NULL ||

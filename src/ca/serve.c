@@ -60,6 +60,11 @@ static void dispatch(httpd_req *r, void *ud)
 	struct server *s = ud;
 	const char *path = httpd_req_path(r);
 
+	/* p11ca's renewal over mTLS, next to the token protocol (docs/ca.md) */
+	if (strcmp(path, "/renew") == 0 && (httpd_req_listener(r) == LISTENER_TOKEN || s->token_on_main)) {
+		token_renew_handle(s, r);
+		return;
+	}
 	if (httpd_req_listener(r) == LISTENER_TOKEN ||
 	    (s->token_on_main && strcmp(path, "/") == 0 && strcmp(httpd_req_method(r), "POST") == 0)) {
 		/* upstream ignores method and path on its token port */

@@ -38,6 +38,8 @@ struct server {
 
 void caramel_handle(struct server *s, httpd_req *r);
 void token_handle(struct server *s, httpd_req *r);
+/* POST /renew: shared-token identities renewed over mTLS (tokenrenew.c) */
+void token_renew_handle(struct server *s, httpd_req *r);
 /* application/problem+json reply */
 void reply_problem(httpd_req *r, int status, const char *title, const char *detail);
 

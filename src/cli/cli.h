@@ -118,6 +118,11 @@ int cmd_renew(struct cli *c, int argc, char **argv);
  * NULL (caller frees).  0 or an exit code (printed). */
 int cli_java_files(struct cli *c, const char *dir, p11c_key *key, STACK_OF(X509) *cas, char **cfg_path,
 		   char **ts_path);
+/* The message of a Caramel request still waiting for its signature, and
+ * a warning when the server is not p11ca and the key is one upstream
+ * Caramel never signs (caramel_pending.c). */
+void cli_caramel_pending(struct cli *c, const char *server, const char *sha, const char *id, p11c_key *key);
+void cli_caramel_warn_upstream(struct cli *c, const char *server, p11c_key *key);
 /* seconds since the epoch of an ASN1_TIME */
 time_t ca_time(const ASN1_TIME *t);
 

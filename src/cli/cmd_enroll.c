@@ -20,6 +20,7 @@
 #include <p11cert/proto.h>
 
 #include "cli.h"
+#include "renew.h"
 #include "testhook.h"
 
 /* Caramel embedded-mode exit codes, as documented by its authors. */
@@ -398,8 +399,7 @@ int cmd_enroll_caramel(struct cli *c, int argc, char **argv)
 			break;
 		/* pending */
 		if (once) {
-			fprintf(stderr, "p11cert: enroll: request %s for '%s' is waiting for the CA administrator "
-				"(p11ca sign %s)\n", sha, id, sha);
+			cli_caramel_pending(c, server, sha, id, key);
 			rc = CARAMEL_EX_PENDING;
 			goto out;
 		}
@@ -412,6 +412,8 @@ int cmd_enroll_caramel(struct cli *c, int argc, char **argv)
 				rc = CARAMEL_EX_PENDING;
 				goto out;
 			}
+			if (attempt == 1)
+				cli_caramel_warn_upstream(c, server, key);
 			if (!c->quiet)
 				fprintf(stderr, "p11cert: enroll: waiting for the CA at %s to sign request %s for '%s' "
 					"(attempt %u, next in %.1f s)\n", server, sha, id, attempt, (double)ms / 1000);
@@ -470,7 +472,7 @@ out:
 
 /* --- shared token -------------------------------------------------------------- */
 
-static int read_token(struct cli *c, const char *file, unsigned char **tok, size_t *len)
+int read_token(struct cli *c, const char *file, unsigned char **tok, size_t *len)
 {
 	const char *env = getenv("P11CERT_CA_TOKEN");
 	unsigned char *b = NULL;
@@ -694,7 +696,7 @@ int cmd_enroll_token(struct cli *c, int argc, char **argv)
 		if (!c->quiet)
 			fprintf(stderr, "p11cert: enroll: the token already holds a valid certificate for '%s'; "
 				"nothing to do\n", cli_safe(p11c_key_label(key)));
-		rc = 0;
+		rc = token_record_write(c, dir, p11c_key_label(key), uri, host, port, tfile, dn_s, san_s, nsans);
 		goto out;
 	}
 	memset(&o, 0, sizeof o);
@@ -733,6 +735,8 @@ int cmd_enroll_token(struct cli *c, int argc, char **argv)
 	cfg = nifi_config(key, dn_s, host, port, jcfg, jts, san_s, nsans,
 			  (long)((ca_time(X509_get0_notAfter(cert)) - ca_time(X509_get0_notBefore(cert))) / 86400));
 	if (cfg == NULL || (rc = cli_output(c, cfgp, cfg, strlen(cfg), 0600)) != 0)
+		goto out;
+	if ((rc = token_record_write(c, dir, p11c_key_label(key), uri, host, port, tfile, dn_s, san_s, nsans)) != 0)
 		goto out;
 	if (!c->quiet)
 		fprintf(stderr, "p11cert: enroll: certificate for '%s' stored in token '%s'; CA in %s\n", dn_s,

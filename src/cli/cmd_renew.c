@@ -15,7 +15,7 @@
 #include <p11cert/enroll.h>
 #include <p11cert/proto.h>
 
-#include "cli.h"
+#include "renew.h"
 
 /* check: systemd ExecCondition= semantics */
 #define CHECK_RENEW 0
@@ -180,18 +180,43 @@ static X509 *token_cert(struct cli *c, const char *uri)
 	return x;
 }
 
-/* Rekey over Caramel: a new key under a temporary label; its CSR posted
- * with mutual TLS by the old key (p11ca signs such renewals at once); the
- * old key and certificate destroyed only once the new certificate is
+/* The CSR of a rekey in progress: DIR/ID.rekey.csr when it is for the
+ * new key (caller frees), else NULL. */
+static char *rekey_csr_read(const char *path, p11c_key *nkey, size_t *len)
+{
+	unsigned char *b = NULL;
+	size_t bl = 0;
+	X509_REQ *req = NULL;
+	char *out = NULL;
+
+	if (p11c_file_read(path, 4096, &b, &bl) == P11C_OK && p11c_req_parse(b, bl, &req) == P11C_OK &&
+	    EVP_PKEY_eq(X509_REQ_get0_pubkey(req), p11c_key_public(nkey)) == 1) {
+		out = (char *)b;
+		*len = bl;
+		b = NULL;
+	}
+	X509_REQ_free(req);
+	free(b);
+	ERR_clear_error();
+	return out;
+}
+
+/* Rekey over Caramel: a new key under a temporary label (LABEL~rekey) and
+ * its CSR (DIR/ID.rekey.csr), posted with mutual TLS by the old key (p11ca
+ * signs such renewals at once when renew-mtls is on).  A CA that does not
+ * sign at once (upstream: an operator runs caramel_tool) leaves both in
+ * place: the next run polls the same request, like a pending enroll.  The
+ * old key and certificate are destroyed only once the new certificate is
  * stored and verified; then the new key takes the old label. */
 static int rekey_caramel(struct cli *c, const char *dir, const char *server, const char *id, const char *uri,
 			 const char *ca_file)
 {
 	p11c_caramel_server srv;
 	p11c_caramel_state st;
-	p11c_key *old = NULL, *nkey = NULL, *stale = NULL;
+	p11c_key *old = NULL, *nkey = NULL;
 	X509 *old_cert = NULL, *ca = NULL, *cert = NULL;
 	char *tmp_uri = NULL, *csr = NULL, *cpem = NULL, *csr_path = NULL, *crt_path = NULL, *label = NULL;
+	char *rk_path = NULL, *lock = NULL, sha[65];
 	size_t csr_len = 0;
 	p11c_key_type kt;
 	p11c_result r;
@@ -202,27 +227,26 @@ static int rekey_caramel(struct cli *c, const char *dir, const char *server, con
 		rc = EX_UNAVAILABLE;
 		goto out;
 	}
-	/* the lock of enroll caramel: a rekey next to an enrollment or another
-	 * rekey would delete the other's LABEL~rekey key as a leftover */
-	if (asprintf(&csr_path, "%s/%s.lock", dir, id) < 0)
+	if (asprintf(&lock, "%s/%s.lock", dir, id) < 0 || asprintf(&rk_path, "%s/%s.rekey.csr", dir, id) < 0 ||
+	    asprintf(&csr_path, "%s/%s.csr", dir, id) < 0 || asprintf(&crt_path, "%s/%s.crt", dir, id) < 0)
 		goto out;
-	fd = cli_lock(csr_path);
+	/* the lock of enroll caramel: a rekey next to an enrollment or another
+	 * rekey would race on LABEL~rekey */
+	fd = cli_lock(lock);
 	if (fd == -3) {
 		rc = EX_UNSAFE;
 		goto out;
 	}
 	if (fd == -2) {
-		fprintf(stderr, "p11cert: renew: cannot create the lock file %s: %s\n", csr_path, strerror(errno));
+		fprintf(stderr, "p11cert: renew: cannot create the lock file %s: %s\n", lock, strerror(errno));
 		rc = EX_CANTCREAT;
 		goto out;
 	}
 	if (fd == -1) {
-		fprintf(stderr, "p11cert: renew: another run holds the lock %s\n", csr_path);
+		fprintf(stderr, "p11cert: renew: another run holds the lock %s\n", lock);
 		rc = EX_TEMPFAIL_;
 		goto out;
 	}
-	free(csr_path);
-	csr_path = NULL;
 	if ((r = p11c_key_find(c->ctx, uri, &old)) != P11C_OK) {
 		rc = cli_fail(c, r, "the current key");
 		goto out;
@@ -231,10 +255,13 @@ static int rekey_caramel(struct cli *c, const char *dir, const char *server, con
 	label = strdup(p11c_key_label(old));
 	if (label == NULL || asprintf(&tmp_uri, "pkcs11:token=%s;object=%s~rekey", p11c_token_label(c->ctx), label) < 0)
 		goto out;
-	/* a leftover from an interrupted rekey goes first */
-	if (p11c_key_find(c->ctx, tmp_uri, &stale) == P11C_OK)
-		(void)p11c_key_delete(c->ctx, &stale);
-	if ((r = p11c_keygen(c->ctx, tmp_uri, kt, 0, &nkey)) != P11C_OK) {
+	/* a rekey begun earlier (its request pending) goes on with its key */
+	if (p11c_key_find(c->ctx, tmp_uri, &nkey) == P11C_OK) {
+		csr = rekey_csr_read(rk_path, nkey, &csr_len);
+		if (!c->quiet)
+			fprintf(stderr, "p11cert: renew: resuming the rekey of '%s' with the new key '%s~rekey'\n", id,
+				label);
+	} else if ((r = p11c_keygen(c->ctx, tmp_uri, kt, 0, &nkey)) != P11C_OK) {
 		rc = cli_fail(c, r, "cannot generate the new key");
 		goto out;
 	}
@@ -251,9 +278,14 @@ static int rekey_caramel(struct cli *c, const char *dir, const char *server, con
 		rc = cli_fail(c, r, "cannot get the CA certificate");
 		goto out;
 	}
-	if ((r = p11c_caramel_csr(nkey, ca, id, &csr, &csr_len)) != P11C_OK) {
-		rc = cli_fail(c, r, "cannot make the CSR");
-		goto out;
+	if (csr == NULL) {
+		if ((r = p11c_caramel_csr(nkey, ca, id, &csr, &csr_len)) != P11C_OK) {
+			rc = cli_fail(c, r, "cannot make the CSR");
+			goto out;
+		}
+		/* kept before it is posted: a rerun polls this very request */
+		if ((rc = cli_output(c, rk_path, csr, csr_len, 0644)) != 0)
+			goto out;
 	}
 	/* the new key is done signing: a TPM without a resource manager has
 	 * room for the old key's TLS signature only once it is unloaded */
@@ -261,15 +293,26 @@ static int rekey_caramel(struct cli *c, const char *dir, const char *server, con
 		rc = cli_fail(c, r, "cannot release the new key's TPM objects");
 		goto out;
 	}
+	p11c_sha256_hex(csr, csr_len, sha);
 	r = p11c_caramel_poll(c->ctx, &srv, csr, csr_len, old, old_cert, NULL, &st, &cpem);
 	if (r != P11C_OK) {
-		rc = cli_fail(c, r, "renewal request");
+		rc = cli_fail(c, r, "renewal request %s", sha);
+		goto out;
+	}
+	if (st == P11C_CARAMEL_REJECTED) {
+		/* the next rekey starts over with another key */
+		(void)p11c_key_delete(c->ctx, &nkey);
+		unlink(rk_path);
+		fprintf(stderr, "p11cert: renew: the CA at %s rejected the rekey request %s; the new key was "
+			"destroyed, the old key and certificate stay in use\n", server, sha);
+		rc = EX_NOPERM;
 		goto out;
 	}
 	if (st != P11C_CARAMEL_SIGNED) {
-		fprintf(stderr, "p11cert: renew: the CA did not sign the new key at once (%s); the old key and "
-			"certificate stay in use\n", st == P11C_CARAMEL_REJECTED ? "rejected" : "pending");
-		rc = st == P11C_CARAMEL_REJECTED ? EX_NOPERM : EX_TEMPFAIL_;
+		cli_caramel_pending(c, server, sha, id, nkey);
+		fprintf(stderr, "p11cert: renew: the old key and certificate stay in use; run renew --rekey again "
+			"to finish once it is signed\n");
+		rc = EX_UNAVAILABLE; /* pending: 69 (docs/cli.md) */
 		goto out;
 	}
 	if (p11c_x509_parse((const unsigned char *)cpem, strlen(cpem), &cert) != P11C_OK ||
@@ -284,12 +327,10 @@ static int rekey_caramel(struct cli *c, const char *dir, const char *server, con
 		rc = cli_fail(c, r, "finishing the rekey");
 		goto out;
 	}
-	csr_path = NULL;
-	if (asprintf(&csr_path, "%s/%s.csr", dir, id) < 0 || asprintf(&crt_path, "%s/%s.crt", dir, id) < 0)
-		goto out;
 	if ((rc = cli_output(c, csr_path, csr, csr_len, 0644)) != 0 ||
 	    (rc = cli_output(c, crt_path, cpem, strlen(cpem), 0644)) != 0)
 		goto out;
+	unlink(rk_path);
 	rc = 0;
 out:
 	if (fd >= 0)
@@ -299,21 +340,16 @@ out:
 	free(cpem);
 	free(csr_path);
 	free(crt_path);
+	free(rk_path);
+	free(lock);
 	free(label);
 	X509_free(old_cert);
 	X509_free(ca);
 	X509_free(cert);
 	p11c_key_free(&old);
 	p11c_key_free(&nkey);
-	p11c_key_free(&stale);
 	return rc;
 }
-
-/* What an enrollment record says (DIR/CLIENTID.enroll). */
-struct renew_job {
-	const char *dir, *server, *id, *uri, *ca_file;
-	int rekey;
-};
 
 /* Caramel without a new key: the recorded request polled in embedded
  * mode with the current certificate presented (mTLS). */
@@ -353,17 +389,21 @@ static const struct renewer {
 	int (*renew)(struct cli *c, const struct renew_job *j);
 } renewers[] = {
 	{ "caramel", renew_caramel },
+	{ "token", renew_token },
 };
 
 static const char renew_help[] =
 	"usage: p11cert renew [--dir DIR] [--id CLIENTID] [--rekey] [--exec CMD] [--jitter SECONDS]\n"
 	"\n"
 	"Renew through the protocol recorded at enrollment (DIR/CLIENTID.enroll; DIR\n"
-	"defaults to $CARAMEL_CERT_DIR or the current folder), presenting the current\n"
-	"certificate with the token key (mutual TLS).  --rekey makes a new key in the\n"
-	"token; the old key and certificate are destroyed only after the new\n"
-	"certificate is stored and verified.  --exec CMD runs (sh -c) once after a\n"
-	"certificate was renewed.  --jitter S waits a random 0..S seconds first.\n"
+	"defaults to $CARAMEL_CERT_DIR or the current folder).  Caramel: presenting\n"
+	"the current certificate with the token key (mutual TLS).  Shared token\n"
+	"(CLIENTID = the key label): with the token while its file exists, else over\n"
+	"mutual TLS at p11ca's /renew.  --rekey makes a new key in the token; the old\n"
+	"key and certificate are destroyed only after the new certificate is stored\n"
+	"and verified; a rekey the CA has not signed yet is resumed by the next run.\n"
+	"--exec CMD runs (sh -c) once after a certificate was renewed.  --jitter S\n"
+	"waits a random 0..S seconds first.\n"
 	"Exit: 0 renewed or current, 69 pending, 75 locked, 78 unsafe state folder or\n"
 	"record, others as enroll.  The hook runs without P11CERT_PIN, P11CERT_CA_TOKEN.\n";
 
@@ -449,7 +489,7 @@ int cmd_renew(struct cli *c, int argc, char **argv)
 	}
 	before = token_cert(c, uri);
 	{
-		struct renew_job j = { dir, server, cid, uri, ca_file, rekey };
+		struct renew_job j = { dir, server, cid, uri, ca_file, rekey, st };
 
 		rc = renewers[ri].renew(c, &j);
 	}

@@ -12,6 +12,8 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include <p11cert/enroll.h>
+
 #include "curlssl.h"
 #include "http.h"
 
@@ -59,26 +61,31 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud)
 	return len;
 }
 
+/* A header's value without surrounding blanks and line end; dropped when
+ * it does not fit (bounded by the caller's buffer). */
+static void header_value(const char *v, size_t vl, char *out, size_t outlen)
+{
+	while (vl > 0 && (*v == ' ' || *v == '\t')) {
+		v++;
+		vl--;
+	}
+	while (vl > 0 && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' '))
+		vl--;
+	if (vl < outlen) {
+		memcpy(out, v, vl);
+		out[vl] = '\0';
+	}
+}
+
 static size_t on_header(char *data, size_t size, size_t n, void *ud)
 {
 	struct xfer *x = ud;
 	size_t len = size * n;
 
-	if (len > 14 && strncasecmp(data, "Last-Modified:", 14) == 0) {
-		const char *v = data + 14;
-		size_t vl = len - 14;
-
-		while (vl > 0 && (*v == ' ' || *v == '\t')) {
-			v++;
-			vl--;
-		}
-		while (vl > 0 && (v[vl - 1] == '\r' || v[vl - 1] == '\n'))
-			vl--;
-		if (vl < sizeof x->h->last_modified) {
-			memcpy(x->h->last_modified, v, vl);
-			x->h->last_modified[vl] = '\0';
-		}
-	}
+	if (len > 14 && strncasecmp(data, "Last-Modified:", 14) == 0)
+		header_value(data + 14, len - 14, x->h->last_modified, sizeof x->h->last_modified);
+	else if (len > 7 && strncasecmp(data, "Server:", 7) == 0)
+		header_value(data + 7, len - 7, x->h->server, sizeof x->h->server);
 	return len;
 }
 
@@ -221,6 +228,8 @@ p11c_result p11c_http_do(p11c_ctx *ctx, struct p11c_http *h)
 	x.h = h;
 	h->status = 0;
 	h->err[0] = '\0';
+	h->server[0] = '\0';
+	ctx->http_server[0] = '\0';
 	if (p11c_curl_ready(h->err, sizeof h->err) != 0) {
 		p11c_detail(ctx, "%s", h->err);
 		r = P11C_ERR_NETWORK;
@@ -315,6 +324,7 @@ p11c_result p11c_http_do(p11c_ctx *ctx, struct p11c_http *h)
 		goto out;
 	}
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &h->status);
+	snprintf(ctx->http_server, sizeof ctx->http_server, "%s", h->server);
 	if (curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK && ct != NULL)
 		snprintf(h->content_type_out, sizeof h->content_type_out, "%s", ct);
 	if (h->resp == NULL) {
@@ -358,4 +368,9 @@ void p11c_http_clear(struct p11c_http *h)
 	h->resp_len = 0;
 	X509_free(h->peer_cert);
 	h->peer_cert = NULL;
+}
+
+const char *p11c_ctx_server_software(const p11c_ctx *ctx)
+{
+	return ctx != NULL ? ctx->http_server : "";
 }

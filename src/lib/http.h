@@ -36,6 +36,7 @@ struct p11c_http {
 	size_t resp_len;
 	char content_type_out[128];
 	char last_modified[64];
+	char server[64];                  /* Server header, "" when none */
 	X509 *peer_cert;                  /* bootstrap: the server's certificate */
 	char err[512];
 };

@@ -58,6 +58,7 @@ struct p11c_ctx {
 	void *http;                 /* CURL * */
 	X509 *http_cert;            /* the client certificate it presents */
 	char *http_trust;           /* "F" + ca_file, "P" + ca_pem, or "S" */
+	char http_server[64];       /* Server header of the last answer ("" none) */
 
 	struct p11c_tpm *tpm;       /* tpm.c: TPM module facts, the held PIN */
 };
