@@ -85,7 +85,7 @@ static int with_token(struct cli *c, const struct renew_job *j, p11c_key *target
 	p11c_result r;
 	int rc;
 
-	if (dn_s == NULL || p11c_subject_parse(dn_s, &dn, err, sizeof err) != P11C_OK) {
+	if (dn_s == NULL || p11c_dn_parse_as_written(dn_s, &dn, err, sizeof err) != P11C_OK) {
 		fprintf(stderr, "p11cert: renew: the record has no usable dn\n");
 		return EX_DATAERR;
 	}
