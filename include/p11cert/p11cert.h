@@ -196,6 +196,9 @@ P11C_API p11c_result p11c_dn_parse_as_written(const char *s, X509_NAME **out,
 /* A new name with the RDN order reversed (multi-valued RDNs kept
  * together): what the NiFi TLS toolkit server does to a CSR subject. */
 P11C_API p11c_result p11c_name_reverse(const X509_NAME *in, X509_NAME **out);
+/* 1 when a and b have the same DER encoding, byte for byte (X509_NAME_cmp
+ * compares a canonical form, not the bytes); 0 otherwise or on error. */
+P11C_API int p11c_name_der_equal(const X509_NAME *a, const X509_NAME *b);
 /* Parse "DNS:name", "IP:addr", "email:addr", "URI:uri" into a GENERAL_NAME
  * and push it to *names (created when NULL). */
 P11C_API p11c_result p11c_san_add(const char *s, STACK_OF(GENERAL_NAME) **names,

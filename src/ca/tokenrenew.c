@@ -25,17 +25,6 @@ static void reply(httpd_req *r, int status, const char *cert, const char *error)
 	free(body);
 }
 
-static int name_der_eq(const X509_NAME *a, const X509_NAME *b)
-{
-	unsigned char *da = NULL, *db = NULL;
-	int la = i2d_X509_NAME(a, &da), lb = i2d_X509_NAME(b, &db);
-	int eq = la > 0 && la == lb && memcmp(da, db, (size_t)la) == 0;
-
-	OPENSSL_free(da);
-	OPENSSL_free(db);
-	return eq;
-}
-
 /* Issued by us (known serial), not revoked, not expired. */
 static int peer_current(struct server *s, X509 *peer)
 {
@@ -122,7 +111,7 @@ void token_renew_handle(struct server *s, httpd_req *r)
 	 * the order written and the CA reverses them, as the NiFi server does;
 	 * so the renewed certificate keeps the current subject byte for byte */
 	if (p11c_name_reverse(X509_REQ_get_subject_name(req), &rev) != P11C_OK ||
-	    !name_der_eq(rev, X509_get_subject_name(peer))) {
+	    !p11c_name_der_equal(rev, X509_get_subject_name(peer))) {
 		reply(r, 403, NULL, "the csr subject must be the client certificate's subject, in the order "
 				    "written (its RDNs reversed, as for the token endpoint)");
 		goto out;

@@ -541,6 +541,21 @@ out:
 	return r;
 }
 
+int p11c_name_der_equal(const X509_NAME *a, const X509_NAME *b)
+{
+	unsigned char *da = NULL, *db = NULL;
+	int la, lb, eq;
+
+	if (a == NULL || b == NULL)
+		return 0;
+	la = i2d_X509_NAME(a, &da);
+	lb = i2d_X509_NAME(b, &db);
+	eq = la > 0 && la == lb && memcmp(da, db, (size_t)la) == 0;
+	OPENSSL_free(da);
+	OPENSSL_free(db);
+	return eq;
+}
+
 p11c_result p11c_name_reverse(const X509_NAME *in, X509_NAME **out)
 {
 	if (in == NULL || out == NULL)

@@ -16,19 +16,6 @@
 
 #include "http.h"
 
-/* DER equality of two names: the renewed subject is the old one byte for
- * byte (X509_NAME_cmp compares a canonical form, not the bytes). */
-static int name_der_eq(const X509_NAME *a, const X509_NAME *b)
-{
-	unsigned char *da = NULL, *db = NULL;
-	int la = i2d_X509_NAME(a, &da), lb = i2d_X509_NAME(b, &db);
-	int eq = la > 0 && la == lb && memcmp(da, db, (size_t)la) == 0;
-
-	OPENSSL_free(da);
-	OPENSSL_free(db);
-	return eq;
-}
-
 /* The answer: 200 with a certificate signed by the CA, for pub, with the
  * current subject. */
 static p11c_result renew_answer(p11c_ctx *ctx, const char *url, const struct p11c_http *h, X509 *ca, EVP_PKEY *pub,
@@ -71,7 +58,7 @@ static p11c_result renew_answer(p11c_ctx *ctx, const char *url, const struct p11
 		r = P11C_ERR_VERIFY;
 		goto out;
 	}
-	if (!name_der_eq(X509_get_subject_name(cert), X509_get_subject_name(current))) {
+	if (!p11c_name_der_equal(X509_get_subject_name(cert), X509_get_subject_name(current))) {
 		p11c_detail(ctx, "the renewed certificate's subject differs from the current one; nothing stored");
 		r = P11C_ERR_VERIFY;
 		goto out;

@@ -247,6 +247,26 @@ static void test_dn_as_written(void **state)
 	assert_entry(rev, 0, NID_organizationName, 0, "x", 1);
 	assert_entry(rev, 1, NID_commonName, 1, "a", 1);
 	assert_entry(rev, 2, NID_userId, 1, "b", 1);
+	/* reversing twice gives the same bytes back (POST /renew relies on it) */
+	assert_false(p11c_name_der_equal(n, rev));
+	assert_int_equal(p11c_name_reverse(rev, &slash), P11C_OK);
+	assert_true(p11c_name_der_equal(n, slash));
+	X509_NAME_free(slash);
+	/* the same string in another ASN.1 type: X509_NAME_cmp says equal,
+	 * the bytes differ */
+	slash = X509_NAME_new();
+	assert_non_null(slash);
+	assert_int_equal(X509_NAME_add_entry_by_NID(slash, NID_commonName, V_ASN1_PRINTABLESTRING,
+						    (const unsigned char *)"a", 1, -1, 0), 1);
+	X509_NAME_free(rev);
+	rev = X509_NAME_new();
+	assert_non_null(rev);
+	assert_int_equal(X509_NAME_add_entry_by_NID(rev, NID_commonName, V_ASN1_UTF8STRING,
+						    (const unsigned char *)"a", 1, -1, 0), 1);
+	assert_int_equal(X509_NAME_cmp(slash, rev), 0);
+	assert_false(p11c_name_der_equal(slash, rev));
+	assert_false(p11c_name_der_equal(NULL, rev));
+	X509_NAME_free(slash);
 	X509_NAME_free(rev);
 	X509_NAME_free(n);
 	/* errors as p11c_subject_parse's */
