@@ -46,6 +46,12 @@ static SSL_CTX *tls_ctx(struct ca *ca, X509 *cert, EVP_PKEY *key, int chain_ca)
 	names = NULL;
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, accept_any);
 	SSL_CTX_set_verify_depth(ctx, 2);
+	/* a server that asks for client certificates must name its sessions,
+	 * or OpenSSL fails every resumption with an internal-error alert; a
+	 * resumed session keeps the client certificate and its verification
+	 * result (handlers still check revocation per request) */
+	if (SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"p11ca", 5) != 1)
+		goto fail;
 	return ctx;
 fail:
 	ERR_error_string_n(ERR_peek_last_error(), e, sizeof e);
