@@ -153,6 +153,9 @@ P11C_API p11c_key_type p11c_key_get_type(const p11c_key *key);
 /* pkcs11: URI of the key (token, object, id; no pin, no module).
  * Caller frees with free(). */
 P11C_API char *p11c_key_uri(const p11c_key *key, const char *type);
+/* pkcs11: URI of the object LABEL on the open token, percent-encoded (a
+ * label may hold ';', '%', '/').  Caller frees with free(). */
+P11C_API char *p11c_label_uri(const p11c_ctx *ctx, const char *label);
 /* The public key (owned by the key handle). */
 P11C_API EVP_PKEY *p11c_key_public(p11c_key *key);
 /* An EVP_PKEY whose private operations run on the token (owned by the key

@@ -126,4 +126,8 @@ void cli_caramel_warn_upstream(struct cli *c, const char *server, p11c_key *key)
 /* seconds since the epoch of an ASN1_TIME */
 time_t ca_time(const ASN1_TIME *t);
 
+/* The URI of LABEL~rekey, the new key of a rekey, percent-encoded
+ * (cmd_renew.c).  Caller frees; NULL when out of memory. */
+char *cli_rekey_uri(p11c_ctx *ctx, const char *label);
+
 #endif

@@ -201,6 +201,17 @@ static char *rekey_csr_read(const char *path, p11c_key *nkey, size_t *len)
 	return out;
 }
 
+char *cli_rekey_uri(p11c_ctx *ctx, const char *label)
+{
+	char *tmp = NULL, *uri;
+
+	if (asprintf(&tmp, "%s~rekey", label) < 0)
+		return NULL;
+	uri = p11c_label_uri(ctx, tmp);
+	free(tmp);
+	return uri;
+}
+
 /* Rekey over Caramel: a new key under a temporary label (LABEL~rekey) and
  * its CSR (DIR/ID.rekey.csr), posted with mutual TLS by the old key (p11ca
  * signs such renewals at once when renew-mtls is on).  A CA that does not
@@ -253,7 +264,7 @@ static int rekey_caramel(struct cli *c, const char *dir, const char *server, con
 	}
 	kt = p11c_key_get_type(old);
 	label = strdup(p11c_key_label(old));
-	if (label == NULL || asprintf(&tmp_uri, "pkcs11:token=%s;object=%s~rekey", p11c_token_label(c->ctx), label) < 0)
+	if (label == NULL || (tmp_uri = cli_rekey_uri(c->ctx, label)) == NULL)
 		goto out;
 	/* a rekey begun earlier (its request pending) goes on with its key */
 	if (p11c_key_find(c->ctx, tmp_uri, &nkey) == P11C_OK) {

@@ -156,7 +156,7 @@ int renew_token(struct cli *c, const struct renew_job *j)
 	if ((label = strdup(p11c_key_label(old))) == NULL)
 		goto out;
 	if (j->rekey) {
-		if (asprintf(&tmp_uri, "pkcs11:token=%s;object=%s~rekey", p11c_token_label(c->ctx), label) < 0)
+		if ((tmp_uri = cli_rekey_uri(c->ctx, label)) == NULL)
 			goto out;
 		/* a leftover of a failed rekey is reused: it never had a certificate */
 		if (p11c_key_find(c->ctx, tmp_uri, &nkey) != P11C_OK &&

@@ -156,6 +156,13 @@ out:
 	return res;
 }
 
+char *p11c_label_uri(const p11c_ctx *ctx, const char *label)
+{
+	if (ctx == NULL || label == NULL)
+		return NULL;
+	return p11c_uri_format(ctx, label, NULL, 0, NULL);
+}
+
 /* Read "module: PATH" from a p11-kit module config file (pkcs11.conf(5)).
  * Returns 1 when found, 0 when the file does not exist, -1 on error. */
 static int module_from_conf(const char *file, char *path, size_t len)

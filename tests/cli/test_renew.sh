@@ -71,6 +71,20 @@ openssl verify -CAfile "$D/ca.crt" "$S/web1.crt" >/dev/null || fail "renewed cer
 expect_rc 1 p11c check --key "$KEY"
 pass "rekey: new key in place, old key and certificate gone, signed over mTLS"
 
+# a key label with URI delimiters: the temporary key's URI is encoded
+# (LABEL~rekey was pasted raw into "pkcs11:...;object=%s~rekey")
+OKEY="pkcs11:token=$TOKEN;object=od%3Bd%25"
+expect_rc 69 p11c enroll caramel "localhost:$CA_PORT" odd1 --key "$OKEY" --type ec:P-256 --ca-file "$D/ca.crt" --dir "$S" --once
+p11ca sign --dir "$D" "$(sha256sum "$S/odd1.csr" | cut -d' ' -f1)" >/dev/null 2>&1 || fail "sign odd1"
+expect_rc 0 p11c enroll caramel "localhost:$CA_PORT" odd1 --key "$OKEY" --ca-file "$D/ca.crt" --dir "$S" --once
+expect_rc 0 p11c renew --dir "$S" --id odd1 --rekey
+p11c list "pkcs11:token=$TOKEN" --json | python3 -c '
+import json,sys
+a=json.load(sys.stdin)
+assert sum(o["label"]=="od;d%" and o["class"]=="private-key" for o in a)==1, "not one key od;d%"
+assert not any("~rekey" in o["label"] for o in a), "a temporary object is left"' || fail "rekey of 'od;d%': $(p11c list "pkcs11:token=$TOKEN" 2>&1)"
+pass "rekey of a key whose label holds ';' and '%'"
+
 # a renewal that fails leaves the old certificate in place
 s2=$(serial_of)
 ca_stop
