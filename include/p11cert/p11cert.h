@@ -100,6 +100,11 @@ P11C_API p11c_result p11c_ctx_set_module(p11c_ctx *ctx, const char *path);
  * the environment variable P11CERT_PIN (when enabled, default on), the
  * callback.  The PIN is never stored beyond the login. */
 P11C_API p11c_result p11c_ctx_set_pin_file(p11c_ctx *ctx, const char *path);
+/* For programs that hold a PIN or a shared token: no core dumps for the
+ * life of the process (soft RLIMIT_CORE 0, PR_SET_DUMPABLE 0, which also
+ * keeps other processes of the user from ptrace and /proc/PID/mem).
+ * 0, or -1 with errno set. */
+P11C_API int p11c_no_core_dumps(void);
 P11C_API void p11c_ctx_set_pin_env(p11c_ctx *ctx, int enabled);
 P11C_API void p11c_ctx_set_pin_callback(p11c_ctx *ctx, p11c_pin_cb cb,
 					void *userdata);

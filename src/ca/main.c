@@ -42,6 +42,7 @@ static const char usage[] =
 	"init: [--type ec:P-256|ec:P-384|rsa:2048|rsa:3072|rsa:4096] [--C --ST --L --O --OU --CN]\n"
 	"      [--days N] [--hostname NAME]... (TLS server certificate)\n"
 	"      [--ca-hostname NAME] (the CA certificate itself serves TLS: shared-token mode)\n"
+	"Core dumps are off (the CA's PIN, the shared token); --allow-core-dumps for debugging.\n"
 	"Exit codes: 0 ok, 1 failure, 64 usage, 66 no such request.\n";
 
 #define MAX_HOSTNAMES 16
@@ -49,7 +50,7 @@ static const char usage[] =
 struct opts {
 	const char *dir;
 	struct ca_config flags;
-	int json, pending, all, lng;
+	int json, pending, all, lng, allow_core;
 	long reason, days;
 	const char *type, *out, *port_file, *ca_hostname;
 	const char *rdn[6]; /* C ST L O OU CN */
@@ -60,7 +61,7 @@ struct opts {
 };
 
 enum { O_DIR = 256, O_JSON, O_PENDING, O_ALL, O_LONG, O_REASON, O_DAYS, O_TYPE, O_OUT, O_PORTFILE,
-       O_HOSTNAME, O_CAHOST, O_C, O_ST, O_L, O_O, O_OU, O_CN, O_HELP, O_CONF = 1000 };
+       O_HOSTNAME, O_CAHOST, O_C, O_ST, O_L, O_O, O_OU, O_CN, O_HELP, O_ALLOWCORE, O_CONF = 1000 };
 
 /* A whole decimal number in [min, max], or a message naming the option. */
 static int num_opt(const char *name, const char *s, long min, long max, long *out)
@@ -89,7 +90,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		{ "days", 1, O_DAYS }, { "type", 1, O_TYPE }, { "out", 1, O_OUT },
 		{ "port-file", 1, O_PORTFILE }, { "hostname", 1, O_HOSTNAME }, { "ca-hostname", 1, O_CAHOST },
 		{ "C", 1, O_C }, { "ST", 1, O_ST }, { "L", 1, O_L }, { "O", 1, O_O }, { "OU", 1, O_OU },
-		{ "CN", 1, O_CN }, { "help", 0, O_HELP },
+		{ "CN", 1, O_CN }, { "help", 0, O_HELP }, { "allow-core-dumps", 0, O_ALLOWCORE },
 	};
 
 	memset(o, 0, sizeof *o);
@@ -112,6 +113,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		case O_PENDING: o->pending = 1; break;
 		case O_ALL: o->all = 1; break;
 		case O_LONG: o->lng = 1; break;
+		case O_ALLOWCORE: o->allow_core = 1; break;
 		case O_REASON:
 			/* RFC 5280 CRLReason: 0..10, 7 is unused */
 			if (num_opt("--reason", optarg, 0, 10, &o->reason) != 0 || o->reason == 7) {
@@ -770,6 +772,10 @@ int main(int argc, char **argv)
 	cmd = argv[1];
 	if (parse(argc - 1, argv + 1, &o) != 0)
 		return 64;
+	/* issue 10 point 20: p11ca holds the CA token's PIN and the shared
+	 * token: no core file with them (--allow-core-dumps for debugging) */
+	if (!o.allow_core && p11c_no_core_dumps() != 0)
+		fprintf(stderr, "p11ca: warning: cannot disable core dumps: %s\n", strerror(errno));
 	if (strcmp(cmd, "init") == 0) {
 		rc = cmd_init(&o);
 		ca_config_free(&o.flags);

@@ -77,8 +77,6 @@ int cli_secret_var(const char *entry);
 /* Run "sh -c CMD" without the secret variables in its environment; its
  * exit status, 128 when killed by a signal, -1 when it could not run. */
 int cli_run_hook(const char *cmd);
-/* No core dumps (RLIMIT_CORE soft 0, PR_SET_DUMPABLE 0): 0, or -1. */
-int cli_no_core_dumps(void);
 
 /* cli_text.c.  Copy S to OUT (SIZE bytes with the NUL) with every byte
  * outside printable ASCII as \xHH, cut with "..." when too long; returns

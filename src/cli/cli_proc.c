@@ -68,21 +68,3 @@ out:
 	return rc;
 }
 
-int cli_no_core_dumps(void)
-{
-	struct rlimit rl;
-	int rc = 0;
-
-	/* RLIMIT_CORE 0 (the soft limit: a hook may raise its own again): no
-	 * core file; PR_SET_DUMPABLE 0: no core either, and no ptrace or
-	 * /proc/PID/mem by other processes of the same user (reset by execve,
-	 * so children are not affected) */
-	if (getrlimit(RLIMIT_CORE, &rl) != 0)
-		rc = -1;
-	rl.rlim_cur = 0;
-	if (rc == 0 && setrlimit(RLIMIT_CORE, &rl) != 0)
-		rc = -1;
-	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
-		rc = -1;
-	return rc;
-}

@@ -379,7 +379,7 @@ int main(int argc, char **argv)
 	if (globals(&c, &argc, argv) != 0)
 		return EX_USAGE;
 	/* any command may read a PIN or a shared token: no core file with it */
-	if (!c.allow_core && cli_no_core_dumps() != 0)
+	if (!c.allow_core && p11c_no_core_dumps() != 0)
 		fprintf(stderr, "p11cert: warning: cannot disable core dumps: %s\n", strerror(errno));
 	quiet_modules(&c);
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||

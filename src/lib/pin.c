@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -98,4 +100,23 @@ p11c_result p11c_pin_get(p11c_ctx *ctx, char *buf, size_t *len)
 	p11c_detail(ctx, "token '%s' needs a PIN: give pin-source=file:PATH in the URI, "
 		    "--pin-file FILE, or the P11CERT_PIN environment variable", ctx->token_label);
 	return P11C_ERR_NO_PIN;
+}
+
+int p11c_no_core_dumps(void)
+{
+	struct rlimit rl;
+	int rc = 0;
+
+	/* RLIMIT_CORE 0 (the soft limit: a hook may raise its own again): no
+	 * core file; PR_SET_DUMPABLE 0: no core either, and no ptrace or
+	 * /proc/PID/mem by other processes of the same user (reset by execve,
+	 * so children are not affected) */
+	if (getrlimit(RLIMIT_CORE, &rl) != 0)
+		rc = -1;
+	rl.rlim_cur = 0;
+	if (rc == 0 && setrlimit(RLIMIT_CORE, &rl) != 0)
+		rc = -1;
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+		rc = -1;
+	return rc;
 }
