@@ -56,10 +56,15 @@ SAMPLER=$!
 CA_PIDS+=("$SAMPLER")
 
 t0=$(now_ms)
-nice "$LOAD" --url "https://localhost:$CA_PORT" --cacert "$D/ca.crt" --clients 32 --seconds "$SECS" \
+# the subject is p11ca (its checks are unchanged); the load client's own
+# exit leak check is off: under ASan it once reported 31 bytes held by
+# libcrypto in one of its 32 libcurl threads at exit (it passed on the
+# rerun), which failed the soak for a race in the client, not in p11ca
+load_env=(env "ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0")
+nice "${load_env[@]}" "$LOAD" --url "https://localhost:$CA_PORT" --cacert "$D/ca.crt" --clients 32 --seconds "$SECS" \
 	--rate-hint 200 >"$T/load1.out" 2>"$T/load1.err" &
 L1=$!
-nice "$LOAD" --url "https://localhost:$CA_PORT" --cacert "$D/ca.crt" --clients 32 --seconds "$SECS" \
+nice "${load_env[@]}" "$LOAD" --url "https://localhost:$CA_PORT" --cacert "$D/ca.crt" --clients 32 --seconds "$SECS" \
 	--no-reuse --rate-hint 100 >"$T/load2.out" 2>"$T/load2.err" &
 L2=$!
 CA_PIDS+=("$L1" "$L2")
