@@ -70,6 +70,15 @@ fail_out() {
 }
 
 pass() { echo "ok - $TEST_NAME: $*"; }
+# asan_build BINARY: true in a sanitizer build.  (Not `ldd | grep -q` under
+# pipefail: grep quits at the first match, ldd may die of SIGPIPE, and the
+# pipeline then reads as "no ASan" now and then.)
+asan_build() {
+	local l
+	grep -q '^P11CERT_SANITIZE:BOOL=ON' "$P11C_BUILD_DIR/CMakeCache.txt" 2>/dev/null && return 0
+	l=$(ldd "$1" 2>/dev/null) || true
+	[[ $l == *libasan* ]]
+}
 skip() { echo "skip: $TEST_NAME: $*"; }
 
 [ -x "$P11CERT" ] || fail "P11CERT=$P11CERT is not an executable"

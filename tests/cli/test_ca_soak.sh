@@ -32,8 +32,7 @@ if [ ! -x "$LOAD" ]; then
 fi
 SECS=${SOAK_SECONDS:-24}
 asan=0
-if grep -q '^P11CERT_SANITIZE:BOOL=ON' "$P11C_BUILD_DIR/CMakeCache.txt" 2>/dev/null ||
-	ldd "$P11CA" 2>/dev/null | grep -q libasan; then
+if asan_build "$P11CA"; then
 	asan=1
 fi
 

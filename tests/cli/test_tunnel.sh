@@ -288,7 +288,7 @@ print("ok")
 PY
 hwm1=$(hwm "$TUN_PID")
 # (ASan's quarantine keeps freed buffers: no bound to check there)
-if ! ldd "$P11CERT" 2>/dev/null | grep -q libasan; then
+if ! asan_build "$P11CERT"; then
 	[ $((hwm1 - hwm0)) -lt 16384 ] || fail "tunnel peak memory grew by $((hwm1 - hwm0)) kB moving 64 MiB each way (no backpressure?)"
 fi
 # down: the 88-byte answer line, then the echo
