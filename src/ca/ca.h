@@ -7,7 +7,7 @@
 #include <p11cert/p11cert.h>
 #include <p11cert/proto.h>
 
-#include "store.h"
+#include "store/store.h"
 
 /* Settings, from DIR/p11ca.conf, then P11CA_* environment, then flags. */
 struct ca_config {

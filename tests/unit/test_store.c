@@ -21,7 +21,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include "store.h"
+#include "store/store.h"
 
 static const struct store_ops *const ops = &store_sqlite_ops;
 

@@ -10,7 +10,7 @@
 #include <p11cert/enroll.h>
 #include <p11cert/proto.h>
 
-#include "http.h"
+#include "../http.h"
 
 /* SAN DNS:<CN> first, then the extra names (upstream 1.24+ servers fail on
  * a CSR without SAN). */

@@ -18,7 +18,7 @@
 
 #include <p11cert/enroll.h>
 
-#include "renew.h"
+#include "../renew.h"
 
 /* PATH made absolute (renew runs from any folder); a copy of PATH when it
  * cannot be resolved. */

@@ -10,8 +10,8 @@
 #include <p11cert/enroll.h>
 #include <p11cert/proto.h>
 
-#include "http.h"
-#include "testhook.h"
+#include "../http.h"
+#include "../testhook.h"
 
 static void base_url(const p11c_caramel_server *srv, const char *path, char *buf, size_t len)
 {

@@ -14,7 +14,7 @@
 #include <p11cert/enroll.h>
 #include <p11cert/proto.h>
 
-#include "http.h"
+#include "../http.h"
 
 /* The answer: 200 with a certificate signed by the CA, for pub, with the
  * current subject. */

@@ -9,7 +9,7 @@
 
 #include "serve.h"
 /* the one internal libp11cert header p11ca uses: the crash tests' hook */
-#include "../lib/testhook.h"
+#include "../../lib/testhook.h"
 
 static const char *title_of(int status)
 {
