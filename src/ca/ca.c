@@ -584,6 +584,33 @@ int ca_expired(const struct ca *ca, time_t now)
 	return ca->cert == NULL || ca_asn1_time(X509_get0_notAfter(ca->cert)) <= now;
 }
 
+int ca_peer_current(struct ca *ca, X509 *peer)
+{
+	struct store_cert c;
+	BIGNUM *bn = NULL;
+	char *hex = NULL;
+	int ok = 0;
+
+	memset(&c, 0, sizeof c);
+	if (peer == NULL || X509_cmp_time(X509_get0_notAfter(peer), NULL) <= 0)
+		return 0;
+	bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(peer), NULL);
+	hex = bn ? BN_bn2hex(bn) : NULL;
+	if (hex == NULL)
+		goto out;
+	/* the store keeps serials in lowercase hex */
+	for (char *p = hex; *p; p++)
+		*p = (char)(*p >= 'A' && *p <= 'F' ? *p + 32 : *p);
+	/* issued by us, known, not revoked */
+	if (ca->so->cert_by_serial(ca->st, hex, &c) == STORE_OK && c.revoked == 0)
+		ok = 1;
+out:
+	store_cert_clear(&c);
+	OPENSSL_free(hex);
+	BN_free(bn);
+	return ok;
+}
+
 const char *ca_not_after_str(const struct ca *ca)
 {
 	static char buf[64];

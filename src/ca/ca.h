@@ -107,13 +107,18 @@ int ca_subject_ok(const X509_NAME *n, char *err, size_t errlen);
 /* CSR policy everywhere: key (ca_key_ok, named curves), signature hash
  * (SHA-2/3 only), subject (ca_subject_ok), not empty without SANs.  1 ok. */
 int ca_csr_ok(X509_REQ *req, char *err, size_t errlen);
-/* token-dn-suffix (tokensrv.c): the DN ends with the suffix's parsed RDNs
+/* token-dn-suffix (proto/sharedtoken.c): the DN ends with the suffix's parsed RDNs
  * in either reading order.  1 yes, 0 no, -1 the suffix does not parse. */
 int ca_dn_suffix_ok(const char *suffix, const X509_NAME *n);
 /* lowercase hex SHA-256 of the SubjectPublicKeyInfo DER */
 int ca_spki_keyid(EVP_PKEY *pk, char hex[65]);
 /* The CA certificate's notAfter has passed (nothing is signed then). */
 int ca_expired(const struct ca *ca, time_t now);
+/* A client certificate (already verified against the CA by httpd) is
+ * current: not expired, its serial known to the store, not revoked.  The
+ * one check of every endpoint that authenticates by certificate
+ * (Caramel's mTLS renewal, the shared-token POST /renew).  1 yes, 0 no. */
+int ca_peer_current(struct ca *ca, X509 *peer);
 const char *ca_not_after_str(const struct ca *ca);
 
 /* Issue a certificate for req valid for `seconds` from now, with a fresh

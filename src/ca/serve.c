@@ -10,7 +10,36 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
-#include "serve.h"
+#include "request.h"
+
+/* Access-log rows wait here and go to the database in one transaction
+ * per ALOG_BATCH rows or per second (issue 10 point 8). */
+#define ALOG_BATCH 64
+struct alog_row {
+	int64_t time, bytes;
+	int status;
+	char peer[64], method[16], path[256], protocol[32], detail[256];
+};
+struct alog {
+	struct alog_row rows[ALOG_BATCH];
+	size_t n;
+	time_t last_flush;
+};
+
+/* serve.c's own state: the protocols see sv only (request.h) */
+struct server {
+	struct ca_served sv;
+	struct ca *ca;
+	struct alog *alog;           /* NULL: access log not stored */
+};
+
+/* The served protocols, tried in this order: the shared-token routes
+ * (their own listener, /renew, POST / when on the main listener) before
+ * Caramel, which takes everything else on the main listener. */
+static const struct ca_protocol *const served[] = {
+	&ca_proto_sharedtoken,
+	&ca_proto_caramel,
+};
 
 
 /* Client certificates are optional: accept any, and let the handlers use
@@ -61,23 +90,36 @@ fail:
 	return NULL;
 }
 
+void ca_dispatch(const struct ca_served *sv, httpd_req *r)
+{
+	struct ca_request rq;
+	size_t i, k;
+
+	memset(&rq, 0, sizeof rq);
+	rq.r = r;
+	rq.listener = httpd_req_listener(r);
+	rq.ca = sv->ca;
+	rq.ca_pem = sv->ca_pem;
+	rq.ca_pem_len = sv->ca_pem_len;
+	rq.token = sv->token;
+	rq.token_len = sv->token_len;
+	rq.token_on_main = sv->token_on_main;
+	rq.rl = sv->rl;
+	for (i = 0; i < sizeof served / sizeof served[0]; i++)
+		for (k = 0; k < served[i]->nroutes; k++)
+			if (served[i]->routes[k].match(&rq)) {
+				served[i]->routes[k].handle(&rq);
+				return;
+			}
+	/* Caramel takes everything: not reached */
+	reply_problem(r, 404, NULL, NULL);
+}
+
 static void dispatch(httpd_req *r, void *ud)
 {
 	struct server *s = ud;
-	const char *path = httpd_req_path(r);
 
-	/* p11ca's renewal over mTLS, next to the token protocol (docs/ca.md) */
-	if (strcmp(path, "/renew") == 0 && (httpd_req_listener(r) == LISTENER_TOKEN || s->token_on_main)) {
-		token_renew_handle(s, r);
-		return;
-	}
-	if (httpd_req_listener(r) == LISTENER_TOKEN ||
-	    (s->token_on_main && strcmp(path, "/") == 0 && strcmp(httpd_req_method(r), "POST") == 0)) {
-		/* upstream ignores method and path on its token port */
-		token_handle(s, r);
-		return;
-	}
-	caramel_handle(s, r);
+	ca_dispatch(&s->sv, r);
 }
 
 /* The queued access-log rows in one transaction (one flush), pruned to
@@ -159,8 +201,8 @@ static int load_token(struct server *s, const char *path)
 		free(buf);
 		return -1;
 	}
-	s->token = (unsigned char *)buf;
-	s->token_len = len;
+	s->sv.token = (unsigned char *)buf;
+	s->sv.token_len = len;
 	return 0;
 }
 
@@ -230,10 +272,11 @@ int ca_serve(struct ca *ca, const char *port_file)
 	if (s == NULL)
 		return 1;
 	s->ca = ca;
-	s->ca_pem = ca_x509_pem(ca->cert);
-	if (s->ca_pem == NULL)
+	s->sv.ca = ca;
+	s->sv.ca_pem = ca_x509_pem(ca->cert);
+	if (s->sv.ca_pem == NULL)
 		goto out;
-	s->ca_pem_len = strlen(s->ca_pem);
+	s->sv.ca_pem_len = strlen(s->sv.ca_pem);
 	if (ca->cfg.token_file != NULL && load_token(s, ca->cfg.token_file) != 0)
 		goto out;
 	if (ca->cfg.access_log_rows > 0 && (s->alog = calloc(1, sizeof *s->alog)) == NULL) {
@@ -242,10 +285,10 @@ int ca_serve(struct ca *ca, const char *port_file)
 	}
 	if (s->alog != NULL)
 		s->alog->last_flush = time(NULL);
-	if (s->token != NULL) {
+	if (s->sv.token != NULL) {
 		int oom = 0;
 
-		s->rl = ratelimit_new((unsigned)ca->cfg.token_rate_limit, (unsigned)ca->cfg.token_rate_global, &oom);
+		s->sv.rl = ratelimit_new((unsigned)ca->cfg.token_rate_limit, (unsigned)ca->cfg.token_rate_global, &oom);
 		if (oom) {
 			ca_err("out of memory");
 			goto out;
@@ -281,7 +324,7 @@ int ca_serve(struct ca *ca, const char *port_file)
 		goto out;
 	/* the shared-token protocol needs the CA certificate as the TLS
 	 * certificate (docs/protocols.md s2) */
-	if (s->token != NULL) {
+	if (s->sv.token != NULL) {
 		if (ca->cfg.token_listen != NULL) {
 			token_ctx = tls_ctx(ca, ca->cert, ca->key, 0);
 			if (token_ctx == NULL)
@@ -294,7 +337,7 @@ int ca_serve(struct ca *ca, const char *port_file)
 			       "(a second listener with the CA certificate)", path);
 			goto out;
 		} else {
-			s->token_on_main = 1;
+			s->sv.token_on_main = 1;
 		}
 	}
 	memset(&lim, 0, sizeof lim);
@@ -312,7 +355,7 @@ int ca_serve(struct ca *ca, const char *port_file)
 		goto out;
 	}
 	main_port = port;
-	fprintf(stderr, "p11ca: serving Caramel%s on %s (port %d)\n", s->token_on_main ? " and shared-token" : "",
+	fprintf(stderr, "p11ca: serving Caramel%s on %s (port %d)\n", s->sv.token_on_main ? " and shared-token" : "",
 		ca->cfg.listen ? ca->cfg.listen : "127.0.0.1:8443", port);
 	if (token_ctx != NULL) {
 		if (httpd_listen(h, ca->cfg.token_listen, token_ctx, LISTENER_TOKEN, &port) != 0) {
@@ -343,12 +386,12 @@ out:
 	p11c_key_free(&tls_tkey);
 	free(path);
 	if (s != NULL) {
-		if (s->token != NULL)
-			OPENSSL_cleanse(s->token, s->token_len);
-		free(s->token);
-		ratelimit_free(&s->rl);
+		if (s->sv.token != NULL)
+			OPENSSL_cleanse(s->sv.token, s->sv.token_len);
+		free(s->sv.token);
+		ratelimit_free(&s->sv.rl);
 		free(s->alog);
-		free(s->ca_pem);
+		free(s->sv.ca_pem);
 		free(s);
 	}
 	return rc;

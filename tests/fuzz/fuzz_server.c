@@ -1,5 +1,6 @@
 /*
- * fuzz_server: p11ca's request handlers (caramel.c, tokensrv.c, tokenrenew.c) on
+ * fuzz_server: p11ca's request handlers (proto/caramel.c, proto/sharedtoken.c,
+ * proto/sharedtoken_renew.c, through serve.c's ca_dispatch) on
  * in-memory requests (httpd_req_mem_new, which also decodes the target
  * like the TLS server), against a real CA: ca_open on a temporary folder
  * with a file key (tests/fuzz/fixtures.h), p11ca.conf and a SQLite store.
@@ -35,7 +36,7 @@
 
 #include "fixtures.h"
 #include "fuzz.h"
-#include "serve.h"
+#include "request.h"
 
 #define MAX_REQUESTS 4
 #define MAX_HEADERS 32
@@ -59,7 +60,7 @@ static struct {
 	int ready;
 	char dir[512];
 	struct ca ca;
-	struct server srv;
+	struct ca_served srv;
 	struct store_ops ops;
 	const struct store_ops *real;
 	int dirty;
@@ -274,19 +275,6 @@ static void check_cert_pem(const char *pem, size_t len)
 	F.last_cert = x;
 }
 
-static void dispatch(httpd_req *r, int listener)
-{
-	/* serve.c's dispatch */
-	if (strcmp(httpd_req_path(r), "/renew") == 0 && (listener == LISTENER_TOKEN || F.srv.token_on_main))
-		token_renew_handle(&F.srv, r);
-	else if (listener == LISTENER_TOKEN ||
-	    (F.srv.token_on_main && strcmp(httpd_req_path(r), "/") == 0 &&
-	     strcmp(httpd_req_method(r), "POST") == 0))
-		token_handle(&F.srv, r);
-	else
-		caramel_handle(&F.srv, r);
-}
-
 static void one_request(const unsigned char *d, size_t n)
 {
 	const unsigned char *nl, *end = d + n, *body;
@@ -377,7 +365,7 @@ static void one_request(const unsigned char *d, size_t n)
 	if (mtls)
 		httpd_req_mem_set_peer_cert(r, F.last_cert);
 	if (httpd_req_mem_status(r) == 0) {
-		dispatch(r, listener);
+		ca_dispatch(&F.srv, r); /* serve.c's dispatch */
 		if (httpd_req_mem_status(r) == 0) {
 			fprintf(stderr, "fuzz_server: the handler did not reply to %s %s\n", method, target);
 			abort();

@@ -7,9 +7,11 @@
 
 #include <openssl/pem.h>
 
-#include "serve.h"
+#include "request.h"
 /* the one internal libp11cert header p11ca uses: the crash tests' hook */
 #include "../../lib/testhook.h"
+
+#define CARAMEL_MAX_CSR 2048 /* upstream's limit: larger bodies are 413 */
 
 static const char *title_of(int status)
 {
@@ -53,13 +55,13 @@ static int host_ok(const char *host)
 	return n > 0 && n < 256 && strspn(host, allowed) == n;
 }
 
-static void reply_accepted(struct server *s, httpd_req *r, const char *sha)
+static void reply_accepted(const struct ca_request *rq, httpd_req *r, const char *sha)
 {
 	char url[512], body[700];
 	const char *host = httpd_req_host(r);
 
-	if (s->ca->cfg.url != NULL)
-		snprintf(url, sizeof url, "%s/%s", s->ca->cfg.url, sha);
+	if (rq->ca->cfg.url != NULL)
+		snprintf(url, sizeof url, "%s/%s", rq->ca->cfg.url, sha);
 	else
 		snprintf(url, sizeof url, "https://%s/%s", host_ok(host) ? host : "localhost", sha);
 	snprintf(body, sizeof body, "{\"sha256\": \"%s\", \"url\": \"%s\"}", sha, url);
@@ -93,21 +95,17 @@ static int pem_sans_only_cn(const char *pem)
 }
 
 /* A client presenting a valid certificate of ours for the same subject
- * may be re-signed at once (renewal).  Revoked or expired ones may not. */
-static int mtls_same_subject(struct server *s, httpd_req *r, const char *subject_rfc2253)
+ * may be re-signed at once (renewal).  Revoked or expired ones may not
+ * (ca_peer_current). */
+static int mtls_same_subject(const struct ca_request *rq, httpd_req *r, const char *subject_rfc2253)
 {
 	X509 *peer = httpd_req_peer_cert(r);
-	struct store_cert c;
-	BIGNUM *bn = NULL;
-	char *hex = NULL, *ps = NULL;
+	char *ps = NULL;
 	BIO *b = NULL;
 	int ok = 0;
 
-	if (!s->ca->cfg.renew_mtls || peer == NULL)
+	if (!rq->ca->cfg.renew_mtls || peer == NULL)
 		return 0;
-	memset(&c, 0, sizeof c);
-	if (X509_cmp_time(X509_get0_notAfter(peer), NULL) <= 0)
-		goto out;
 	b = BIO_new(BIO_s_mem());
 	if (b == NULL || X509_NAME_print_ex(b, X509_get_subject_name(peer), 0, XN_FLAG_RFC2253) < 0 ||
 	    BIO_write(b, "", 1) != 1)
@@ -120,25 +118,14 @@ static int mtls_same_subject(struct server *s, httpd_req *r, const char *subject
 	}
 	if (ps == NULL || strcmp(ps, subject_rfc2253) != 0)
 		goto out;
-	bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(peer), NULL);
-	hex = bn ? BN_bn2hex(bn) : NULL;
-	if (hex == NULL)
-		goto out;
-	for (char *p = hex; *p; p++)
-		*p = (char)(*p >= 'A' && *p <= 'F' ? *p + 32 : *p);
-	/* issued by us, known, not revoked */
-	if (s->ca->so->cert_by_serial(s->ca->st, hex, &c) == STORE_OK && c.revoked == 0)
-		ok = 1;
+	ok = ca_peer_current(rq->ca, peer);
 out:
-	store_cert_clear(&c);
-	OPENSSL_free(hex);
-	BN_free(bn);
 	BIO_free(b);
 	free(ps);
 	return ok;
 }
 
-static void do_get(struct server *s, httpd_req *r, const char *sha)
+static void do_get(const struct ca_request *rq, httpd_req *r, const char *sha)
 {
 	struct store_request q;
 	struct store_cert c;
@@ -149,7 +136,7 @@ static void do_get(struct server *s, httpd_req *r, const char *sha)
 
 	memset(&q, 0, sizeof q);
 	memset(&c, 0, sizeof c);
-	sr = s->ca->so->req_by_sha256(s->ca->st, sha, &q);
+	sr = rq->ca->so->req_by_sha256(rq->ca->st, sha, &q);
 	if (sr == STORE_NOT_FOUND) {
 		reply_problem(r, 404, NULL, NULL);
 		goto out;
@@ -162,7 +149,7 @@ static void do_get(struct server *s, httpd_req *r, const char *sha)
 		reply_problem(r, 403, NULL, "request rejected by the CA administrator");
 		goto out;
 	}
-	sr = s->ca->so->cert_latest(s->ca->st, q.id, &c);
+	sr = rq->ca->so->cert_latest(rq->ca->st, q.id, &c);
 	if (sr != STORE_OK && sr != STORE_NOT_FOUND) {
 		reply_problem(r, 500, NULL, "database error");
 		goto out;
@@ -171,25 +158,25 @@ static void do_get(struct server *s, httpd_req *r, const char *sha)
 	 * signed now.  do_post stores the request and signs it in two
 	 * transactions; a crash (or a failed signature) between them must
 	 * not leave the client polling a request nobody will sign. */
-	if (sr == STORE_NOT_FOUND && q.state == REQ_PENDING && strcmp(s->ca->cfg.autosign, "uuid") == 0 &&
+	if (sr == STORE_NOT_FOUND && q.state == REQ_PENDING && strcmp(rq->ca->cfg.autosign, "uuid") == 0 &&
 	    q.cn != NULL && is_uuid(q.cn) && pem_sans_only_cn(q.pem) &&
-	    ca_sign_request(s->ca, &q, LIFETIME_SHORT, PROFILE_CARAMEL, NULL, now) == 0) {
+	    ca_sign_request(rq->ca, &q, LIFETIME_SHORT, PROFILE_CARAMEL, NULL, now) == 0) {
 		httpd_req_note(r, "caramel", "autosigned (UUID CN, on GET)");
-		sr = s->ca->so->cert_latest(s->ca->st, q.id, &c);
+		sr = rq->ca->so->cert_latest(rq->ca->st, q.id, &c);
 	}
 	/* renewal: a valid client certificate for this subject, and the
 	 * newest certificate is past half its lifetime (or missing) */
-	if (mtls_same_subject(s, r, q.subject) &&
+	if (mtls_same_subject(rq, r, q.subject) &&
 	    (sr != STORE_OK || now >= c.not_before + (c.not_after - c.not_before) / 2)) {
-		if (ca_sign_request(s->ca, &q, q.lifetime, PROFILE_CARAMEL, NULL, now) == 0) {
+		if (ca_sign_request(rq->ca, &q, q.lifetime, PROFILE_CARAMEL, NULL, now) == 0) {
 			httpd_req_note(r, "caramel", "renewed over mTLS");
 			store_cert_clear(&c);
-			sr = s->ca->so->cert_latest(s->ca->st, q.id, &c);
+			sr = rq->ca->so->cert_latest(rq->ca->st, q.id, &c);
 		}
 	}
 	if (sr != STORE_OK || c.not_after <= now || c.revoked != 0) {
 		/* never signed, or expired / revoked until refreshed */
-		reply_accepted(s, r, sha);
+		reply_accepted(rq, r, sha);
 		goto out;
 	}
 	ca_http_date((time_t)c.created, date, sizeof date);
@@ -210,7 +197,7 @@ out:
 	store_cert_clear(&c);
 }
 
-static void do_post(struct server *s, httpd_req *r, const char *sha)
+static void do_post(const struct ca_request *rq, httpd_req *r, const char *sha)
 {
 	const unsigned char *body;
 	size_t len;
@@ -259,7 +246,7 @@ static void do_post(struct server *s, httpd_req *r, const char *sha)
 		reply_problem(r, 400, NULL, err);
 		goto out;
 	}
-	if (!p11c_caramel_subject_ok(X509_get_subject_name(s->ca->cert), X509_REQ_get_subject_name(req),
+	if (!p11c_caramel_subject_ok(X509_get_subject_name(rq->ca->cert), X509_REQ_get_subject_name(req),
 				     err, sizeof err)) {
 		char d[300];
 
@@ -272,11 +259,11 @@ static void do_post(struct server *s, httpd_req *r, const char *sha)
 		reply_problem(r, 400, NULL, "bad subject: CN missing or longer than 64 characters");
 		goto out;
 	}
-	if (!ca_sans_ok(s->ca, req, err, sizeof err)) {
+	if (!ca_sans_ok(rq->ca, req, err, sizeof err)) {
 		reply_problem(r, 400, NULL, err);
 		goto out;
 	}
-	rc = ca_add_request(s->ca, (const char *)body, len, req, "caramel", REQ_PENDING, &q);
+	rc = ca_add_request(rq->ca, (const char *)body, len, req, "caramel", REQ_PENDING, &q);
 	if (rc < 0) {
 		reply_problem(r, 500, NULL, "database error");
 		goto out;
@@ -286,21 +273,21 @@ static void do_post(struct server *s, httpd_req *r, const char *sha)
 		goto out;
 	}
 	p11c_test_stall("ca-request-stored");
-	if (strcmp(s->ca->cfg.autosign, "uuid") == 0 && is_uuid(cn) && !ca_sans_only_cn(req)) {
+	if (strcmp(rq->ca->cfg.autosign, "uuid") == 0 && is_uuid(cn) && !ca_sans_only_cn(req)) {
 		/* anonymous requests get no names beyond DNS:<CN>: an
 		 * administrator decides on the others */
 		httpd_req_note(r, "caramel", "pending (UUID CN, but asks for subjectAltNames)");
-	} else if (strcmp(s->ca->cfg.autosign, "uuid") == 0 && is_uuid(cn)) {
+	} else if (strcmp(rq->ca->cfg.autosign, "uuid") == 0 && is_uuid(cn)) {
 		sign_now = 1;
 		httpd_req_note(r, "caramel", "autosigned (UUID CN)");
-	} else if (mtls_same_subject(s, r, q.subject)) {
+	} else if (mtls_same_subject(rq, r, q.subject)) {
 		sign_now = 1;
 		httpd_req_note(r, "caramel", "autosigned (mTLS renewal)");
 	} else {
 		httpd_req_note(r, "caramel", "pending");
 	}
 	if (sign_now) {
-		rc = ca_sign_request(s->ca, &q, LIFETIME_SHORT, PROFILE_CARAMEL, NULL, time(NULL));
+		rc = ca_sign_request(rq->ca, &q, LIFETIME_SHORT, PROFILE_CARAMEL, NULL, time(NULL));
 		if (rc == 1)
 			httpd_req_note(r, "caramel", "not signed: key revoked");
 		else if (rc != 0) {
@@ -308,7 +295,7 @@ static void do_post(struct server *s, httpd_req *r, const char *sha)
 			goto out;
 		}
 	}
-	reply_accepted(s, r, sha);
+	reply_accepted(rq, r, sha);
 out:
 	store_request_clear(&q);
 	free(canon);
@@ -316,8 +303,9 @@ out:
 	BIO_free(b);
 }
 
-void caramel_handle(struct server *s, httpd_req *r)
+static void caramel_handle(const struct ca_request *rq)
 {
+	httpd_req *r = rq->r;
 	const char *path = httpd_req_path(r), *m = httpd_req_method(r);
 
 	httpd_req_note(r, "caramel", NULL);
@@ -326,7 +314,7 @@ void caramel_handle(struct server *s, httpd_req *r)
 			reply_problem(r, 405, NULL, NULL);
 			return;
 		}
-		httpd_reply(r, 200, "text/plain", NULL, s->ca_pem, s->ca_pem_len);
+		httpd_reply(r, 200, "text/plain", NULL, rq->ca_pem, rq->ca_pem_len);
 		return;
 	}
 	if (path[0] != '/' || !p11c_is_sha256_hex(path + 1)) {
@@ -334,9 +322,26 @@ void caramel_handle(struct server *s, httpd_req *r)
 		return;
 	}
 	if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0)
-		do_get(s, r, path + 1);
+		do_get(rq, r, path + 1);
 	else if (strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0)
-		do_post(s, r, path + 1);
+		do_post(rq, r, path + 1);
 	else
 		reply_problem(r, 405, NULL, NULL);
 }
+
+/* Everything on the main listener the shared-token routes left: root.crt,
+ * bundle.crt and /SHA256 (docs/protocols.md s1). */
+static int caramel_match(const struct ca_request *rq)
+{
+	(void)rq;
+	return 1;
+}
+
+static const struct ca_route caramel_routes[] = {
+	{ caramel_match, caramel_handle },
+};
+
+const struct ca_protocol ca_proto_caramel = {
+	"caramel", "Caramel (REST, CSR addressed by its SHA-256)", caramel_routes,
+	sizeof caramel_routes / sizeof caramel_routes[0],
+};

@@ -8,7 +8,7 @@
 
 #include <openssl/pem.h>
 
-#include "serve.h"
+#include "request.h"
 
 static void reply_json_h(httpd_req *r, int status, const char *const *headers, const char *hmac,
 			 const char *cert, const char *error)
@@ -169,8 +169,9 @@ int ca_dn_suffix_ok(const char *suffix, const X509_NAME *n)
 	return rev || fwd;
 }
 
-void token_handle(struct server *s, httpd_req *r)
+static void token_handle(const struct ca_request *rq)
 {
+	httpd_req *r = rq->r;
 	const unsigned char *body;
 	size_t len;
 	char *hmac = NULL, *csr = NULL, *cert = NULL, err[256], want[64], resp[64], addr[64];
@@ -184,14 +185,14 @@ void token_handle(struct server *s, httpd_req *r)
 
 	memset(&q, 0, sizeof q);
 	httpd_req_note(r, "token", NULL);
-	if (s->token == NULL) {
+	if (rq->token == NULL) {
 		reply_json(r, 404, NULL, NULL, "shared-token enrollment is not enabled");
 		goto out;
 	}
 	peer_addr(r, addr, sizeof addr);
 	/* evaluated only while the address and the server may guess: a
 	 * refused request learns nothing about the token (ratelimit.h) */
-	if ((wait = ratelimit_check(s->rl, addr, ratelimit_now_ms())) > 0) {
+	if ((wait = ratelimit_check(rq->rl, addr, ratelimit_now_ms())) > 0) {
 		char secs[24], msg[128];
 		const char *hdr[] = { "Retry-After", secs, NULL };
 
@@ -213,12 +214,12 @@ void token_handle(struct server *s, httpd_req *r)
 		reply_json(r, 400, NULL, NULL, "csr is not a PEM certificate request");
 		goto out;
 	}
-	if (p11c_token_hmac(s->token, s->token_len, pk, want, sizeof want) != P11C_OK) {
+	if (p11c_token_hmac(rq->token, rq->token_len, pk, want, sizeof want) != P11C_OK) {
 		reply_json(r, 500, NULL, NULL, "internal error");
 		goto out;
 	}
 	if (!p11c_token_hmac_eq(hmac, want)) {
-		ratelimit_fail(s->rl, addr, ratelimit_now_ms());
+		ratelimit_fail(rq->rl, addr, ratelimit_now_ms());
 		reply_json(r, 403, NULL, NULL, "forbidden");
 		goto out;
 	}
@@ -232,36 +233,36 @@ void token_handle(struct server *s, httpd_req *r)
 		reply_json(r, 400, NULL, NULL, err);
 		goto out;
 	}
-	rc = ca_dn_suffix_ok(s->ca->cfg.token_dn_suffix, X509_REQ_get_subject_name(req));
+	rc = ca_dn_suffix_ok(rq->ca->cfg.token_dn_suffix, X509_REQ_get_subject_name(req));
 	if (rc < 0) {
 		ca_err("token-dn-suffix '%s' is not a DN (RFC 4514: TYPE=value, comma separated)",
-		       s->ca->cfg.token_dn_suffix);
+		       rq->ca->cfg.token_dn_suffix);
 		reply_json(r, 500, NULL, NULL, "internal error");
 		goto out;
 	}
 	if (rc == 0) {
-		snprintf(err, sizeof err, "DN not allowed: it must end with %s", s->ca->cfg.token_dn_suffix);
+		snprintf(err, sizeof err, "DN not allowed: it must end with %s", rq->ca->cfg.token_dn_suffix);
 		reply_json(r, 403, NULL, NULL, err);
 		goto out;
 	}
 	/* DNS:<CN> must match san-patterns too here: a token holder names itself */
-	if (!ca_sans_policy(s->ca, req, 0, err, sizeof err)) {
+	if (!ca_sans_policy(rq->ca, req, 0, err, sizeof err)) {
 		reply_json(r, 403, NULL, NULL, err);
 		goto out;
 	}
-	rc = ca_add_request(s->ca, csr, strlen(csr), req, "token", REQ_PENDING, &q);
+	rc = ca_add_request(rq->ca, csr, strlen(csr), req, "token", REQ_PENDING, &q);
 	if (rc < 0 || (q.state == REQ_REJECTED)) {
 		reply_json(r, rc < 0 ? 500 : 403, NULL, NULL, rc < 0 ? "database error" : "request rejected");
 		goto out;
 	}
-	rc = ca_sign_request(s->ca, &q, LIFETIME_SHORT, PROFILE_TOKEN, &cert, now);
+	rc = ca_sign_request(rq->ca, &q, LIFETIME_SHORT, PROFILE_TOKEN, &cert, now);
 	if (rc != 0) {
 		reply_json(r, rc == 1 ? 403 : 500, NULL, NULL, rc == 1 ? "key revoked" : "signing failed");
 		goto out;
 	}
 	/* response HMAC over the CA's public key: the client recomputes it
 	 * over the key of the TLS peer it talked to */
-	if (p11c_token_hmac(s->token, s->token_len, X509_get0_pubkey(s->ca->cert), resp, sizeof resp) !=
+	if (p11c_token_hmac(rq->token, rq->token_len, X509_get0_pubkey(rq->ca->cert), resp, sizeof resp) !=
 	    P11C_OK) {
 		reply_json(r, 500, NULL, NULL, "internal error");
 		goto out;
@@ -278,3 +279,30 @@ out:
 	X509_REQ_free(req);
 	BIO_free(b);
 }
+
+/* p11ca's renewal over mTLS, next to the token protocol (docs/ca.md) */
+static int renew_match(const struct ca_request *rq)
+{
+	return strcmp(httpd_req_path(rq->r), "/renew") == 0 &&
+	       (rq->listener == LISTENER_TOKEN || rq->token_on_main);
+}
+
+/* upstream ignores method and path on its token port; on the main
+ * listener the protocol has POST / */
+static int token_match(const struct ca_request *rq)
+{
+	return rq->listener == LISTENER_TOKEN ||
+	       (rq->token_on_main && strcmp(httpd_req_path(rq->r), "/") == 0 &&
+		strcmp(httpd_req_method(rq->r), "POST") == 0);
+}
+
+static const struct ca_route sharedtoken_routes[] = {
+	{ renew_match, token_renew_handle },
+	{ token_match, token_handle },
+};
+
+const struct ca_protocol ca_proto_sharedtoken = {
+	"token", "shared token (NiFi TLS toolkit), with p11ca's POST /renew", sharedtoken_routes,
+	sizeof sharedtoken_routes / sizeof sharedtoken_routes[0],
+};
+

@@ -14,7 +14,7 @@
 #include <jansson.h>
 #include <openssl/pem.h>
 
-#include "serve.h"
+#include "request.h"
 
 static void reply(httpd_req *r, int status, const char *cert, const char *error)
 {
@@ -25,34 +25,9 @@ static void reply(httpd_req *r, int status, const char *cert, const char *error)
 	free(body);
 }
 
-/* Issued by us (known serial), not revoked, not expired. */
-static int peer_current(struct server *s, X509 *peer)
+void token_renew_handle(const struct ca_request *rq)
 {
-	struct store_cert c;
-	BIGNUM *bn = NULL;
-	char *hex = NULL;
-	int ok = 0;
-
-	memset(&c, 0, sizeof c);
-	if (X509_cmp_time(X509_get0_notAfter(peer), NULL) <= 0)
-		return 0;
-	bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(peer), NULL);
-	hex = bn ? BN_bn2hex(bn) : NULL;
-	if (hex == NULL)
-		goto out;
-	for (char *p = hex; *p; p++)
-		*p = (char)(*p >= 'A' && *p <= 'F' ? *p + 32 : *p);
-	if (s->ca->so->cert_by_serial(s->ca->st, hex, &c) == STORE_OK && c.revoked == 0)
-		ok = 1;
-out:
-	store_cert_clear(&c);
-	OPENSSL_free(hex);
-	BN_free(bn);
-	return ok;
-}
-
-void token_renew_handle(struct server *s, httpd_req *r)
-{
+	httpd_req *r = rq->r;
 	const unsigned char *body;
 	size_t len;
 	const char *csr;
@@ -69,7 +44,7 @@ void token_renew_handle(struct server *s, httpd_req *r)
 
 	memset(&q, 0, sizeof q);
 	httpd_req_note(r, "token-renew", NULL);
-	if (s->token == NULL) {
+	if (rq->token == NULL) {
 		reply(r, 404, NULL, "shared-token enrollment is not enabled");
 		goto out;
 	}
@@ -77,12 +52,12 @@ void token_renew_handle(struct server *s, httpd_req *r)
 		reply(r, 405, NULL, "POST a {\"csr\": PEM} body");
 		goto out;
 	}
-	if (peer == NULL || !peer_current(s, peer)) {
+	if (peer == NULL || !ca_peer_current(rq->ca, peer)) {
 		reply(r, 403, NULL, "renewal needs a valid, unrevoked certificate of this CA as TLS client "
 				    "certificate");
 		goto out;
 	}
-	/* httpd bounds the body (SERVE_MAX_BODY) */
+	/* httpd bounds the body (SERVE_MAX_BODY, request.h) */
 	body = httpd_req_body(r, &len);
 	j = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, &je);
 	csr = j != NULL && json_is_object(j) && json_object_size(j) == 1 ?
@@ -117,16 +92,16 @@ void token_renew_handle(struct server *s, httpd_req *r)
 		goto out;
 	}
 	/* names as the token endpoint checks them */
-	if (!ca_sans_policy(s->ca, req, 0, err, sizeof err)) {
+	if (!ca_sans_policy(rq->ca, req, 0, err, sizeof err)) {
 		reply(r, 403, NULL, err);
 		goto out;
 	}
-	rc = ca_add_request(s->ca, csr, strlen(csr), req, "token", REQ_PENDING, &q);
+	rc = ca_add_request(rq->ca, csr, strlen(csr), req, "token", REQ_PENDING, &q);
 	if (rc < 0 || q.state == REQ_REJECTED) {
 		reply(r, rc < 0 ? 500 : 403, NULL, rc < 0 ? "database error" : "request rejected");
 		goto out;
 	}
-	rc = ca_sign_request(s->ca, &q, LIFETIME_SHORT, PROFILE_TOKEN, &cert, time(NULL));
+	rc = ca_sign_request(rq->ca, &q, LIFETIME_SHORT, PROFILE_TOKEN, &cert, time(NULL));
 	if (rc != 0) {
 		reply(r, rc == 1 ? 403 : 500, NULL, rc == 1 ? "key revoked" : "signing failed");
 		goto out;

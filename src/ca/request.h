@@ -1,0 +1,74 @@
+/* p11ca: what a served protocol sees of the server (the request context)
+ * and the table of served protocols (docs/architecture.md, "Served
+ * protocols").  A protocol file in src/ca/proto/ includes this header
+ * only: never serve.c's struct server, the access log or the listeners. */
+#ifndef P11CA_REQUEST_H
+#define P11CA_REQUEST_H
+
+#include <stddef.h>
+
+#include "ca.h"
+#include "httpd.h"
+#include "ratelimit.h"
+
+#define SERVE_MAX_BODY (64 * 1024) /* anything larger is refused by httpd */
+
+/* httpd_req_listener(): the main listener, or the second one presenting
+ * the CA certificate (token-listen) */
+enum { LISTENER_MAIN = 1, LISTENER_TOKEN = 2 };
+
+/* Built once by ca_serve (or a test harness) and shared by every request. */
+struct ca_served {
+	struct ca *ca;               /* configuration, store (ca->so, ca->st), signing */
+	char *ca_pem;                /* CA certificate PEM (root.crt) */
+	size_t ca_pem_len;
+	unsigned char *token;        /* shared token (NULL: off), wiped at exit */
+	size_t token_len;
+	int token_on_main;           /* token protocol at POST / of the main listener */
+	ratelimit *rl;               /* wrong HMACs (NULL: no limit) */
+};
+
+/* One request as a handler gets it: the HTTP exchange (method, path,
+ * headers, body bounded by httpd, peer address and verified client
+ * certificate, the reply), the CA with its store, the limiter. */
+struct ca_request {
+	httpd_req *r;
+	int listener;                /* LISTENER_MAIN or LISTENER_TOKEN */
+	struct ca *ca;
+	const char *ca_pem;
+	size_t ca_pem_len;
+	const unsigned char *token;  /* NULL: shared-token enrollment off */
+	size_t token_len;
+	int token_on_main;
+	ratelimit *rl;
+};
+
+/* One route of a served protocol: match() says whether it takes the
+ * request (method, path, listener); handle() replies to it. */
+struct ca_route {
+	int (*match)(const struct ca_request *rq);
+	void (*handle)(const struct ca_request *rq);
+};
+
+/* A served protocol: one file in src/ca/proto/ defines one of these.
+ * serve.c tries the protocols in the order of its table and, within one,
+ * the routes in order; the first match handles the request. */
+struct ca_protocol {
+	const char *name;            /* as in the access log and ca.md */
+	const char *description;
+	const struct ca_route *routes;
+	size_t nroutes;
+};
+
+extern const struct ca_protocol ca_proto_sharedtoken; /* proto/sharedtoken.c */
+extern const struct ca_protocol ca_proto_caramel;     /* proto/caramel.c: the main listener's catch-all */
+
+/* Hand R to the first served protocol whose route matches (serve.c). */
+void ca_dispatch(const struct ca_served *sv, httpd_req *r);
+
+/* POST /renew of the shared-token protocol (proto/sharedtoken_renew.c) */
+void token_renew_handle(const struct ca_request *rq);
+/* application/problem+json reply (proto/caramel.c) */
+void reply_problem(httpd_req *r, int status, const char *title, const char *detail);
+
+#endif
