@@ -167,8 +167,8 @@ static int write_records(struct cli *c, const char *ca_path, X509 *ca, const cha
 			 const char *id, const char *uri, const char *ca_file)
 {
 	char *pem = p11c_x509_pem(ca), *s = NULL;
-	json_t *js = json_pack("{s:s, s:s, s:s, s:s, s:s?}", "protocol", "caramel", "server", server, "client_id", id,
-			       "key", uri, "ca_file", ca_file);
+	json_t *js = json_pack("{s:s, s:s, s:s, s:s, s:s?}", "protocol", p11c_proto_caramel.name, "server", server,
+			       "client_id", id, "key", uri, "ca_file", ca_file);
 	int rc = EX_SOFTWARE;
 
 	if (pem == NULL || js == NULL || (s = json_dumps(js, JSON_INDENT(2))) == NULL)

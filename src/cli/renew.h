@@ -1,28 +1,19 @@
-/* p11cert renew: one renewer per enrollment protocol (cmd_renew.c,
- * renew_token.c). */
+/* p11cert renew and enroll: the CLI's protocol files (proto/) and
+ * what cmd_enroll.c shares with them. */
 #ifndef P11C_RENEW_H
 #define P11C_RENEW_H
 
-#include <jansson.h>
-
-#include "cli.h"
-
-/* What an enrollment record says (DIR/CLIENTID.enroll). */
-struct renew_job {
-	const char *dir, *server, *id, *uri, *ca_file;
-	int rekey;
-	json_t *rec; /* the whole record (protocol-specific fields) */
-};
-
-/* Shared-token identities: with the shared token while its file is there
- * (or P11CERT_CA_TOKEN is set), else p11ca's POST /renew over mTLS. */
-int renew_token(struct cli *c, const struct renew_job *j);
+#include "proto/protocol.h"
 
 /* DIR/LABEL.enroll for a shared-token identity (no secret: the token
  * file's path, never its content). */
 int token_record_write(struct cli *c, const char *dir, const char *label, const char *key_uri,
 		       const char *host, int port, const char *token_file, const char *dn,
 		       const char *const *sans, int nsans);
+
+/* enroll caramel (cmd_enroll.c): renew without a new key runs it with
+ * --once */
+int cmd_enroll_caramel(struct cli *c, int argc, char **argv);
 
 /* The shared token from FILE, else P11CERT_CA_TOKEN (cmd_enroll.c);
  * the caller wipes and frees it. */

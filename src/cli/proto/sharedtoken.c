@@ -1,4 +1,6 @@
-/* p11cert renew for shared-token identities (NiFi TLS toolkit protocol):
+/* p11cert renew for shared-token identities (NiFi TLS toolkit protocol),
+ * the CLI half of the protocol (proto/protocol.h; the wire half is
+ * src/lib/enroll/sharedtoken.c and sharedtoken_renew.c):
  * with the shared token while its file is still there, as enroll token
  * does (same checks), else over mutual TLS with the current certificate at
  * p11ca's POST /renew (upstream servers have none: the error says to bring
@@ -43,7 +45,7 @@ int token_record_write(struct cli *c, const char *dir, const char *label, const 
 		goto out;
 	for (i = 0; i < nsans; i++)
 		json_array_append_new(ja, json_string(sans[i]));
-	js = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:O, s:s?}", "protocol", "token", "server", host, "port",
+	js = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:O, s:s?}", "protocol", p11c_proto_sharedtoken.name, "server", host, "port",
 		       port, "client_id", label, "key", key_uri, "ca_file", ca, "dn", dn, "sans", ja, "token_file",
 		       tf);
 	if (js == NULL || (s = json_dumps(js, JSON_INDENT(2))) == NULL)
@@ -113,11 +115,31 @@ out:
 	return rc;
 }
 
-int renew_token(struct cli *c, const struct renew_job *j)
+/* The record's own fields: the token listener's port (default 9443) and
+ * the CA certificate the enrollment fetched (ca_file). */
+static int record_port(const struct renew_job *j)
+{
+	json_t *jp = json_object_get(j->rec, "port");
+
+	return json_is_integer(jp) ? (int)json_integer_value(jp) : 9443;
+}
+
+static int record_check(struct cli *c, const struct renew_job *j)
+{
+	int port = record_port(j);
+
+	(void)c;
+	if (port <= 0 || port > 65535 || j->ca_file == NULL) {
+		fprintf(stderr, "p11cert: renew: the record of '%s' lacks a port or ca_file\n", j->id);
+		return EX_DATAERR;
+	}
+	return 0;
+}
+
+static int renew_token(struct cli *c, const struct renew_job *j)
 {
 	const char *tfile = json_string_value(json_object_get(j->rec, "token_file"));
-	json_t *jp = json_object_get(j->rec, "port");
-	int port = json_is_integer(jp) ? (int)json_integer_value(jp) : 9443, rc = EX_FAIL, fd = -1, t;
+	int port = record_port(j), rc = EX_FAIL, fd = -1, t;
 	char *lock = NULL, *tmp_uri = NULL, *label = NULL;
 	unsigned char *tok = NULL;
 	size_t tok_len = 0;
@@ -125,10 +147,9 @@ int renew_token(struct cli *c, const struct renew_job *j)
 	X509 *old_cert = NULL, *cert = NULL;
 	p11c_result r;
 
-	if (port <= 0 || port > 65535 || j->ca_file == NULL) {
-		fprintf(stderr, "p11cert: renew: the record of '%s' lacks a port or ca_file\n", j->id);
-		return EX_DATAERR;
-	}
+	if ((rc = record_check(c, j)) != 0) /* cmd_renew ran it: a second look costs nothing */
+		return rc;
+	rc = EX_FAIL;
 	/* the lock of enroll token */
 	if (asprintf(&lock, "%s/config.json.lock", j->dir) < 0)
 		goto out;
@@ -174,7 +195,7 @@ int renew_token(struct cli *c, const struct renew_job *j)
 		if (rc != 0)
 			goto out;
 	} else {
-		p11c_token_renew_opts o;
+		struct p11c_renewal rn;
 
 		if (old_cert == NULL) {
 			fprintf(stderr, "p11cert: renew: '%s' has no certificate to renew with and the shared token "
@@ -183,11 +204,18 @@ int renew_token(struct cli *c, const struct renew_job *j)
 			rc = EX_NOINPUT;
 			goto out;
 		}
-		memset(&o, 0, sizeof o);
-		o.ca_host = j->server;
-		o.port = port;
-		o.ca_file = j->ca_file;
-		r = p11c_token_renew(c->ctx, nkey ? nkey : old, old, old_cert, &o, &cert);
+		/* the wire half: p11ca's POST /renew (src/lib/enroll/sharedtoken_renew.c) */
+		memset(&rn, 0, sizeof rn);
+		rn.server = j->server;
+		rn.port = port;
+		rn.ca_file = j->ca_file;
+		rn.client_id = j->id;
+		rn.key = nkey ? nkey : old;
+		rn.current = old;
+		rn.current_cert = old_cert;
+		r = cli_proto_sharedtoken.lib->renew(c->ctx, &rn);
+		cert = rn.cert;
+		free(rn.cert_pem);
 		if (r != P11C_OK) {
 			rc = cli_fail(c, r, "renewal over mutual TLS at %s:%d (no shared token%s%s)", j->server, port,
 				      tfile ? " in " : "", tfile ? tfile : "");
@@ -225,3 +253,9 @@ out:
 	p11c_key_free(&nkey);
 	return rc;
 }
+
+const struct cli_protocol cli_proto_sharedtoken = {
+	&p11c_proto_sharedtoken,
+	record_check,
+	renew_token,
+};

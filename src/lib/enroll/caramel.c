@@ -12,6 +12,7 @@
 
 #include "../http.h"
 #include "../testhook.h"
+#include "protocol.h"
 
 static void base_url(const p11c_caramel_server *srv, const char *path, char *buf, size_t len)
 {
@@ -384,3 +385,50 @@ void p11c_enrollment_clear(p11c_enrollment *e)
 	free(e->csr_pem);
 	memset(e, 0, sizeof *e);
 }
+
+/* --- the protocol table (protocol.h) -------------------------------------- */
+
+/* A renewal (or rekey) round: the caller's CSR (kept in DIR/ID.rekey.csr,
+ * so a rerun polls the very same request) polled with the current key and
+ * certificate as TLS client identity (p11ca signs it at once when
+ * renew-mtls is on; upstream waits for caramel_tool).  The certificate is
+ * returned unchecked: the caller runs p11c_caramel_check with the CA. */
+static p11c_result caramel_renew(p11c_ctx *ctx, struct p11c_renewal *rn)
+{
+	p11c_caramel_server srv;
+	p11c_caramel_state st;
+	p11c_result r;
+
+	if (rn->csr == NULL) {
+		p11c_detail(ctx, "a Caramel renewal posts the caller's request: no CSR given");
+		return P11C_ERR_ARG;
+	}
+	memset(&srv, 0, sizeof srv);
+	srv.server = rn->server;
+	srv.ca_file = rn->ca_file;
+	srv.client_id = rn->client_id;
+	srv.timeout_ms = rn->timeout_ms;
+	r = p11c_caramel_poll(ctx, &srv, rn->csr, rn->csr_len, rn->current, rn->current_cert, NULL, &st,
+			      &rn->cert_pem);
+	if (r != P11C_OK)
+		return r;
+	rn->checked = 0;
+	if (st == P11C_CARAMEL_REJECTED) {
+		rn->state = P11C_RENEWAL_REJECTED;
+	} else if (st != P11C_CARAMEL_SIGNED) {
+		rn->state = P11C_RENEWAL_PENDING; /* a 304 is no certificate either */
+	} else {
+		rn->state = P11C_RENEWAL_ISSUED;
+		if (p11c_x509_parse((const unsigned char *)rn->cert_pem, strlen(rn->cert_pem), &rn->cert) != P11C_OK)
+			rn->cert = NULL;
+	}
+	return P11C_OK;
+}
+
+const struct p11c_protocol p11c_proto_caramel = {
+	"caramel",
+	"Caramel (REST, the CSR addressed by its SHA-256; docs/protocols.md s1)",
+	1,
+	caramel_renew,
+};
+

@@ -15,6 +15,7 @@
 #include <p11cert/proto.h>
 
 #include "../http.h"
+#include "protocol.h"
 
 /* The answer: 200 with a certificate signed by the CA, for pub, with the
  * current subject. */
@@ -144,3 +145,36 @@ out:
 	sk_GENERAL_NAME_pop_free(sans, GENERAL_NAME_free);
 	return r;
 }
+
+/* --- the protocol table (protocol.h) -------------------------------------- */
+
+/* The table's renewal of a shared-token identity: p11c_token_renew above
+ * (p11ca's POST /renew over mTLS; the CSR is made here from the current
+ * certificate's names).  Renewal with the shared token itself is
+ * p11c_token_enroll (sharedtoken.c), which the CLI calls while the token
+ * file is there. */
+static p11c_result sharedtoken_renew(p11c_ctx *ctx, struct p11c_renewal *rn)
+{
+	p11c_token_renew_opts o;
+	p11c_result r;
+
+	memset(&o, 0, sizeof o);
+	o.ca_host = rn->server;
+	o.port = rn->port;
+	o.ca_file = rn->ca_file;
+	o.timeout_ms = rn->timeout_ms;
+	r = p11c_token_renew(ctx, rn->key, rn->current, rn->current_cert, &o, &rn->cert);
+	if (r == P11C_OK) {
+		rn->state = P11C_RENEWAL_ISSUED;
+		rn->checked = 1;
+	}
+	return r;
+}
+
+const struct p11c_protocol p11c_proto_sharedtoken = {
+	"token",
+	"shared token (NiFi TLS toolkit; docs/protocols.md s2), renewal at p11ca's POST /renew",
+	0,
+	sharedtoken_renew,
+};
+

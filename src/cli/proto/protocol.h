@@ -1,0 +1,41 @@
+/* The CLI's half of the enrollment-protocol table: what p11cert does with
+ * files for each protocol (the DIR/ID.enroll record, CSRs kept across
+ * runs, locks), one file each in src/cli/proto/.  Keyed by the library
+ * half (src/lib/enroll/protocol.h): an entry points at its struct
+ * p11c_protocol, whose name is the record's "protocol".
+ * docs/architecture.md, "Enrollment protocols". */
+#ifndef P11C_CLI_PROTOCOL_H
+#define P11C_CLI_PROTOCOL_H
+
+#include <jansson.h>
+
+#include "../cli.h"
+#include "enroll/protocol.h"
+
+/* What an enrollment record says (DIR/CLIENTID.enroll): the fields every
+ * protocol's record carries ("protocol", "server", "client_id", "key",
+ * optional "ca_file"), and the whole record for the protocol's own. */
+struct renew_job {
+	const char *dir, *server, *id, *uri, *ca_file;
+	int rekey;
+	json_t *rec;
+};
+
+struct cli_protocol {
+	const struct p11c_protocol *lib; /* the wire half; lib->name names both */
+	/* The protocol's own record fields (beyond the common ones), before
+	 * anything touches the token: 0, or prints what is wrong and returns
+	 * EX_DATAERR.  NULL: none. */
+	int (*record_check)(struct cli *c, const struct renew_job *j);
+	/* p11cert renew (and --rekey): 0 with a current certificate for
+	 * j->uri in the token, or an exit code (printed; docs/cli.md). */
+	int (*renew)(struct cli *c, const struct renew_job *j);
+};
+
+extern const struct cli_protocol cli_proto_caramel;     /* proto/caramel.c */
+extern const struct cli_protocol cli_proto_sharedtoken; /* proto/sharedtoken.c */
+
+/* The entry for the record protocol NAME, or NULL (proto/protocol.c). */
+const struct cli_protocol *cli_protocol_find(const char *name);
+
+#endif

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# p11cert renew reads DIR/ID.enroll through the protocol table
+# (src/cli/proto/protocol.h): the common fields, the protocol looked up by
+# name (an unknown one is "not renewable yet", 69), then the protocol's own
+# fields, all before the token is opened (a broken module is never
+# reached), each with a clear message and the documented exit code.
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+S=$T/state
+mkdir -m 0700 "$S"
+BAD_MOD=$T/no-such-module.so
+
+# renew ID: with a module that cannot load: nothing here may need it
+renew() { p11raw --module "$BAD_MOD" renew --dir "$S" --id "$@"; }
+
+record() { # record ID JSON
+	printf '%s\n' "$2" >"$S/$1.enroll"
+	chmod 0644 "$S/$1.enroll"
+}
+
+# --- common fields ----------------------------------------------------------
+record nofields '{"protocol": "caramel", "server": "localhost:1"}'
+expect_rc 65 renew nofields
+expect_grep "nofields.enroll is not an enrollment record" "$T/err"
+record notjson 'protocol=caramel'
+expect_rc 65 renew notjson
+expect_grep "notjson.enroll is not an enrollment record" "$T/err"
+
+# --- the protocol is looked up by its exact name ------------------------------
+for p in acme est Caramel "caramel " tok ""; do
+	record other "{\"protocol\": \"$p\", \"server\": \"localhost:1\", \"client_id\": \"other\", \"key\": \"pkcs11:object=other\"}"
+	expect_rc 69 renew other
+	expect_grep -F "protocol '$p' cannot be renewed yet" "$T/err"
+done
+pass "unknown protocols: 69, named"
+
+# --- the shared-token record's own fields ------------------------------------
+tok='"protocol": "token", "server": "localhost", "client_id": "t1", "key": "pkcs11:object=t1"'
+record t1 "{$tok, \"port\": 9443}"
+expect_rc 65 renew t1
+expect_grep -F "the record of 't1' lacks a port or ca_file" "$T/err"
+expect_nogrep -F "$BAD_MOD" "$T/err"
+for port in 0 -1 65536; do
+	record t1 "{$tok, \"port\": $port, \"ca_file\": \"$S/nifi-cert.pem\"}"
+	expect_rc 65 renew t1
+	expect_grep -F "the record of 't1' lacks a port or ca_file" "$T/err"
+	expect_nogrep -F "$BAD_MOD" "$T/err"
+done
+pass "shared-token record without ca_file or with a bad port: 65"
+
+# --- the record's CA file must be safe (common to all protocols) -------------
+touch "$S/ca.pem"
+chmod 0666 "$S/ca.pem"
+record c1 "{\"protocol\": \"caramel\", \"server\": \"localhost:1\", \"client_id\": \"c1\", \"key\": \"pkcs11:object=c1\", \"ca_file\": \"$S/ca.pem\"}"
+expect_rc 78 renew c1
+pass "a writable CA file: 78"
+
+# --- a valid record gets as far as the token: the module is the error --------
+chmod 0644 "$S/ca.pem"
+record t2 "{$tok, \"port\": 9443, \"ca_file\": \"$S/ca.pem\"}"
+expect_rc 69 renew t2
+expect_grep -F "cannot load PKCS#11 module '$BAD_MOD'" "$T/err"
+pass "records checked before the token is opened"
