@@ -64,9 +64,12 @@ static void iso(time_t t, char *buf, size_t len)
 }
 
 static const char check_help[] =
-	"usage: p11cert check --key URI [--threshold 2/3|DAYS] [--json]\n"
+	"usage: p11cert check (--key URI | --id CLIENTID [--dir DIR]) [--threshold 2/3|DAYS]\n"
+	"                     [--json]\n"
 	"\n"
-	"Does the certificate of the token key need renewal?  Exit 0: yes (missing,\n"
+	"Does the certificate of the token key need renewal?  The key is URI, or the\n"
+	"one of the enrollment record DIR/CLIENTID.enroll (the record renew uses;\n"
+	"DIR defaults to $CARAMEL_CERT_DIR or the current folder).  Exit 0: yes (missing,\n"
 	"expired, or past the threshold: a fraction of its lifetime, default 2/3, or\n"
 	"a number of days before it expires); 1: no; 255: error.  Made for systemd's\n"
 	"ExecCondition=, which skips the unit on 1-254 and fails it on 255.\n";
@@ -76,9 +79,12 @@ int cmd_check(struct cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "key", required_argument, NULL, 'k' }, { "threshold", required_argument, NULL, 't' },
-		{ "json", no_argument, NULL, 'j' },	 { NULL, 0, NULL, 0 },
+		{ "json", no_argument, NULL, 'j' },	 { "id", required_argument, NULL, 'i' },
+		{ "dir", required_argument, NULL, 'd' }, { NULL, 0, NULL, 0 },
 	};
-	const char *uri = NULL, *th = "2/3", *reason;
+	const char *uri = NULL, *th = "2/3", *reason, *id = NULL, *dir = getenv("CARAMEL_CERT_DIR");
+	const struct cli_protocol *pr = NULL;
+	struct renew_job rj;
 	struct threshold t;
 	int json = 0, ch, rc = CHECK_ERROR, need;
 	p11c_key *key = NULL;
@@ -89,25 +95,35 @@ int cmd_check(struct cli *c, int argc, char **argv)
 
 	if (cli_help(argc, argv, check_help))
 		return 0;
+	memset(&rj, 0, sizeof rj);
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'k': uri = optarg; break;
 		case 't': th = optarg; break;
 		case 'j': json = 1; break;
+		case 'i': id = optarg; break;
+		case 'd': dir = optarg; break;
 		default: cli_bad_option(c, argv); return CHECK_ERROR;
 		}
 	}
-	if (uri == NULL || optind != argc) {
-		cli_usage(c, "--key URI is required");
+	if ((uri == NULL) == (id == NULL) || optind != argc) {
+		cli_usage(c, "--key URI or --id CLIENTID is required (one of them)");
 		return CHECK_ERROR;
 	}
 	if (parse_threshold(th, &t) != 0) {
 		cli_usage(c, "--threshold must be a fraction like 2/3 or a number of days, not '%s'", th);
 		return CHECK_ERROR;
 	}
+	/* the key of the enrollment record, read as renew reads it (the
+	 * protocol table: proto/protocol.c) */
+	if (id != NULL) {
+		if (cli_record_load(c, dir != NULL ? dir : ".", id, &rj, &pr) != 0)
+			return CHECK_ERROR;
+		uri = rj.uri;
+	}
 	if ((r = cli_ctx(c)) != P11C_OK || (r = p11c_key_find(c->ctx, uri, &key)) != P11C_OK) {
 		cli_fail(c, r, NULL);
-		return CHECK_ERROR;
+		goto out;
 	}
 	r = p11c_cert_get(c->ctx, key, &cert);
 	if (r == P11C_ERR_NOT_FOUND) {
@@ -156,6 +172,7 @@ int cmd_check(struct cli *c, int argc, char **argv)
 out:
 	X509_free(cert);
 	p11c_key_free(&key);
+	json_decref(rj.rec);
 	return rc;
 }
 
@@ -208,21 +225,16 @@ int cmd_renew(struct cli *c, int argc, char **argv)
 		{ "jitter", required_argument, NULL, 'j' }, { NULL, 0, NULL, 0 },
 	};
 	const char *dir = getenv("CARAMEL_CERT_DIR"), *id = NULL, *hook = NULL;
-	const char *server, *cid, *uri, *ca_file, *proto;
-	char *st_path = NULL;
-	unsigned char *buf = NULL;
-	size_t len = 0;
 	long jitter = 0;
 	int rekey = 0, ch, rc = EX_FAIL;
 	const struct cli_protocol *pr;
 	struct renew_job j;
-	json_t *st = NULL;
-	json_error_t je;
 	X509 *before = NULL, *after = NULL;
 	p11c_result r;
 
 	if (cli_help(argc, argv, renew_help))
 		return 0;
+	memset(&j, 0, sizeof j);
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'd': dir = optarg; break;
@@ -243,37 +255,10 @@ int cmd_renew(struct cli *c, int argc, char **argv)
 	if (id == NULL) {
 		return cli_usage(c, "--id CLIENTID is required (the name of DIR/CLIENTID.enroll)");
 	}
-	if (asprintf(&st_path, "%s/%s.enroll", dir, id) < 0)
-		return EX_SOFTWARE;
-	/* the record says which server may act on which key: only from a
-	 * folder and a file no other user can write (cli_state.c) */
-	if ((rc = cli_state_read(c, st_path, INPUT_MAX, &buf, &len)) != 0)
+	/* the record, through the protocol table (proto/protocol.c) */
+	if ((rc = cli_record_load(c, dir, id, &j, &pr)) != 0)
 		goto out;
-	st = json_loadb((const char *)buf, len, 0, &je);
-	if (st == NULL || json_unpack(st, "{s:s, s:s, s:s, s:s}", "protocol", &proto, "server", &server, "client_id",
-				       &cid, "key", &uri) != 0) {
-		fprintf(stderr, "p11cert: renew: %s is not an enrollment record\n", st_path);
-		rc = EX_DATAERR;
-		goto out;
-	}
-	ca_file = json_string_value(json_object_get(st, "ca_file"));
-	if (ca_file != NULL && (rc = cli_state_file("CA file", ca_file)) != 0)
-		goto out;
-	/* the protocol table (proto/protocol.h) */
-	if ((pr = cli_protocol_find(proto)) == NULL) {
-		fprintf(stderr, "p11cert: renew: protocol '%s' cannot be renewed yet\n", proto);
-		rc = EX_UNAVAILABLE;
-		goto out;
-	}
-	j.dir = dir;
-	j.server = server;
-	j.id = cid;
-	j.uri = uri;
-	j.ca_file = ca_file;
 	j.rekey = rekey;
-	j.rec = st;
-	if (pr->record_check != NULL && (rc = pr->record_check(c, &j)) != 0)
-		goto out;
 	if (jitter > 0) {
 		unsigned int r32 = 0;
 		struct timespec ts;
@@ -287,11 +272,11 @@ int cmd_renew(struct cli *c, int argc, char **argv)
 		rc = cli_fail(c, r, NULL);
 		goto out;
 	}
-	before = token_cert(c, uri);
+	before = token_cert(c, j.uri);
 	rc = pr->renew(c, &j);
 	if (rc != 0)
 		goto out;
-	after = token_cert(c, uri);
+	after = token_cert(c, j.uri);
 	/* success means a valid certificate for the key is in place, whatever
 	 * the server said (a 304 proves nothing) */
 	if (after == NULL || X509_cmp_time(X509_get0_notAfter(after), NULL) <= 0 ||
@@ -306,7 +291,7 @@ int cmd_renew(struct cli *c, int argc, char **argv)
 		goto out;
 	}
 	if (!c->quiet)
-		fprintf(stderr, "p11cert: renew: renewed '%s'%s\n", cid, rekey ? " with a new key" : "");
+		fprintf(stderr, "p11cert: renew: renewed '%s'%s\n", j.id, rekey ? " with a new key" : "");
 	if (hook != NULL) {
 		int hr = cli_run_hook(hook);
 
@@ -316,9 +301,7 @@ int cmd_renew(struct cli *c, int argc, char **argv)
 		}
 	}
 out:
-	json_decref(st);
-	free(buf);
-	free(st_path);
+	json_decref(j.rec);
 	X509_free(before);
 	X509_free(after);
 	return rc;

@@ -4,6 +4,7 @@
 # name (an unknown one is "not renewable yet", 69), then the protocol's own
 # fields, all before the token is opened (a broken module is never
 # reached), each with a clear message and the documented exit code.
+# check --id reads the same record for its key (the systemd renew unit).
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -62,3 +63,32 @@ record t2 "{$tok, \"port\": 9443, \"ca_file\": \"$S/ca.pem\"}"
 expect_rc 69 renew t2
 expect_grep -F "cannot load PKCS#11 module '$BAD_MOD'" "$T/err"
 pass "records checked before the token is opened"
+
+# --- check --id: the key of the record, read as renew reads it -------------
+new_token rec
+expect_rc 0 p11c keygen --key "pkcs11:token=$TOKEN;object=k-web" --type ec:P-256
+record web "{\"protocol\": \"caramel\", \"server\": \"localhost:1\", \"client_id\": \"web\", \"key\": \"pkcs11:token=$TOKEN;object=k-web\"}"
+# the key's label is not the id: only the record can name it
+expect_rc 255 p11c check --key "pkcs11:token=$TOKEN;object=web"
+expect_rc 0 p11c check --id web --dir "$S" --json
+json_assert "$T/out" "assert j['key'] == 'pkcs11:token=$TOKEN;object=k-web' and j['needs_renewal'] is True and j['reason'] == 'no certificate'"
+CARAMEL_CERT_DIR=$S expect_rc 0 p11c check --id web
+expect_grep 'no certificate' "$T/out"
+pass "check --id takes the key from DIR/ID.enroll (and \$CARAMEL_CERT_DIR)"
+
+# errors are 255 (systemd fails the unit rather than skipping it)
+expect_rc 255 p11c check --id missing --dir "$S"
+record t1 "{$tok, \"port\": 9443}"
+expect_rc 255 p11c check --id t1 --dir "$S"
+expect_grep -F "p11cert: check: the record of 't1' lacks a port or ca_file" "$T/err"
+record other '{"protocol": "acme", "server": "localhost:1", "client_id": "other", "key": "pkcs11:object=other"}'
+expect_rc 255 p11c check --id other --dir "$S"
+expect_grep -F "p11cert: check: protocol 'acme' cannot be renewed yet" "$T/err"
+expect_rc 255 p11c check --id notjson --dir "$S"
+expect_grep -F "notjson.enroll is not an enrollment record" "$T/err"
+expect_rc 255 p11c check --id web --dir "$S" --key "pkcs11:token=$TOKEN;object=k-web"
+expect_grep -F "URI or --id CLIENTID is required (one of them)" "$T/err"
+expect_rc 255 p11c check
+chmod 0666 "$S/web.enroll"
+expect_rc 255 p11c check --id web --dir "$S"
+pass "check --id: missing, incomplete, unknown, unsafe records and --key with --id are errors (255)"

@@ -19,7 +19,10 @@ verify ./p11cert-enroll@host1.service ./p11cert-renew@host1.service ./p11cert-re
 grep -qiE 'error|invalid|unknown|not executable|failed' "$T/out" && fail "systemd-analyze complained: $(cat "$T/out")"
 pass "systemd-analyze verify accepts the enroll, renew and timer units"
 
-grep -q '^ExecCondition=.*check --key' "$U/p11cert-renew@.service" || fail "renew unit has no ExecCondition on check"
+grep -q '^ExecCondition=.*check --id %i --dir /var/lib/p11cert ' "$U/p11cert-renew@.service" ||
+	fail "renew unit has no ExecCondition on check of the enrollment record"
+grep -q '^ExecStart=.*renew --id %i --dir /var/lib/p11cert ' "$U/p11cert-renew@.service" ||
+	fail "renew unit does not renew the enrollment record that check read"
 grep -q '^RandomizedDelaySec=' "$U/p11cert-renew@.timer" || fail "timer has no RandomizedDelaySec"
 grep -q 'enroll caramel ${CARAMEL_CA} %i' "$U/p11cert-enroll@.service" || fail "enroll unit is not the Caramel unit"
 pass "renew uses ExecCondition and a randomized timer; enroll is the Caramel unit"

@@ -38,4 +38,14 @@ extern const struct cli_protocol cli_proto_sharedtoken; /* proto/sharedtoken.c *
 /* The entry for the record protocol NAME, or NULL (proto/protocol.c). */
 const struct cli_protocol *cli_protocol_find(const char *name);
 
+/* Load DIR/ID.enroll for renew and check: from a folder and a file no
+ * other user can write (cli_state.c); the common fields; a CA file just
+ * as safe; the protocol from the table and its own fields.  0 with *j
+ * filled (j->rekey 0; the caller json_decref()s j->rec, whose strings the
+ * other fields point into) and *pr set; else the exit code, printed:
+ * EX_DATAERR (not a record), EX_UNAVAILABLE (a protocol not in the table),
+ * EX_UNSAFE, EX_NOINPUT; j->rec is then NULL. */
+int cli_record_load(struct cli *c, const char *dir, const char *id, struct renew_job *j,
+		    const struct cli_protocol **pr);
+
 #endif

@@ -128,9 +128,8 @@ static int record_check(struct cli *c, const struct renew_job *j)
 {
 	int port = record_port(j);
 
-	(void)c;
 	if (port <= 0 || port > 65535 || j->ca_file == NULL) {
-		fprintf(stderr, "p11cert: renew: the record of '%s' lacks a port or ca_file\n", j->id);
+		fprintf(stderr, "p11cert: %s: the record of '%s' lacks a port or ca_file\n", c->cmd, j->id);
 		return EX_DATAERR;
 	}
 	return 0;
