@@ -69,10 +69,11 @@ static const char check_help[] =
 	"\n"
 	"Does the certificate of the token key need renewal?  The key is URI, or the\n"
 	"one of the enrollment record DIR/CLIENTID.enroll (the record renew uses;\n"
-	"DIR defaults to $CARAMEL_CERT_DIR or the current folder).  Exit 0: yes (missing,\n"
-	"expired, or past the threshold: a fraction of its lifetime, default 2/3, or\n"
-	"a number of days before it expires); 1: no; 255: error.  Made for systemd's\n"
-	"ExecCondition=, which skips the unit on 1-254 and fails it on 255.\n";
+	"DIR defaults to $CARAMEL_CERT_DIR or the current folder).  Exit 0: yes\n"
+	"(missing, expired, or past the threshold: a fraction of its lifetime,\n"
+	"default 2/3, or a number of days before it expires); 1: no; 255: error.\n"
+	"Made for systemd's ExecCondition=, which skips the unit on 1-254 and fails\n"
+	"it on 255.\n";
 
 int cmd_check(struct cli *c, int argc, char **argv);
 int cmd_check(struct cli *c, int argc, char **argv)

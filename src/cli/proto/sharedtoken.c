@@ -45,9 +45,9 @@ int token_record_write(struct cli *c, const char *dir, const char *label, const 
 		goto out;
 	for (i = 0; i < nsans; i++)
 		json_array_append_new(ja, json_string(sans[i]));
-	js = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:O, s:s?}", "protocol", p11c_proto_sharedtoken.name, "server", host, "port",
-		       port, "client_id", label, "key", key_uri, "ca_file", ca, "dn", dn, "sans", ja, "token_file",
-		       tf);
+	js = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:O, s:s?}", "protocol", p11c_proto_sharedtoken.name,
+		       "server", host, "port", port, "client_id", label, "key", key_uri, "ca_file", ca, "dn", dn, "sans",
+		       ja, "token_file", tf);
 	if (js == NULL || (s = json_dumps(js, JSON_INDENT(2))) == NULL)
 		goto out;
 	rc = cli_output(c, path, s, strlen(s), 0644);
@@ -115,13 +115,18 @@ out:
 	return rc;
 }
 
-/* The record's own fields: the token listener's port (default 9443) and
- * the CA certificate the enrollment fetched (ca_file). */
+/* The record's own fields: the token listener's port (default 9443; -1
+ * when out of range, before any cast could wrap it into one) and the CA
+ * certificate the enrollment fetched (ca_file). */
 static int record_port(const struct renew_job *j)
 {
 	json_t *jp = json_object_get(j->rec, "port");
+	json_int_t v;
 
-	return json_is_integer(jp) ? (int)json_integer_value(jp) : 9443;
+	if (!json_is_integer(jp))
+		return 9443;
+	v = json_integer_value(jp);
+	return v > 0 && v <= 65535 ? (int)v : -1;
 }
 
 static int record_check(struct cli *c, const struct renew_job *j)
