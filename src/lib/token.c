@@ -101,6 +101,9 @@ static p11c_result load_module(p11c_ctx *ctx, const char *path)
 	CK_RV rv;
 	const char *err;
 
+	/* a second attempt after a failed load (renew looks the key up twice)
+	 * replaces the path of the first */
+	free(ctx->module_path);
 	ctx->module_path = strdup(path);
 	if (ctx->module_path == NULL)
 		return P11C_ERR_NOMEM;
