@@ -396,7 +396,7 @@ void p11c_enrollment_clear(p11c_enrollment *e)
 static p11c_result caramel_renew(p11c_ctx *ctx, struct p11c_renewal *rn)
 {
 	p11c_caramel_server srv;
-	p11c_caramel_state st;
+	p11c_caramel_state st = P11C_CARAMEL_PENDING;
 	p11c_result r;
 
 	if (rn->csr == NULL) {
