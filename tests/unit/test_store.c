@@ -1,5 +1,5 @@
 /*
- * Unit tests for store_sqlite.c: the SQLite backend of the p11ca store, on a
+ * Unit tests for src/ca/store/sqlite.c: the SQLite backend of the p11ca store, on a
  * real database file in a temporary directory.
  */
 #include <stdarg.h>

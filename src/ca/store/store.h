@@ -1,7 +1,7 @@
 /*
  * p11ca storage: requests, certificates, access log.  A small table of
  * functions so that a PostgreSQL backend can follow the SQLite one
- * (store_sqlite.c) without #ifdefs (the shape of curl's struct Curl_ssl).
+ * (store/sqlite.c) without #ifdefs (the shape of curl's struct Curl_ssl).
  *
  * Every write is one transaction, committed before the function returns:
  * a caller that acknowledges to a client after a successful call never
