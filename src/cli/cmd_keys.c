@@ -15,7 +15,8 @@ static const char keygen_help[] =
 	"The private key is sensitive and never extractable.\n"
 	"\n"
 	"  --key URI     pkcs11:token=...;object=LABEL[;id=...]\n"
-	"  --type TYPE   rsa:2048 (default), rsa:3072, rsa:4096, ec:P-256, ec:P-384, ed25519\n"
+	"  --type TYPE   rsa:2048 (default), rsa:3072, rsa:4096, ec:P-256, ec:P-384\n"
+	"                (ed25519 is refused: p11cert cannot sign with EdDSA keys)\n"
 	"  --force       create the key even if one with this label exists\n"
 	"\n"
 	"Prints the new key's URI.  CKA_ID is the SHA-1 key identifier of the public\n"
@@ -59,7 +60,7 @@ int cmd_keygen(struct cli *c, int argc, char **argv)
 	if (uri == NULL)
 		return cli_usage(c, "--key URI is required");
 	if (p11c_key_type_parse(type, &kt) != P11C_OK)
-		return cli_usage(c, "unknown key type '%s' (rsa:2048, rsa:3072, rsa:4096, ec:P-256, ec:P-384, ed25519)", type);
+		return cli_usage(c, "unknown key type '%s' (rsa:2048, rsa:3072, rsa:4096, ec:P-256, ec:P-384)", type);
 	if ((r = cli_ctx(c)) != P11C_OK)
 		return cli_fail(c, r, NULL);
 	r = p11c_keygen(c->ctx, uri, kt, flags, &key);

@@ -155,6 +155,10 @@ P11C_HIDDEN p11c_result p11c_pubkey_from_object(p11c_ctx *ctx, CK_OBJECT_HANDLE 
 						EVP_PKEY **out, p11c_key_type *type);
 P11C_HIDDEN p11c_result p11c_key_new(p11c_ctx *ctx, CK_OBJECT_HANDLE priv,
 				     p11c_key **out);
+/* The same with the pair's public key object already known (pub), or
+ * CK_INVALID_HANDLE to search for it by CKA_ID. */
+P11C_HIDDEN p11c_result p11c_key_new_pub(p11c_ctx *ctx, CK_OBJECT_HANDLE priv,
+					 CK_OBJECT_HANDLE pub, p11c_key **out);
 
 /* x509util.c */
 P11C_HIDDEN char *p11c_hex(const unsigned char *b, size_t n, int colons);

@@ -218,7 +218,7 @@ p11c_result p11c_keygen(p11c_ctx *ctx, const char *uri, p11c_key_type type, unsi
 			goto out;
 		}
 	}
-	r = p11c_key_new(ctx, hpriv, &key);
+	r = p11c_key_new_pub(ctx, hpriv, hpub, &key); /* no search for hpub */
 	if (r != P11C_OK)
 		goto out;
 	*out = key;

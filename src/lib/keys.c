@@ -46,13 +46,42 @@ const char *p11c_key_type_name(p11c_key_type t)
 	return "unknown";
 }
 
+/* The objects one search by the URI's label / id found: their class and
+ * CKA_ID, read in one call each. */
+#define KEYFIND_MAX 16
+
+struct found {
+	CK_OBJECT_HANDLE h;
+	CK_OBJECT_CLASS cls;
+	unsigned char id[P11C_ID_MAX];
+	CK_ULONG id_len; /* CK_UNAVAILABLE_INFORMATION if unreadable */
+};
+
+static p11c_result found_read(p11c_ctx *ctx, struct found *f)
+{
+	CK_ATTRIBUTE a[2] = { { CKA_CLASS, &f->cls, sizeof f->cls },
+			      { CKA_ID, f->id, sizeof f->id } };
+	CK_RV rv = ctx->f->C_GetAttributeValue(ctx->session, f->h, a, 2);
+
+	/* these leave the readable attributes filled in (PKCS#11 v2.40
+	 * s5.7, C_GetAttributeValue) */
+	if (rv != CKR_OK && rv != CKR_BUFFER_TOO_SMALL && rv != CKR_ATTRIBUTE_TYPE_INVALID &&
+	    rv != CKR_ATTRIBUTE_SENSITIVE)
+		return p11c_ckr(ctx, "C_GetAttributeValue(CKA_CLASS, CKA_ID)", rv);
+	if (a[0].ulValueLen != sizeof f->cls)
+		f->cls = (CK_OBJECT_CLASS)-1; /* matches nothing below */
+	f->id_len = a[1].ulValueLen;
+	return P11C_OK;
+}
+
 p11c_result p11c_key_find(p11c_ctx *ctx, const char *uri, p11c_key **out)
 {
 	p11c_uri u;
 	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
 	CK_ATTRIBUTE t[3];
-	CK_ULONG nt = 0, n = 0;
-	CK_OBJECT_HANDLE h[8];
+	CK_ULONG nt = 0, n = 0, i, npriv = 0, nfound = 0;
+	CK_OBJECT_HANDLE h[KEYFIND_MAX], pub = CK_INVALID_HANDLE;
+	struct found *f = NULL, *priv = NULL;
 	p11c_result r;
 
 	if (ctx == NULL || uri == NULL || out == NULL)
@@ -78,14 +107,46 @@ p11c_result p11c_key_find(p11c_ctx *ctx, const char *uri, p11c_key **out)
 	r = p11c_login(ctx);
 	if (r != P11C_OK)
 		goto out;
-	t[nt++] = (CK_ATTRIBUTE){ CKA_CLASS, &cls, sizeof cls };
+	/* One search, without the class: it finds the private key, its public
+	 * key (same label / id) and certificates together.  Every
+	 * C_FindObjectsInit costs O(objects on the token) in SoftHSM's file
+	 * store (each object file is re-checked), so this halves the cost of
+	 * finding a key on a big token (docs/benchmarks.md, "Token size"). */
 	if (u.object != NULL)
 		t[nt++] = (CK_ATTRIBUTE){ CKA_LABEL, u.object, strlen(u.object) };
 	if (u.has_id)
 		t[nt++] = (CK_ATTRIBUTE){ CKA_ID, u.id, u.id_len };
-	r = p11c_find(ctx, t, nt, h, 8, &n);
+	r = p11c_find(ctx, t, nt, h, KEYFIND_MAX, &n);
 	if (r != P11C_OK)
 		goto out;
+	if (n < KEYFIND_MAX) {
+		f = calloc(n > 0 ? n : 1, sizeof *f);
+		if (f == NULL) {
+			r = P11C_ERR_NOMEM;
+			goto out;
+		}
+		for (i = 0; i < n; i++) {
+			f[i].h = h[i];
+			r = found_read(ctx, &f[i]);
+			if (r != P11C_OK)
+				goto out;
+			if (f[i].cls == CKO_PRIVATE_KEY) {
+				npriv++;
+				priv = &f[i];
+			}
+		}
+		nfound = n;
+		n = npriv;
+	} else {
+		/* many objects share the label (certificates kept over many
+		 * renewals): search for the private keys alone */
+		memmove(t + 1, t, nt * sizeof t[0]);
+		t[0] = (CK_ATTRIBUTE){ CKA_CLASS, &cls, sizeof cls };
+		nt++;
+		r = p11c_find(ctx, t, nt, h, 8, &n);
+		if (r != P11C_OK)
+			goto out;
+	}
 	if (n == 0) {
 		p11c_detail(ctx, "no private key matching '%.200s' on token '%s'", uri,
 			    ctx->token_label);
@@ -98,8 +159,22 @@ p11c_result p11c_key_find(p11c_ctx *ctx, const char *uri, p11c_key **out)
 		r = P11C_ERR_AMBIGUOUS;
 		goto out;
 	}
-	r = p11c_key_new(ctx, h[0], out);
+	if (priv == NULL) {
+		r = p11c_key_new(ctx, h[0], out);
+		goto out;
+	}
+	/* the public key object with the private key's CKA_ID, if the
+	 * search found it; else p11c_key_new searches by CKA_ID */
+	for (i = 0; i < nfound && priv->id_len <= sizeof priv->id; i++) {
+		if (f[i].cls == CKO_PUBLIC_KEY && f[i].id_len == priv->id_len &&
+		    memcmp(f[i].id, priv->id, priv->id_len) == 0) {
+			pub = f[i].h;
+			break;
+		}
+	}
+	r = p11c_key_new_pub(ctx, priv->h, pub, out);
 out:
+	free(f);
 	p11c_uri_clear(&u);
 	return r;
 }

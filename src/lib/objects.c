@@ -329,6 +329,15 @@ p11c_result p11c_pubkey_for_id(p11c_ctx *ctx, CK_OBJECT_HANDLE priv, const unsig
 
 p11c_result p11c_key_new(p11c_ctx *ctx, CK_OBJECT_HANDLE priv, p11c_key **out)
 {
+	return p11c_key_new_pub(ctx, priv, CK_INVALID_HANDLE, out);
+}
+
+/* PUB, when valid, is the public key object of the pair, already known to
+ * the caller (keygen, or p11c_key_find's one search): no second search,
+ * which costs O(objects on the token) in SoftHSM's file store. */
+p11c_result p11c_key_new_pub(p11c_ctx *ctx, CK_OBJECT_HANDLE priv, CK_OBJECT_HANDLE pub,
+			     p11c_key **out)
+{
 	p11c_key *k = NULL;
 	unsigned char *v = NULL;
 	CK_ULONG len;
@@ -355,7 +364,10 @@ p11c_result p11c_key_new(p11c_ctx *ctx, CK_OBJECT_HANDLE priv, p11c_key **out)
 	if (len > 0)
 		memcpy(k->id, v, len);
 	k->id_len = len;
-	r = p11c_pubkey_for_id(ctx, priv, k->id, k->id_len, &k->pub, &k->type);
+	if (pub != CK_INVALID_HANDLE)
+		r = p11c_pubkey_from_object(ctx, pub, &k->pub, &k->type);
+	else
+		r = p11c_pubkey_for_id(ctx, priv, k->id, k->id_len, &k->pub, &k->type);
 	if (r != P11C_OK)
 		goto out;
 	*out = k;

@@ -364,17 +364,13 @@ enroll_signed() {
 	expect_rc 0 p11c enroll caramel "localhost:$CA_PORT" "$id" --ca-file "$CA_DIR/ca.crt" --dir "$T/s" --once
 }
 
-# nginx_mtls CA_DIR: a real nginx (one process: master_process off, so
-# killing its PID leaves no worker behind) with the CA's tls.crt, requiring
-# client certificates from the CA, on two loopback ports: NG_P12 (TLS 1.2
-# only) and NG_P13 (TLS 1.3 only).  "/" answers "hello <client DN>",
-# /missing 404, /echo "len=<Content-Length> method=<M>".  Access log
-# $T/ng/access.log: "$ssl_protocol $status $ssl_client_s_dn".
-nginx_mtls() {
-	local d=$1 user_line= code=000
+# nginx_run CA URL WANT BODY: nginx (foreground, no master process, its PID
+# in CA_PIDS) with the common preamble and BODY inside http { }, once URL
+# (checked against CA) answers; fails unless the first answer is WANT.  The
+# answer's headers are in $T/ng/probe.hdr.
+nginx_run() {
+	local ca=$1 url=$2 want=$3 body=$4 user_line= code=000
 	command -v /usr/sbin/nginx >/dev/null || fail "nginx not installed (scripts/setup installs nginx-light)"
-	NG_P12=$(free_port)
-	NG_P13=$(free_port)
 	mkdir -p "$T/ng"
 	[ "$(id -u)" = 0 ] && user_line='user root;'
 	cat >"$T/ng/nginx.conf" <<CONF
@@ -390,6 +386,32 @@ http {
 	fastcgi_temp_path $T/ng/fastcgi;
 	uwsgi_temp_path $T/ng/uwsgi;
 	scgi_temp_path $T/ng/scgi;
+$body
+}
+CONF
+	/usr/sbin/nginx -p "$T/ng" -c "$T/ng/nginx.conf" >/dev/null 2>"$T/ng/start.err" </dev/null &
+	CA_PIDS+=("$!")
+	for _ in $(seq 100); do
+		code=$(curl -s --noproxy '*' --max-time 5 -o /dev/null -D "$T/ng/probe.hdr" -w '%{http_code}' \
+			--cacert "$ca" "$url" 2>/dev/null) || true
+		[ "$code" != 000 ] && break
+		sleep 0.1
+	done
+	[ "$code" = "$want" ] || fail "nginx at $url answered '$code', not $want: $(cat "$T/ng/start.err" "$T/ng/error.log" 2>/dev/null)"
+}
+
+# nginx_mtls CA_DIR: a real nginx (one process: master_process off, so
+# killing its PID leaves no worker behind) with the CA's tls.crt, requiring
+# client certificates from the CA, on two loopback ports: NG_P12 (TLS 1.2
+# only) and NG_P13 (TLS 1.3 only).  "/" answers "hello <client DN>",
+# /missing 404, /echo "len=<Content-Length> method=<M>".  Access log
+# $T/ng/access.log: "$ssl_protocol $status $ssl_client_s_dn".
+nginx_mtls() {
+	local d=$1
+	NG_P12=$(free_port)
+	NG_P13=$(free_port)
+	# 400 without a client certificate
+	nginx_run "$d/ca.crt" "https://localhost:$NG_P13/" 400 "\
 	log_format m '\$ssl_protocol \$status \$ssl_client_s_dn';
 	access_log $T/ng/access.log m;
 	ssl_certificate $d/tls.crt;
@@ -397,22 +419,26 @@ http {
 	ssl_client_certificate $d/ca.crt;
 	ssl_verify_client on;
 	server { listen 127.0.0.1:$NG_P12 ssl; ssl_protocols TLSv1.2;
-		location / { return 200 "hello \$ssl_client_s_dn\n"; } }
+		location / { return 200 \"hello \$ssl_client_s_dn\\n\"; } }
 	server { listen 127.0.0.1:$NG_P13 ssl; ssl_protocols TLSv1.3;
-		location / { return 200 "hello \$ssl_client_s_dn\n"; }
+		location / { return 200 \"hello \$ssl_client_s_dn\\n\"; }
 		location /missing { return 404; }
-		location /echo { client_max_body_size 1m; return 200 "len=\$content_length method=\$request_method\n"; } }
+		location /echo { client_max_body_size 1m; return 200 \"len=\$content_length method=\$request_method\\n\"; } }"
 }
-CONF
-	/usr/sbin/nginx -p "$T/ng" -c "$T/ng/nginx.conf" >/dev/null 2>"$T/ng/start.err" </dev/null &
-	CA_PIDS+=("$!")
-	for _ in $(seq 100); do
-		code=$(curl -s --noproxy '*' --max-time 5 -o /dev/null -w '%{http_code}' --cacert "$d/ca.crt" \
-			"https://localhost:$NG_P13/" 2>/dev/null) || true
-		[ "$code" != 000 ] && break
-		sleep 0.1
-	done
-	[ "$code" = 400 ] || fail "nginx without a client certificate answered '$code', not 400: $(cat "$T/ng/start.err" "$T/ng/error.log" 2>/dev/null)"
+
+# nginx_front D: nginx on $NG (TLS with D's server certificate) as a
+# reverse proxy in front of p11ca on $CA_PORT, as an upstream Caramel
+# server's TLS front end (Server: nginx)
+nginx_front() {
+	local d=$1
+	NG=$(free_port)
+	nginx_run "$d/ca.crt" "https://localhost:$NG/root.crt" 200 "\
+	access_log off;
+	server { listen 127.0.0.1:$NG ssl;
+		ssl_certificate $d/tls.crt; ssl_certificate_key $d/tls.key;
+		location / { proxy_pass https://127.0.0.1:$CA_PORT; proxy_ssl_verify on;
+			proxy_ssl_trusted_certificate $d/ca.crt; proxy_ssl_name localhost; proxy_ssl_server_name on;
+			proxy_ssl_session_reuse off; } }  # p11ca fails resumed handshakes (no session id context)"
 }
 
 # --- the shared-token endpoint ---------------------------------------------------

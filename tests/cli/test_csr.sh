@@ -172,3 +172,29 @@ expect_rc 73 p11c csr --key "$ec" --subject /CN=x -o "$T/no/such/dir/x.csr"
 expect_error_line
 expect_grep -F "$T/no/such/dir" "$T/err"
 pass "csr to an unwritable path: 73"
+
+# An Ed25519 key made by another tool: the signer cannot sign with EdDSA
+# (docs/architecture.md, "Limits"): a clear refusal, 69, no file, no crash
+if tool --keypairgen --key-type EC:edwards25519 --label c-ed --id 0e0e >"$T/ed.out" 2>&1; then
+	expect_rc 69 p11c csr --key "pkcs11:token=$TOKEN;object=c-ed" --subject /CN=ed -o "$T/ed.csr"
+	expect_error_line
+	expect_grep -F "key 'c-ed' on token '$TOKEN' is ED25519: only RSA and EC keys can sign" "$T/err"
+	[ ! -e "$T/ed.csr" ] || fail "csr with an Ed25519 key wrote a file"
+	pass "csr with an Ed25519 key: refused (69), naming the key and token"
+else
+	skip "pkcs11-tool cannot make an Ed25519 key here: $(tail -n 1 "$T/ed.out")"
+fi
+
+# A label shared by more objects than p11c_key_find's one class-less search
+# looks at (16): the private key is still found (a second search by class),
+# by label alone and with id=
+keygen c-crowd ec:P-256 >"$T/crowd.uri"
+echo crowd >"$T/crowd.dat"
+for i in $(seq 20); do
+	tool --write-object "$T/crowd.dat" --type data --label c-crowd --application-label "crowd-$i" >/dev/null 2>&1 \
+		|| fail "pkcs11-tool could not write data object $i"
+done
+expect_rc 0 p11c csr --key "pkcs11:token=$TOKEN;object=c-crowd" --subject /CN=crowd -o "$T/crowd.csr"
+openssl req -in "$T/crowd.csr" -noout -verify >/dev/null 2>&1 || fail "crowd.csr does not verify"
+expect_rc 0 p11c csr --key "$(cat "$T/crowd.uri")" --subject /CN=crowd -o "$T/crowd2.csr"
+pass "csr with a label shared by 20 data objects (more than one search looks at)"

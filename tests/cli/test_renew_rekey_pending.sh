@@ -100,43 +100,8 @@ pass "signed: the rerun stores the certificate, swaps the keys, one key and cert
 
 # nginx in front (Server: nginx, as an upstream Caramel server behind its
 # TLS front end): EC and RSA 3072 get the warning, RSA 2048 does not
-NG=$(free_port)
-mkdir -p "$T/ng"
-user_line=
-[ "$(id -u)" = 0 ] && user_line='user root;'
-cat >"$T/ng/nginx.conf" <<CONF
-$user_line
-daemon off;
-master_process off;
-pid $T/ng/nginx.pid;
-error_log $T/ng/error.log;
-events { worker_connections 64; }
-http {
-	client_body_temp_path $T/ng/body;
-	proxy_temp_path $T/ng/proxy;
-	fastcgi_temp_path $T/ng/fastcgi;
-	uwsgi_temp_path $T/ng/uwsgi;
-	scgi_temp_path $T/ng/scgi;
-	access_log off;
-	server { listen 127.0.0.1:$NG ssl;
-		ssl_certificate $D/tls.crt; ssl_certificate_key $D/tls.key;
-		location / { proxy_pass https://127.0.0.1:$CA_PORT; proxy_ssl_verify on;
-			proxy_ssl_trusted_certificate $D/ca.crt; proxy_ssl_name localhost; proxy_ssl_server_name on;
-			proxy_ssl_session_reuse off; } }  # p11ca fails resumed handshakes (no session id context)
-}
-CONF
-command -v /usr/sbin/nginx >/dev/null || fail "nginx not installed (scripts/setup installs nginx-light)"
-/usr/sbin/nginx -p "$T/ng" -c "$T/ng/nginx.conf" >/dev/null 2>"$T/ng/start.err" </dev/null &
-CA_PIDS+=("$!")
-code=000
-for _ in $(seq 100); do
-	code=$(curl -s --noproxy '*' --max-time 5 -o /dev/null -D "$T/hdr" -w '%{http_code}' --cacert "$D/ca.crt" \
-		"https://localhost:$NG/root.crt" 2>/dev/null) || true
-	[ "$code" != 000 ] && break
-	sleep 0.1
-done
-[ "$code" = 200 ] || fail "nginx front answered '$code': $(cat "$T/ng/start.err" "$T/ng/error.log" 2>/dev/null)"
-expect_nogrep -i '^server: p11ca' "$T/hdr"
+nginx_front "$D"
+expect_nogrep -i '^server: p11ca' "$T/ng/probe.hdr"
 front() { p11c enroll caramel "localhost:$NG" "$1" --ca-file "$D/ca.crt" --dir "$S" --once --type "$2"; }
 for t in ec:P-256 rsa:3072; do
 	expect_rc 69 front "up-${t%%:*}" "$t"

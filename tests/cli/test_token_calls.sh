@@ -6,6 +6,10 @@
 #      C_Login, one C_Finalize; no p11-kit assertion on stderr
 #   b. csr and enroll caramel make the same calls, function by function,
 #      with 1 key on the token and with 300 more (made in one session)
+#   c. searches, the one call whose cost grows with the token in SoftHSM's
+#      file store (docs/benchmarks.md): csr makes one C_FindObjectsInit
+#      (private and public key together), enroll two (keygen's label check,
+#      the certificate store's look for old certificates)
 # shellcheck source=enroll_lib.sh
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/enroll_lib.sh"
 
@@ -59,6 +63,11 @@ once_only enroll1
 verify_cert "$D/ca.crt" "$S/$U1.crt"
 pass "keygen, csr, enroll: one C_Initialize, one C_Login; csr $(ncalls csr1) calls, enroll $(ncalls enroll1)"
 [ "$(ncalls csr1)" -le 40 ] || { calls csr1 >&2; fail "csr made $(ncalls csr1) PKCS#11 calls"; }
+
+# --- c. searches ------------------------------------------------------------------
+[ "$(nfunc csr1 C_FindObjectsInit)" = 1 ] || { calls csr1 >&2; fail "csr made $(nfunc csr1 C_FindObjectsInit) searches, want 1"; }
+[ "$(nfunc enroll1 C_FindObjectsInit)" -le 2 ] || { calls enroll1 >&2; fail "enroll made $(nfunc enroll1 C_FindObjectsInit) searches, want 2 at most"; }
+pass "searches: csr $(nfunc csr1 C_FindObjectsInit), enroll $(nfunc enroll1 C_FindObjectsInit)"
 
 # --- b. the same calls with 300 more keys ---------------------------------------
 "$MKKEYS" "$MOD" "$TOKEN" "$PINF" 300 filler >"$T/mk.out" 2>&1 || fail "p11_mkkeys: $(cat "$T/mk.out")"

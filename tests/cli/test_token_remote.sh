@@ -2,7 +2,8 @@
 # A token forwarded with `p11-kit server`, used through p11-kit-client.so
 # (issue 17; docs/operations.md): the client module opens one connection
 # per C_Initialize, so everything must go through one module instance.
-#   a. keygen, list, csr (EC and RSA)
+#   a. keygen, list, csr (EC and RSA); import of a certificate for the EC
+#      key (signed by a throwaway openssl CA), export reads it back
 #   b. p11ca with its CA key behind the remote module: init, serve,
 #      enrollments signed with it
 #   c. enroll caramel, then curl with mTLS against nginx (TLS 1.2 and 1.3),
@@ -45,6 +46,18 @@ for kt in ec:P-256 rsa:2048; do
 	openssl req -in "$T/$lbl.csr" -noout -verify >/dev/null 2>&1 || fail "$lbl.csr does not verify"
 done
 pass "keygen, list and csr (EC, RSA) through p11-kit-client.so"
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj '/CN=Import CA' \
+	-keyout "$T/ica.key" -out "$T/ica.crt" -days 30 2>/dev/null || fail "cannot make the import CA"
+openssl x509 -req -in "$T/web-ec.csr" -CA "$T/ica.crt" -CAkey "$T/ica.key" -days 30 -set_serial 0x77 \
+	-out "$T/web-ec.crt" 2>"$T/sign.err" || fail "openssl could not sign web-ec.csr: $(cat "$T/sign.err")"
+expect_rc 0 p11c import --key "pkcs11:token=$TOKEN;object=web-ec" "$T/web-ec.crt"
+clean_err import
+expect_rc 0 p11c export --key "pkcs11:token=$TOKEN;object=web-ec" -o "$T/web-ec.out.pem"
+clean_err export
+cmp -s <(openssl x509 -in "$T/web-ec.crt" -outform DER) <(openssl x509 -in "$T/web-ec.out.pem" -outform DER) \
+	|| fail "export through p11-kit-client.so differs from the imported certificate"
+pass "import and export through p11-kit-client.so"
 
 # --- b. the CA key behind the remote module --------------------------------------
 D=$T/ca

@@ -6,6 +6,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <p11cert/p11cert.h>
+
 #ifndef SOFTHSM_TOKEN_SCRIPT
 #error "SOFTHSM_TOKEN_SCRIPT must be defined"
 #endif
@@ -92,4 +94,19 @@ void softhsm_fixture_destroy(struct softhsm_fixture *f)
 	if (f->dir[0] != '\0')
 		(void)run(argv);
 	f->dir[0] = '\0';
+}
+
+struct p11c_ctx *softhsm_fixture_ctx(const struct softhsm_fixture *f)
+{
+	p11c_ctx *ctx = NULL;
+
+	if (p11c_ctx_new(&ctx) != P11C_OK)
+		return NULL;
+	if (p11c_ctx_set_module(ctx, f->module) != P11C_OK ||
+	    p11c_ctx_set_pin_file(ctx, f->pin_file) != P11C_OK) {
+		p11c_ctx_free(&ctx);
+		return NULL;
+	}
+	p11c_ctx_set_pin_env(ctx, 0);
+	return ctx;
 }

@@ -16,4 +16,9 @@ struct softhsm_fixture {
 int softhsm_fixture_create(struct softhsm_fixture *f, const char *label);
 void softhsm_fixture_destroy(struct softhsm_fixture *f);
 
+/* A libp11cert context on the fixture's module, PIN from its PIN file
+ * (P11CERT_PIN ignored); NULL on failure. */
+struct p11c_ctx;
+struct p11c_ctx *softhsm_fixture_ctx(const struct softhsm_fixture *f);
+
 #endif

@@ -34,12 +34,9 @@ static int teardown(void **state)
 
 static p11c_ctx *open_ctx(void)
 {
-	p11c_ctx *ctx = NULL;
+	p11c_ctx *ctx = softhsm_fixture_ctx(&fx);
 
-	assert_int_equal(p11c_ctx_new(&ctx), P11C_OK);
-	assert_int_equal(p11c_ctx_set_module(ctx, fx.module), P11C_OK);
-	assert_int_equal(p11c_ctx_set_pin_file(ctx, fx.pin_file), P11C_OK);
-	p11c_ctx_set_pin_env(ctx, 0);
+	assert_non_null(ctx);
 	return ctx;
 }
 
