@@ -86,6 +86,12 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud)
 		header_value(data + 14, len - 14, x->h->last_modified, sizeof x->h->last_modified);
 	else if (len > 7 && strncasecmp(data, "Server:", 7) == 0)
 		header_value(data + 7, len - 7, x->h->server, sizeof x->h->server);
+	else if (len > 13 && strncasecmp(data, "Replay-Nonce:", 13) == 0)
+		header_value(data + 13, len - 13, x->h->replay_nonce, sizeof x->h->replay_nonce);
+	else if (len > 9 && strncasecmp(data, "Location:", 9) == 0)
+		header_value(data + 9, len - 9, x->h->location, sizeof x->h->location);
+	else if (len > 12 && strncasecmp(data, "Retry-After:", 12) == 0)
+		header_value(data + 12, len - 12, x->h->retry_after, sizeof x->h->retry_after);
 	return len;
 }
 
@@ -229,6 +235,7 @@ p11c_result p11c_http_do(p11c_ctx *ctx, struct p11c_http *h)
 	h->status = 0;
 	h->err[0] = '\0';
 	h->server[0] = '\0';
+	h->replay_nonce[0] = h->location[0] = h->retry_after[0] = '\0';
 	ctx->http_server[0] = '\0';
 	if (p11c_curl_ready(h->err, sizeof h->err) != 0) {
 		p11c_detail(ctx, "%s", h->err);
@@ -279,6 +286,13 @@ p11c_result p11c_http_do(p11c_ctx *ctx, struct p11c_http *h)
 		if (add_header(&hdrs, line) != 0)
 			goto nomem;
 	}
+	if (h->accept != NULL) {
+		snprintf(line, sizeof line, "Accept: %s", h->accept);
+		if (add_header(&hdrs, line) != 0)
+			goto nomem;
+	}
+	if (h->method != NULL && strcmp(h->method, "HEAD") == 0)
+		SET(CURLOPT_NOBODY, 1L);
 	if (h->method != NULL && strcmp(h->method, "POST") == 0) {
 		snprintf(line, sizeof line, "Content-Type: %s",
 			 h->content_type ? h->content_type : "application/octet-stream");
