@@ -652,6 +652,8 @@ int cmd_enroll_acme(struct cli *c, int argc, char **argv)
 	if (r != P11C_OK) {
 		rc = cli_fail(c, r, "no certificate for %s%s; the token key and its certificate are unchanged", names[0],
 			      nnames > 1 ? " and the other names" : "");
+		if (r == P11C_ERR_PENDING)
+			rc = EX_UNAVAILABLE; /* still waiting after --timeout: 69, as enroll caramel */
 		goto out;
 	}
 	rc = EX_PROTOCOL_;
