@@ -46,6 +46,19 @@ P11C_API void p11c_acme_free(p11c_acme **a);
 /* The directory's meta.termsOfService, or NULL. */
 P11C_API const char *p11c_acme_terms(const p11c_acme *a);
 
+/* External Account Binding (RFC 8555 s7.3.4) for the account creation of
+ * p11c_acme_account: the CA's key identifier and MAC key (the raw bytes,
+ * not base64url).  The key is copied and wiped by p11c_acme_free.  A CA
+ * whose directory says externalAccountRequired gets no new account
+ * without it (P11C_ERR_ARG). */
+P11C_API p11c_result p11c_acme_set_eab(p11c_acme *a, const char *kid, const unsigned char *mac_key,
+				       size_t mac_len);
+/* 1 when the directory says meta.externalAccountRequired */
+P11C_API int p11c_acme_eab_required(const p11c_acme *a);
+/* base64url (as CAs hand out EAB MAC keys; padding and a trailing newline
+ * tolerated) to bytes; caller wipes and frees *out. */
+P11C_API p11c_result p11c_acme_b64url_decode(const char *s, size_t len, unsigned char **out, size_t *outlen);
+
 /* The account of account_key (RFC 8555 s7.3): looked up with
  * onlyReturnExisting first; when the CA has none and create is set, made
  * with contacts (e.g. "mailto:a@example.org") and termsOfServiceAgreed =

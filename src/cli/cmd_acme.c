@@ -408,12 +408,41 @@ static int json_write(struct cli *c, const char *path, json_t *j, unsigned mode)
 	return rc;
 }
 
+/* The EAB MAC key from FILE (base64url, as CAs hand it out): never argv,
+ * wiped after use */
+static int set_eab(struct cli *c, p11c_acme *a, const char *kid, const char *file)
+{
+	unsigned char *b = NULL, *key = NULL;
+	size_t bl = 0, kl = 0;
+	int rc = 0;
+
+	if (p11c_file_read(file, 4096, &b, &bl) != P11C_OK) {
+		fprintf(stderr, "p11cert: %s: cannot read --eab-hmac-file '%s': %s\n", c->cmd, file, strerror(errno));
+		return EX_NOINPUT;
+	}
+	if (p11c_acme_b64url_decode((const char *)b, bl, &key, &kl) != P11C_OK || kl < 16) {
+		fprintf(stderr, "p11cert: %s: --eab-hmac-file '%s' does not hold a base64url MAC key of at least 16 "
+			"bytes\n", c->cmd, file);
+		rc = EX_DATAERR;
+	} else if (p11c_acme_set_eab(a, kid, key, kl) != P11C_OK) {
+		rc = EX_SOFTWARE;
+	}
+	if (b != NULL)
+		OPENSSL_cleanse(b, bl);
+	if (key != NULL)
+		OPENSSL_cleanse(key, kl);
+	free(b);
+	free(key);
+	return rc;
+}
+
 static const char acme_help[] =
 	"usage: p11cert enroll acme --server DIRECTORY_URL --key URI -d NAME [-d NAME]...\n"
 	"                           [--account-key URI] [--contact URI]... [--agree-tos]\n"
 	"                           [--challenge http-01|dns-01] [--http-listen ADDR:PORT |\n"
 	"                           --webroot DIR] [--dns-hook CMD] [--dir DIR] [--cacert FILE]\n"
 	"                           [--type TYPE] [--account-type TYPE] [--timeout SECONDS]\n"
+	"                           [--eab-kid KID --eab-hmac-file FILE]\n"
 	"\n"
 	"Get a certificate from an ACME CA (RFC 8555) for the token key, with the ACME\n"
 	"account key in the token too.  Both keys are generated when missing (ec:P-256\n"
@@ -430,6 +459,8 @@ static const char acme_help[] =
 	"                      ACME_RECORD_NAME, ACME_RECORD_VALUE, ACME_IDENTIFIER set\n"
 	"  --contact URI       account contact (mailto:...), repeatable\n"
 	"  --agree-tos         agree to the CA's terms of service (new accounts)\n"
+	"  --eab-kid KID       External Account Binding key identifier (new accounts)\n"
+	"  --eab-hmac-file F   file holding the EAB MAC key (base64url), never argv\n"
 	"  --dir DIR           state folder (default .): LABEL.lock, LABEL.acme-account\n"
 	"                      (account URL, 0600), LABEL.crt, LABEL.chain.pem,\n"
 	"                      LABEL.enroll\n"
@@ -446,10 +477,12 @@ int cmd_enroll_acme(struct cli *c, int argc, char **argv)
 		{ "webroot", required_argument, NULL, 'w' },     { "dns-hook", required_argument, NULL, 'H' },
 		{ "dir", required_argument, NULL, 'D' },         { "cacert", required_argument, NULL, 'C' },
 		{ "type", required_argument, NULL, 't' },        { "account-type", required_argument, NULL, 'T' },
-		{ "timeout", required_argument, NULL, 'W' },     { NULL, 0, NULL, 0 },
+		{ "timeout", required_argument, NULL, 'W' },     { "eab-kid", required_argument, NULL, 'e' },
+		{ "eab-hmac-file", required_argument, NULL, 'E' }, { NULL, 0, NULL, 0 },
 	};
 	const char *server = NULL, *uri = NULL, *acct_uri = NULL, *challenge = "http-01", *listen_spec = NULL;
 	const char *webroot = NULL, *hook = NULL, *dir = ".", *cacert = NULL, *type = "ec:P-256";
+	const char *eab_kid = NULL, *eab_file = NULL;
 	const char *acct_type = "ec:P-256", *names[ACME_CLI_MAX_NAMES], *contacts[ACME_CLI_MAX_CONTACTS];
 	size_t nnames = 0, ncontacts = 0, i;
 	long timeout = 300;
@@ -499,6 +532,8 @@ int cmd_enroll_acme(struct cli *c, int argc, char **argv)
 		case 'C': cacert = optarg; break;
 		case 't': type = optarg; break;
 		case 'T': acct_type = optarg; break;
+		case 'e': eab_kid = optarg; break;
+		case 'E': eab_file = optarg; break;
 		case 'W':
 			if (cli_num(c, "--timeout", optarg, 1, 86400, &timeout) != 0)
 				return EX_USAGE;
@@ -508,6 +543,8 @@ int cmd_enroll_acme(struct cli *c, int argc, char **argv)
 	}
 	if (optind != argc)
 		return cli_usage(c, "unexpected argument '%s'", argv[optind]);
+	if ((eab_kid == NULL) != (eab_file == NULL))
+		return cli_usage(c, "--eab-kid and --eab-hmac-file go together");
 	if (server == NULL || strncmp(server, "https://", 8) != 0)
 		return cli_usage(c, "--server https://.../directory is required");
 	if (uri == NULL)
@@ -628,11 +665,17 @@ int cmd_enroll_acme(struct cli *c, int argc, char **argv)
 				    "is not trusted by the system)");
 		goto out;
 	}
+	if (eab_file != NULL && (rc = set_eab(c, a, eab_kid, eab_file)) != 0)
+		goto out;
+	rc = EX_FAIL;
 	recorded = account_read(c, acct_path, server, acct_uri);
 	r = p11c_acme_account(a, acct, contacts, ncontacts, agree, 1, &acct_url, &acct_created);
 	if (r != P11C_OK) {
 		rc = cli_fail(c, r, "ACME account of key '%s'%s", cli_safe(p11c_key_label(acct)),
-			      r == P11C_ERR_ARG && p11c_acme_terms(a) != NULL ? " (read them; then add --agree-tos)" : "");
+			      r != P11C_ERR_ARG                       ? ""
+			      : p11c_acme_eab_required(a) && eab_file == NULL ? " (give --eab-kid and --eab-hmac-file)"
+			      : p11c_acme_terms(a) != NULL                  ? " (read them; then add --agree-tos)"
+									    : "");
 		goto out;
 	}
 	if (!c->quiet)

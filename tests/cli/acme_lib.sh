@@ -6,7 +6,8 @@
 # `acme_up [VAR=value...]` starts pebble-challtestsrv (DNS only: every name
 # is 127.0.0.1, TXT records set through its management port) and pebble
 # (its HTTPS certificate made here for localhost/127.0.0.1, validation sleep
-# off, nonce rejection off unless PEBBLE_WFE_NONCEREJECT=N is given, its
+# off, nonce rejection off unless PEBBLE_WFE_NONCEREJECT=N is given, External
+# Account Binding required when ACME_EAB_KEYS='"kid": "base64url key"' is, its
 # http-01 port pointing at ACME_HTTP_PORT, where p11cert's responder
 # listens) and sets
 #   ACME_DIR       the directory URL        ACME_CACERT  trust for its HTTPS
@@ -39,6 +40,12 @@ acme_up() {
 	acme_port=$(free_port) mgmt_port=$(free_port) dns_port=$(free_port) cts_port=$(free_port)
 	tls_port=$(free_port)
 	ACME_HTTP_PORT=$(free_port)
+	local eab_req=false eab_keys=''
+	if [ -n "${ACME_EAB_KEYS:-}" ]; then
+		eab_req=true
+		eab_keys=",
+    \"externalAccountMACKeys\": { $ACME_EAB_KEYS }"
+	fi
 	cat >"$d/config.json" <<JSON
 {
   "pebble": {
@@ -49,7 +56,7 @@ acme_up() {
     "httpPort": $ACME_HTTP_PORT,
     "tlsPort": $tls_port,
     "ocspResponderURL": "",
-    "externalAccountBindingRequired": false
+    "externalAccountBindingRequired": $eab_req$eab_keys
   }
 }
 JSON

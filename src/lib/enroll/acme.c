@@ -34,6 +34,10 @@ struct p11c_acme {
 	char *dir_url, *ca_file, *ca_pem;
 	long timeout_ms, max_wait_ms;
 	char *new_nonce, *new_account, *new_order, *terms;
+	int eab_required;           /* meta.externalAccountRequired */
+	char *eab_kid;              /* External Account Binding */
+	unsigned char *eab_key;
+	size_t eab_len;
 	char nonce[128];
 	/* the account: key (borrowed), its signer and URL ("kid") */
 	p11c_key *acct;
@@ -261,6 +265,7 @@ p11c_result p11c_acme_new(p11c_ctx *ctx, const p11c_acme_server *srv, p11c_acme 
 	if (jstr(json_object_get(d, "meta"), "termsOfService") != NULL &&
 	    (a->terms = dup_str(jstr(json_object_get(d, "meta"), "termsOfService"))) == NULL)
 		goto out;
+	a->eab_required = json_is_true(json_object_get(json_object_get(d, "meta"), "externalAccountRequired"));
 	*out = a;
 	a = NULL;
 	r = P11C_OK;
@@ -285,8 +290,40 @@ void p11c_acme_free(p11c_acme **ap)
 	free(a->new_order);
 	free(a->terms);
 	free(a->kid);
+	free(a->eab_kid);
+	if (a->eab_key != NULL)
+		p11c_wipe(a->eab_key, a->eab_len);
+	free(a->eab_key);
 	free(a);
 	*ap = NULL;
+}
+
+p11c_result p11c_acme_set_eab(p11c_acme *a, const char *kid, const unsigned char *mac_key, size_t mac_len)
+{
+	if (a == NULL || kid == NULL || *kid == '\0' || mac_key == NULL || mac_len == 0 || mac_len > 1024)
+		return P11C_ERR_ARG;
+	free(a->eab_kid);
+	if (a->eab_key != NULL)
+		p11c_wipe(a->eab_key, a->eab_len);
+	free(a->eab_key);
+	a->eab_len = 0;
+	if ((a->eab_kid = strdup(kid)) == NULL || (a->eab_key = malloc(mac_len)) == NULL)
+		return P11C_ERR_NOMEM;
+	memcpy(a->eab_key, mac_key, mac_len);
+	a->eab_len = mac_len;
+	return P11C_OK;
+}
+
+int p11c_acme_eab_required(const p11c_acme *a)
+{
+	return a != NULL && a->eab_required;
+}
+
+p11c_result p11c_acme_b64url_decode(const char *s, size_t len, unsigned char **out, size_t *outlen)
+{
+	if (s == NULL || out == NULL || outlen == NULL)
+		return P11C_ERR_ARG;
+	return p11c_b64url_decode(s, len, out, outlen);
 }
 
 const char *p11c_acme_terms(const p11c_acme *a)
@@ -348,6 +385,12 @@ p11c_result p11c_acme_account(p11c_acme *a, p11c_key *account_key, const char *c
 		r = P11C_ERR_ARG;
 		goto out;
 	}
+	if (a->eab_required && a->eab_key == NULL) {
+		p11c_detail(a->ctx, "the ACME server requires External Account Binding for a new account (a key "
+			    "identifier and MAC key from the CA)");
+		r = P11C_ERR_ARG;
+		goto out;
+	}
 	/* RFC 8555 s7.3 */
 	r = P11C_ERR_NOMEM;
 	if ((cs = json_array()) == NULL)
@@ -356,8 +399,22 @@ p11c_result p11c_acme_account(p11c_acme *a, p11c_key *account_key, const char *c
 		if (json_array_append_new(cs, json_string(contacts[i])) != 0)
 			goto out;
 	if ((pl = json_pack("{s:b}", "termsOfServiceAgreed", agree_tos ? 1 : 0)) == NULL ||
-	    (ncontacts > 0 && json_object_set(pl, "contact", cs) != 0) ||
-	    (s = json_dumps(pl, JSON_COMPACT)) == NULL)
+	    (ncontacts > 0 && json_object_set(pl, "contact", cs) != 0))
+		goto out;
+	if (a->eab_key != NULL) {
+		json_t *eab = NULL;
+
+		/* RFC 8555 s7.3.4 */
+		if ((r = p11c_jws_eab(a->ctx, a->eab_key, a->eab_len, a->eab_kid, a->new_account,
+				      p11c_key_public(account_key), &eab)) != P11C_OK)
+			goto out;
+		if (json_object_set_new(pl, "externalAccountBinding", eab) != 0) {
+			r = P11C_ERR_NOMEM;
+			goto out;
+		}
+		r = P11C_ERR_NOMEM;
+	}
+	if ((s = json_dumps(pl, JSON_COMPACT)) == NULL)
 		goto out;
 	p11c_http_clear(&h);
 	if ((r = post(a, a->new_account, s, 1, NULL, &h, "newAccount")) != P11C_OK)

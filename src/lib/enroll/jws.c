@@ -8,6 +8,7 @@
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include <p11cert/acme.h>
 
@@ -43,6 +44,49 @@ char *p11c_b64url(const unsigned char *b, size_t n)
 	}
 	*o = '\0';
 	return out;
+}
+
+p11c_result p11c_b64url_decode(const char *s, size_t len, unsigned char **out, size_t *outlen)
+{
+	unsigned char *o = malloc(len / 4 * 3 + 3);
+	unsigned acc = 0;
+	size_t i, n = 0;
+	int bits = 0, v;
+
+	*out = NULL;
+	*outlen = 0;
+	if (o == NULL)
+		return P11C_ERR_NOMEM;
+	while (len > 0 && (s[len - 1] == '\n' || s[len - 1] == '\r' || s[len - 1] == ' ' || s[len - 1] == '='))
+		len--;
+	for (i = 0; i < len; i++) {
+		char c = s[i];
+
+		if (c >= 'A' && c <= 'Z')
+			v = c - 'A';
+		else if (c >= 'a' && c <= 'z')
+			v = c - 'a' + 26;
+		else if (c >= '0' && c <= '9')
+			v = c - '0' + 52;
+		else if (c == '-' || c == '+')
+			v = 62;
+		else if (c == '_' || c == '/')
+			v = 63;
+		else {
+			p11c_wipe(o, len / 4 * 3 + 3);
+			free(o);
+			return P11C_ERR_PARSE;
+		}
+		acc = (acc << 6 | (unsigned)v) & 0xffffff;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			o[n++] = (unsigned char)(acc >> bits);
+		}
+	}
+	*out = o;
+	*outlen = n;
+	return P11C_OK;
 }
 
 static json_t *b64url_json(const unsigned char *b, size_t n)
@@ -289,5 +333,50 @@ out:
 	OPENSSL_free(sig);
 	EVP_MD_CTX_free(md);
 	EVP_PKEY_free(k);
+	return r;
+}
+
+p11c_result p11c_jws_eab(p11c_ctx *ctx, const unsigned char *mac_key, size_t mac_len, const char *eab_kid,
+			 const char *url, EVP_PKEY *account_pub, json_t **out)
+{
+	json_t *jwk = NULL, *prot = NULL;
+	const char *alg = NULL;
+	char *ps = NULL, *js = NULL, *ph = NULL, *pl = NULL, *input = NULL, *sig64 = NULL;
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	unsigned maclen = 0;
+	p11c_result r;
+
+	*out = NULL;
+	if ((r = p11c_jwk(account_pub, &jwk, &alg)) != P11C_OK)
+		goto out;
+	r = P11C_ERR_NOMEM;
+	prot = json_pack("{s:s, s:s, s:s}", "alg", "HS256", "kid", eab_kid, "url", url);
+	if (prot == NULL || (ps = json_dumps(prot, JSON_COMPACT | JSON_SORT_KEYS)) == NULL ||
+	    (js = json_dumps(jwk, JSON_COMPACT | JSON_SORT_KEYS)) == NULL ||
+	    (ph = p11c_b64url((const unsigned char *)ps, strlen(ps))) == NULL ||
+	    (pl = p11c_b64url((const unsigned char *)js, strlen(js))) == NULL || asprintf(&input, "%s.%s", ph, pl) < 0) {
+		input = NULL;
+		goto out;
+	}
+	if (HMAC(EVP_sha256(), mac_key, (int)mac_len, (const unsigned char *)input, strlen(input), mac, &maclen) ==
+	    NULL) {
+		r = p11c_ossl(ctx, "External Account Binding HMAC");
+		goto out;
+	}
+	if ((sig64 = p11c_b64url(mac, maclen)) == NULL)
+		goto out;
+	if ((*out = json_pack("{s:s, s:s, s:s}", "protected", ph, "payload", pl, "signature", sig64)) == NULL)
+		goto out;
+	r = P11C_OK;
+out:
+	OPENSSL_cleanse(mac, sizeof mac);
+	json_decref(jwk);
+	json_decref(prot);
+	free(ps);
+	free(js);
+	free(ph);
+	free(pl);
+	free(input);
+	free(sig64);
 	return r;
 }
