@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <limits.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -23,6 +24,7 @@
 #include <p11cert/acme.h>
 
 #include "cli.h"
+#include "renew.h"
 
 #define ACME_CLI_MAX_NAMES 100
 #define ACME_CLI_MAX_CONTACTS 16
@@ -489,7 +491,7 @@ int cmd_enroll_acme(struct cli *c, int argc, char **argv)
 	int agree = 0, ch, rc = EX_FAIL, fd = -1, created = 0, acct_created = 0;
 	char *acct_label = NULL, *acct_uri_own = NULL, *lock = NULL, *acct_path = NULL, *crt_path = NULL;
 	char *chain_path = NULL, *enroll_path = NULL, *recorded = NULL, *acct_url = NULL, *chain = NULL;
-	char *leaf_pem = NULL, err[300];
+	char *leaf_pem = NULL, *abs_webroot = NULL, *abs_cacert = NULL, err[300];
 	const char *label;
 	p11c_key *key = NULL, *acct = NULL;
 	p11c_acme *a = NULL;
@@ -721,9 +723,18 @@ int cmd_enroll_acme(struct cli *c, int argc, char **argv)
 	for (i = 0; i < nnames; i++)
 		if (json_array_append_new(jn, json_string(names[i])) != 0)
 			goto out;
-	js = json_pack("{s:s, s:s, s:s, s:s, s:O, s:s, s:s?, s:s?, s:s?, s:s?}", "protocol", "acme", "server", server,
-		       "key", uri, "account_key", acct_uri, "names", jn, "challenge", challenge, "http_listen",
-		       listen_spec, "webroot", webroot, "dns_hook", hook, "cacert", cacert);
+	/* paths absolute: renew runs from any folder */
+	if ((webroot != NULL && (abs_webroot = realpath(webroot, NULL)) == NULL) ||
+	    (cacert != NULL && (abs_cacert = realpath(cacert, NULL)) == NULL)) {
+		fprintf(stderr, "p11cert: %s: cannot resolve '%s': %s\n", c->cmd,
+			webroot != NULL && abs_webroot == NULL ? webroot : cacert, strerror(errno));
+		rc = EX_NOINPUT;
+		goto out;
+	}
+	js = json_pack("{s:s, s:s, s:s, s:s, s:s, s:O, s:s, s:b, s:s?, s:s?, s:s?, s:s?}", "protocol", "acme",
+		       "server", server, "client_id", label, "key", uri, "account_key", acct_uri, "names", jn,
+		       "challenge", challenge, "agree_tos", agree, "http_listen", listen_spec, "webroot", abs_webroot,
+		       "dns_hook", hook, "ca_file", abs_cacert);
 	if ((rc = json_write(c, enroll_path, js, 0644)) != 0)
 		goto out;
 	if (!c->quiet)
@@ -738,6 +749,8 @@ out:
 	json_decref(jn);
 	X509_free(leaf);
 	free(leaf_pem);
+	free(abs_webroot);
+	free(abs_cacert);
 	free(chain);
 	free(acct_url);
 	free(recorded);
@@ -752,4 +765,55 @@ out:
 	p11c_key_free(&acct);
 	p11c_key_free(&key);
 	return rc;
+}
+
+/* p11cert renew for an ACME identity: the order again, as recorded in
+ * DIR/LABEL.enroll (same account, key, names and challenge). */
+int renew_acme(struct cli *c, const struct renew_job *j)
+{
+	static const char *const opt_of[][2] = {
+		{ "account_key", "--account-key" }, { "challenge", "--challenge" }, { "http_listen", "--http-listen" },
+		{ "webroot", "--webroot" },	    { "dns_hook", "--dns-hook" },   { "ca_file", "--cacert" },
+	};
+	char *av[2 * ACME_CLI_MAX_NAMES + 24];
+	const json_t *names = json_object_get(j->rec, "names"), *v;
+	size_t i, k;
+	int n = 0;
+
+	if (j->rekey) {
+		fprintf(stderr, "p11cert: %s: --rekey is not available for ACME identities yet (docs/acme.md)\n", c->cmd);
+		return EX_USAGE;
+	}
+	if (!json_is_array(names) || json_array_size(names) == 0 || json_array_size(names) > ACME_CLI_MAX_NAMES) {
+		fprintf(stderr, "p11cert: %s: the ACME record has no names\n", c->cmd);
+		return EX_DATAERR;
+	}
+	av[n++] = (char *)"acme";
+	av[n++] = (char *)"--server";
+	av[n++] = (char *)(uintptr_t)j->server;
+	av[n++] = (char *)"--key";
+	av[n++] = (char *)(uintptr_t)j->uri;
+	av[n++] = (char *)"--dir";
+	av[n++] = (char *)(uintptr_t)j->dir;
+	for (k = 0; k < sizeof opt_of / sizeof opt_of[0]; k++) {
+		const char *val = json_string_value(json_object_get(j->rec, opt_of[k][0]));
+
+		if (val != NULL) {
+			av[n++] = (char *)(uintptr_t)opt_of[k][1];
+			av[n++] = (char *)(uintptr_t)val;
+		}
+	}
+	if (json_is_true(json_object_get(j->rec, "agree_tos")))
+		av[n++] = (char *)"--agree-tos";
+	json_array_foreach(names, i, v) {
+		if (json_string_value(v) == NULL) {
+			fprintf(stderr, "p11cert: %s: the ACME record's names are not strings\n", c->cmd);
+			return EX_DATAERR;
+		}
+		av[n++] = (char *)"-d";
+		av[n++] = (char *)(uintptr_t)json_string_value(v);
+	}
+	av[n] = NULL;
+	optind = 0; /* a fresh getopt scan */
+	return cmd_enroll_acme(c, n, av);
 }

@@ -401,6 +401,7 @@ static const struct renewer {
 } renewers[] = {
 	{ "caramel", renew_caramel },
 	{ "token", renew_token },
+	{ "acme", renew_acme },
 };
 
 static const char renew_help[] =

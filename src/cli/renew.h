@@ -18,6 +18,9 @@ struct renew_job {
  * (or P11CERT_CA_TOKEN is set), else p11ca's POST /renew over mTLS. */
 int renew_token(struct cli *c, const struct renew_job *j);
 
+/* ACME identities (cmd_acme.c): the recorded order again. */
+int renew_acme(struct cli *c, const struct renew_job *j);
+
 /* DIR/LABEL.enroll for a shared-token identity (no secret: the token
  * file's path, never its content). */
 int token_record_write(struct cli *c, const char *dir, const char *label, const char *key_uri,

@@ -41,6 +41,16 @@ acct2=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["url"])'
 cert_next_to_key web "$D/web.crt" >/dev/null
 pass "second run reuses the account"
 
+# 2b. p11cert renew through the record, from another folder
+serial2=$(cert_serial "$D/web.crt")
+(cd / && expect_rc 0 p11c renew --id web --dir "$D")
+expect_grep "renewed 'web'" "$T/err"
+[ "$(cert_serial "$D/web.crt")" != "$serial2" ] || fail "renew made no new certificate"
+cert_next_to_key web "$D/web.crt" >/dev/null
+expect_rc 64 p11c renew --id web --dir "$D" --rekey
+expect_grep "not available for ACME" "$T/err"
+pass "renew re-runs the recorded order; --rekey refused for now"
+
 # 3. RSA-2048 certificate key, web root
 W=$T/www
 mkdir "$W"
