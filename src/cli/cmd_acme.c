@@ -3,6 +3,8 @@
  * account record, chain, .enroll record) and the challenge plumbing: a
  * built-in http-01 responder, a web root, a dns-01 hook. */
 #include <arpa/inet.h>
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -25,6 +27,7 @@
 
 #include "cli.h"
 #include "renew.h"
+#include "testhook.h"
 
 #define ACME_CLI_MAX_NAMES 100
 #define ACME_CLI_MAX_CONTACTS 16
@@ -272,8 +275,12 @@ static int present(void *ud, const char *type, const char *id, const char *token
 	char *p = NULL, *d = NULL;
 	int rc = -1;
 
-	if (strcmp(type, "dns-01") == 0)
-		return dns_hook(ch, "add", id, keyauth, err, errlen);
+	if (strcmp(type, "dns-01") == 0) {
+		rc = dns_hook(ch, "add", id, keyauth, err, errlen);
+		if (rc == 0)
+			p11c_test_stall("acme-presented");
+		return rc;
+	}
 	if (strcmp(type, "http-01") != 0) {
 		snprintf(err, errlen, "%s is not supported by this build", type);
 		return -1;
@@ -290,6 +297,8 @@ static int present(void *ud, const char *type, const char *id, const char *token
 			snprintf(err, errlen, "too many challenges for the responder");
 		}
 		pthread_mutex_unlock(&rs->mu);
+		if (rc == 0)
+			p11c_test_stall("acme-presented");
 		return rc;
 	}
 	/* web root: DIR/.well-known/acme-challenge/TOKEN, written atomically */
@@ -311,6 +320,7 @@ static int present(void *ud, const char *type, const char *id, const char *token
 	if (p11c_file_write_atomic(p, keyauth, strlen(keyauth), 0644) != P11C_OK)
 		goto fail;
 	rc = 0;
+	p11c_test_stall("acme-presented");
 	goto out;
 fail:
 	snprintf(err, errlen, "cannot write in --webroot '%s': %s", ch->webroot, strerror(errno));
@@ -362,6 +372,35 @@ static int label_ok(const char *s)
 		if (*p == '/' || (unsigned char)*p < 0x20)
 			return 0;
 	return 1;
+}
+
+/* Remove the temp files of LABEL's records that a killed run left in DIR
+ * (p11c_file_write_atomic's NAME.tmp.XXXXXX); we hold LABEL's lock. */
+static void remove_stale_temps(const char *dir, const char *label)
+{
+	static const char *const sfx[] = { ".crt", ".chain.pem", ".enroll", ".acme-account" };
+	size_t ll = strlen(label), k, sl, i;
+	DIR *d = opendir(dir);
+	struct dirent *e;
+
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		const char *n = e->d_name;
+
+		if (strncmp(n, label, ll) != 0)
+			continue;
+		for (k = 0; k < sizeof sfx / sizeof sfx[0]; k++) {
+			sl = strlen(sfx[k]);
+			if (strncmp(n + ll, sfx[k], sl) != 0 || strncmp(n + ll + sl, ".tmp.", 5) != 0)
+				continue;
+			for (i = 0; i < 6 && isalnum((unsigned char)n[ll + sl + 5 + i]); i++)
+				;
+			if (i == 6 && n[ll + sl + 11] == '\0')
+				(void)unlinkat(dirfd(d), n, 0);
+		}
+	}
+	closedir(d);
 }
 
 /* The account URL recorded for this server and account key, or NULL */
@@ -616,6 +655,7 @@ int cmd_enroll_acme(struct cli *c, int argc, char **argv)
 		rc = EX_CANTCREAT;
 		goto out;
 	}
+	remove_stale_temps(dir, label);
 	if (created && !c->quiet)
 		fprintf(stderr, "p11cert: %s: generated %s key '%s' on token '%s'\n", c->cmd, type, cli_safe(label),
 			cli_safe(p11c_token_label(c->ctx)));
@@ -706,11 +746,13 @@ int cmd_enroll_acme(struct cli *c, int argc, char **argv)
 		fprintf(stderr, "p11cert: %s: the CA's chain does not start with a PEM certificate\n", c->cmd);
 		goto out;
 	}
+	p11c_test_stall("received");
 	r = p11c_cert_store(c->ctx, key, leaf);
 	if (r != P11C_OK) {
 		rc = cli_fail(c, r, "cannot store the certificate in the token");
 		goto out;
 	}
+	p11c_test_stall("stored");
 	rc = EX_SOFTWARE;
 	if ((leaf_pem = p11c_x509_pem(leaf)) == NULL)
 		goto out;
