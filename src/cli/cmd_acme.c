@@ -613,7 +613,6 @@ int cmd_enroll_acme(struct cli *c, int argc, char **argv)
 		return EX_UNAVAILABLE;
 	if ((rc = cli_state_dir(dir)) != 0)
 		return rc;
-	rc = EX_FAIL;
 	if ((r = cli_ctx(c)) != P11C_OK) {
 		rc = cli_fail(c, r, NULL);
 		goto out;
@@ -709,7 +708,6 @@ int cmd_enroll_acme(struct cli *c, int argc, char **argv)
 	}
 	if (eab_file != NULL && (rc = set_eab(c, a, eab_kid, eab_file)) != 0)
 		goto out;
-	rc = EX_FAIL;
 	recorded = account_read(c, acct_path, server, acct_uri);
 	r = p11c_acme_account(a, acct, contacts, ncontacts, agree, 1, &acct_url, &acct_created);
 	if (r != P11C_OK) {

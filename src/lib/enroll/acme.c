@@ -778,7 +778,6 @@ static p11c_result make_csr(p11c_acme *a, p11c_key *key, const char *const *name
 		if (cn == NULL && !ip && strlen(names[i]) <= 64)
 			cn = names[i];
 	}
-	r = P11C_ERR_CRYPTO;
 	if (cn != NULL &&
 	    !X509_NAME_add_entry_by_NID(subj, NID_commonName, MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0)) {
 		r = p11c_ossl(a->ctx, "CSR subject");
