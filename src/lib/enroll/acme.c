@@ -605,6 +605,11 @@ static p11c_result answer_authz(struct order_state *o, const json_t *az, const c
 		return P11C_ERR_REJECTED;
 	}
 	o->npres++;
+	/* RFC 8555 s7.1.6: a challenge already answered (a run killed after
+	 * answering it, in an authorization the CA reuses) is not answered
+	 * again; the polling waits for its outcome */
+	if (jstr(found, "status") != NULL && strcmp(jstr(found, "status"), "pending") != 0)
+		return P11C_OK;
 	/* RFC 8555 s7.5.1: the client responds with an empty object */
 	if ((r = post(o->a, jstr(found, "url"), "{}", 0, NULL, &h, what)) != P11C_OK)
 		return r;
