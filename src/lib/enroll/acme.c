@@ -17,6 +17,7 @@
 
 #include <p11cert/acme.h>
 
+#include "acme_int.h"
 #include "http.h"
 #include "jws.h"
 
@@ -436,6 +437,8 @@ out:
 
 /* --- orders ------------------------------------------------------------------------------ */
 
+static void authz_failure(const json_t *az, char *msg, size_t len);
+
 struct presented {
 	char *type, *id, *token, *keyauth;
 };
@@ -621,6 +624,20 @@ static p11c_result answer_authz(struct order_state *o, const json_t *az, const c
 
 /* The reason an authorization is invalid: the error of its failed
  * challenge (RFC 8555 s7.1.4, s8) */
+void p11c_acme_authz_text(const unsigned char *buf, size_t len, char *msg, size_t msglen)
+{
+	json_error_t je;
+	json_t *az = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &je);
+
+	if (az == NULL || !json_is_object(az))
+		snprintf(msg, msglen, "(not a JSON object)");
+	else if (jstr(az, "type") != NULL)
+		problem_text(az, msg, msglen);
+	else
+		authz_failure(az, msg, msglen);
+	json_decref(az);
+}
+
 static void authz_failure(const json_t *az, char *msg, size_t len)
 {
 	const json_t *chs = json_object_get(az, "challenges"), *c;
@@ -689,10 +706,10 @@ static int leaf_names(X509 *leaf, const char *name)
 /* The downloaded chain: PEM certificates, leaf first; the leaf is for
  * key and names every identifier; each certificate is signed by the next
  * (the last one given is the anchor: the issuer the CA named). */
-static p11c_result check_chain(p11c_acme *a, p11c_key *key, const char *const *names, size_t n,
-			       const struct p11c_http *h)
+p11c_result p11c_acme_chain_check(p11c_ctx *ctx, EVP_PKEY *pub, const char *label, const char *const *names,
+				  size_t n, const unsigned char *buf, size_t len)
 {
-	BIO *bio = BIO_new_mem_buf(h->resp, (int)h->resp_len);
+	BIO *bio = len <= P11C_HTTP_MAX_RESPONSE ? BIO_new_mem_buf(buf, (int)len) : NULL;
 	STACK_OF(X509) *certs = sk_X509_new_null(), *untrusted = NULL;
 	X509_STORE *st = NULL;
 	X509_STORE_CTX *sc = NULL;
@@ -711,19 +728,19 @@ static p11c_result check_chain(p11c_acme *a, p11c_key *key, const char *const *n
 	ERR_clear_error();
 	r = P11C_ERR_VERIFY;
 	if (sk_X509_num(certs) < 2 || sk_X509_num(certs) > ACME_MAX_CHAIN) {
-		p11c_detail(a->ctx, "the ACME server's certificate chain holds %d PEM certificates (2 to %d expected: "
+		p11c_detail(ctx, "the ACME server's certificate chain holds %d PEM certificates (2 to %d expected: "
 			    "the leaf and its issuer)", sk_X509_num(certs), ACME_MAX_CHAIN);
 		goto out;
 	}
 	x = sk_X509_value(certs, 0);
-	if (!p11c_cert_matches(x, p11c_key_public(key))) {
-		p11c_detail(a->ctx, "the ACME server's certificate is not for the token key '%s'", p11c_key_label(key));
+	if (!p11c_cert_matches(x, pub)) {
+		p11c_detail(ctx, "the ACME server's certificate is not for the token key '%s'", label);
 		r = P11C_ERR_KEY_MISMATCH;
 		goto out;
 	}
 	for (i = 0; i < n; i++)
 		if (!leaf_names(x, names[i])) {
-			p11c_detail(a->ctx, "the ACME server's certificate does not name '%.100s'", names[i]);
+			p11c_detail(ctx, "the ACME server's certificate does not name '%.100s'", names[i]);
 			goto out;
 		}
 	r = P11C_ERR_NOMEM;
@@ -739,7 +756,7 @@ static p11c_result check_chain(p11c_acme *a, p11c_key *key, const char *const *n
 	if (!X509_STORE_CTX_init(sc, st, x, untrusted))
 		goto out;
 	if (X509_verify_cert(sc) != 1) {
-		p11c_detail(a->ctx, "the ACME server's certificate chain does not verify: %s",
+		p11c_detail(ctx, "the ACME server's certificate chain does not verify: %s",
 			    X509_verify_cert_error_string(X509_STORE_CTX_get_error(sc)));
 		r = P11C_ERR_VERIFY;
 		goto out;
@@ -968,7 +985,8 @@ p11c_result p11c_acme_order(p11c_acme *a, p11c_key *cert_key, const char *const 
 		r = answer_error(a, &h, "certificate");
 		goto out;
 	}
-	if ((r = check_chain(a, cert_key, names, nnames, &h)) != P11C_OK)
+	if ((r = p11c_acme_chain_check(a->ctx, p11c_key_public(cert_key), p11c_key_label(cert_key), names, nnames,
+					h.resp, h.resp_len)) != P11C_OK)
 		goto out;
 	*chain_pem = (char *)h.resp; /* NUL-terminated by http.c */
 	h.resp = NULL;
