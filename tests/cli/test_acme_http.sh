@@ -78,3 +78,9 @@ expect_grep "connection" "$T/err"
 cmp -s "$D/web.crt" "$T/before.crt" || fail "web.crt changed"
 [ "$(cert_next_to_key web "$T/before.crt")" = "$keyid" ] || fail "key or certificate changed"
 pass "failed authorization: clear error, nothing changed"
+
+# 5. a name the CA refuses in newOrder: its reason, exit 76, nothing stored
+acme_enroll 76 --key "pkcs11:token=$TOKEN;object=web" -d bad_name.example.test --webroot "$W" --dir "$D"
+expect_grep "newOrder: the ACME server answered 400 malformed: .*illegal character" "$T/err"
+cmp -s "$D/web.crt" "$T/before.crt" || fail "web.crt changed"
+pass "a name the CA refuses: its reason, nothing changed"
