@@ -82,6 +82,11 @@ P11C_API p11c_result p11c_acme_order(p11c_acme *a, p11c_key *cert_key, const cha
 				     size_t nnames, const char *challenge_type,
 				     const p11c_acme_challenger *ch, char **chain_pem);
 
+/* The alternate chains the CA offered for the last successful order
+ * (RFC 8555 s7.4.2, at most 3), PEM, each checked as *chain_pem is; owned
+ * by a, valid until the next p11c_acme_order or p11c_acme_free. */
+P11C_API const char *const *p11c_acme_alternates(const p11c_acme *a, size_t *n);
+
 /* JWK thumbprint (RFC 7638) of a public key, SHA-256, base64url without
  * padding (43 characters + NUL). */
 P11C_API p11c_result p11c_jwk_thumbprint(EVP_PKEY *pub, char out[44]);

@@ -378,7 +378,8 @@ static int label_ok(const char *s)
  * (p11c_file_write_atomic's NAME.tmp.XXXXXX); we hold LABEL's lock. */
 static void remove_stale_temps(const char *dir, const char *label)
 {
-	static const char *const sfx[] = { ".crt", ".chain.pem", ".enroll", ".acme-account" };
+	static const char *const sfx[] = { ".crt", ".chain.pem", ".enroll", ".acme-account",
+					   ".chain-alt1.pem", ".chain-alt2.pem", ".chain-alt3.pem" };
 	size_t ll = strlen(label), k, sl, i;
 	DIR *d = opendir(dir);
 	struct dirent *e;
@@ -504,7 +505,7 @@ static const char acme_help[] =
 	"  --eab-hmac-file F   file holding the EAB MAC key (base64url), never argv\n"
 	"  --dir DIR           state folder (default .): LABEL.lock, LABEL.acme-account\n"
 	"                      (account URL, 0600), LABEL.crt, LABEL.chain.pem,\n"
-	"                      LABEL.enroll\n"
+	"                      LABEL.chain-altN.pem (alternate chains), LABEL.enroll\n"
 	"  --timeout S         bound on the waits of one order (default 300)\n";
 
 int cmd_enroll_acme(struct cli *c, int argc, char **argv);
@@ -757,6 +758,29 @@ int cmd_enroll_acme(struct cli *c, int argc, char **argv)
 	if ((rc = cli_output(c, crt_path, leaf_pem, strlen(leaf_pem), 0644)) != 0 ||
 	    (rc = cli_output(c, chain_path, chain, strlen(chain), 0644)) != 0)
 		goto out;
+	/* the alternate chains (RFC 8555 s7.4.2): LABEL.chain-altN.pem, N from
+	 * 1; those of an earlier run beyond today's count go */
+	{
+		const char *const *alts;
+		size_t nalt = 0, k;
+		char sfx[32], *ap;
+
+		alts = p11c_acme_alternates(a, &nalt);
+		for (k = 0; k < 3; k++) {
+			snprintf(sfx, sizeof sfx, ".chain-alt%zu.pem", k + 1);
+			if ((ap = path_in(dir, label, sfx)) == NULL) {
+				rc = EX_SOFTWARE;
+				goto out;
+			}
+			if (k < nalt)
+				rc = cli_output(c, ap, alts[k], strlen(alts[k]), 0644);
+			else
+				(void)unlink(ap);
+			free(ap);
+			if (rc != 0)
+				goto out;
+		}
+	}
 	rc = EX_SOFTWARE;
 	if ((jn = json_array()) == NULL)
 		goto out;

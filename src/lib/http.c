@@ -77,6 +77,27 @@ static void header_value(const char *v, size_t vl, char *out, size_t outlen)
 	}
 }
 
+/* Link: <URL>;rel="alternate" (RFC 8288; RFC 8555 s7.4.2): the URL kept,
+ * up to the size of link_alt; other relations and longer URLs dropped */
+static void link_alternate(struct p11c_http *h, const char *v, size_t vl)
+{
+	char line[1024], *lt, *gt;
+
+	line[0] = '\0';
+	header_value(v, vl, line, sizeof line);
+	lt = strchr(line, '<');
+	gt = lt ? strchr(lt, '>') : NULL;
+	if (lt == NULL || gt == NULL || h->nlink_alt >= (int)(sizeof h->link_alt / sizeof h->link_alt[0]))
+		return;
+	if (strstr(gt, "rel=\"alternate\"") == NULL && strstr(gt, "rel=alternate") == NULL)
+		return;
+	*gt = '\0';
+	if ((size_t)(gt - lt - 1) >= sizeof h->link_alt[0])
+		return;
+	memcpy(h->link_alt[h->nlink_alt], lt + 1, (size_t)(gt - lt));
+	h->nlink_alt++;
+}
+
 static size_t on_header(char *data, size_t size, size_t n, void *ud)
 {
 	struct xfer *x = ud;
@@ -92,6 +113,8 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud)
 		header_value(data + 9, len - 9, x->h->location, sizeof x->h->location);
 	else if (len > 12 && strncasecmp(data, "Retry-After:", 12) == 0)
 		header_value(data + 12, len - 12, x->h->retry_after, sizeof x->h->retry_after);
+	else if (len > 5 && strncasecmp(data, "Link:", 5) == 0)
+		link_alternate(x->h, data + 5, len - 5);
 	return len;
 }
 
@@ -236,6 +259,7 @@ p11c_result p11c_http_do(p11c_ctx *ctx, struct p11c_http *h)
 	h->err[0] = '\0';
 	h->server[0] = '\0';
 	h->replay_nonce[0] = h->location[0] = h->retry_after[0] = '\0';
+	h->nlink_alt = 0;
 	ctx->http_server[0] = '\0';
 	if (p11c_curl_ready(h->err, sizeof h->err) != 0) {
 		p11c_detail(ctx, "%s", h->err);

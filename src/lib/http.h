@@ -43,6 +43,9 @@ struct p11c_http {
 	char replay_nonce[128];
 	char location[1024];
 	char retry_after[64];
+	/* RFC 8555 s7.4.2: Link: <URL>;rel="alternate", at most 3 kept */
+	char link_alt[3][512];
+	int nlink_alt;
 	char err[512];
 };
 

@@ -13,6 +13,7 @@
 #   ACME_DIR       the directory URL        ACME_CACERT  trust for its HTTPS
 #   ACME_ROOT      pebble's issuing root    ACME_HTTP_PORT
 #   CTS_MGMT       challtestsrv's management URL (http)
+#   ACME_MGMT      pebble's management URL (https, ACME_CACERT): /roots/N
 #   PEBBLE_LOG     pebble's output          PEBBLE_PID, CTS_PID
 # Exits 0 with a skip line when pebble is not installed (scripts/setup
 # installs it).
@@ -76,6 +77,7 @@ JSON
 	ACME_DIR=https://localhost:$acme_port/dir
 	wait_for 30 "pebble's directory" curl -sf --cacert "$ACME_CACERT" "$ACME_DIR"
 	wait_for 30 "challtestsrv" curl -sf -X POST -d '{"host":"_acme-challenge.ready.test."}' "$CTS_MGMT/clear-txt" -o /dev/null
+	ACME_MGMT=https://localhost:$mgmt_port
 	ACME_ROOT=$d/root.pem
 	curl -sf --cacert "$ACME_CACERT" "https://localhost:$mgmt_port/roots/0" -o "$ACME_ROOT" \
 		|| fail "cannot fetch pebble's root from its management port"

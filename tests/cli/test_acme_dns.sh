@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # p11cert enroll acme with dns-01 through --dns-hook against pebble, with
 # pebble rejecting half of all nonces (PEBBLE_WFE_NONCEREJECT=50): the
-# badNonce retries carry the order through.  The hook sets the TXT record
+# badNonce retries carry the order through; pebble offers an alternate
+# chain (PEBBLE_ALTERNATE_ROOTS=1), written as dns.chain-alt1.pem.  The hook sets the TXT record
 # in pebble-challtestsrv and gets the record in its environment, but no
 # PIN (its /proc/PID/environ is checked from inside the hook) and no PIN
 # in any argv.
 . "$(dirname "$0")/acme_lib.sh"
 
 new_token acme
-PEBBLE_WFE_NONCEREJECT=50 acme_up
+PEBBLE_WFE_NONCEREJECT=50 acme_up PEBBLE_ALTERNATE_ROOTS=1
 D=$T/state
 mkdir -m 700 "$D"
 
@@ -42,6 +43,12 @@ unset P11CERT_PIN
 cert_next_to_key dns "$D/dns.crt" >/dev/null
 acme_chain_ok "$D/dns.chain.pem"
 acme_key_attrs dns-acme-account
+# the alternate chain pebble offers (PEBBLE_ALTERNATE_ROOTS=1), to its root
+curl -sf --cacert "$ACME_CACERT" "$ACME_MGMT/roots/1" -o "$T/root1.pem" || fail "no /roots/1"
+[ -s "$D/dns.chain-alt1.pem" ] || fail "no alternate chain written"
+openssl verify -CAfile "$T/root1.pem" -untrusted "$D/dns.chain-alt1.pem" "$D/dns.chain-alt1.pem" >/dev/null 2>&1 \
+	|| fail "the alternate chain does not verify to pebble's second root"
+[ -e "$D/dns.chain-alt2.pem" ] && fail "a second alternate chain from one alternate root"
 [ "$(grep -c '^add _acme-challenge.dns[12].example.test ' "$T/hook.log")" = 2 ] || fail "hook adds: $(cat "$T/hook.log")"
 [ "$(grep -c '^remove _acme-challenge.dns[12].example.test ' "$T/hook.log")" = 2 ] || fail "hook removes: $(cat "$T/hook.log")"
 # the value is base64url(SHA-256(keyauth)): 43 characters

@@ -40,6 +40,9 @@ struct p11c_acme {
 	unsigned char *eab_key;
 	size_t eab_len;
 	char nonce[128];
+	/* the alternate chains of the last order (RFC 8555 s7.4.2) */
+	char *alt[3];
+	size_t nalt;
 	/* the account: key (borrowed), its signer and URL ("kid") */
 	p11c_key *acct;
 	EVP_PKEY *acct_signer;
@@ -280,6 +283,7 @@ out:
 void p11c_acme_free(p11c_acme **ap)
 {
 	p11c_acme *a;
+	size_t i;
 
 	if (ap == NULL || (a = *ap) == NULL)
 		return;
@@ -291,6 +295,8 @@ void p11c_acme_free(p11c_acme **ap)
 	free(a->new_order);
 	free(a->terms);
 	free(a->kid);
+	for (i = 0; i < a->nalt; i++)
+		free(a->alt[i]);
 	free(a->eab_kid);
 	if (a->eab_key != NULL)
 		p11c_wipe(a->eab_key, a->eab_len);
@@ -325,6 +331,12 @@ p11c_result p11c_acme_b64url_decode(const char *s, size_t len, unsigned char **o
 	if (s == NULL || out == NULL || outlen == NULL)
 		return P11C_ERR_ARG;
 	return p11c_b64url_decode(s, len, out, outlen);
+}
+
+const char *const *p11c_acme_alternates(const p11c_acme *a, size_t *n)
+{
+	*n = a != NULL ? a->nalt : 0;
+	return a != NULL ? (const char *const *)a->alt : NULL;
 }
 
 const char *p11c_acme_terms(const p11c_acme *a)
@@ -842,6 +854,8 @@ p11c_result p11c_acme_order(p11c_acme *a, p11c_key *cert_key, const char *const 
 				    ACME_MAX_NAMES);
 		return P11C_ERR_ARG;
 	}
+	while (a->nalt > 0)
+		free(a->alt[--a->nalt]);
 	if ((o = calloc(1, sizeof *o)) == NULL)
 		return P11C_ERR_NOMEM;
 	o->a = a;
@@ -990,6 +1004,27 @@ p11c_result p11c_acme_order(p11c_acme *a, p11c_key *cert_key, const char *const 
 		goto out;
 	*chain_pem = (char *)h.resp; /* NUL-terminated by http.c */
 	h.resp = NULL;
+	/* RFC 8555 s7.4.2: alternate chains, each checked like the first;
+	 * one that fails is left out (the first chain stands) */
+	{
+		char alts[3][512];
+		int k, nl = h.nlink_alt;
+
+		for (k = 0; k < nl; k++)
+			memcpy(alts[k], h.link_alt[k], sizeof alts[k]);
+		p11c_http_clear(&h);
+		for (k = 0; k < nl; k++) {
+			if (post(a, alts[k], "", 0, "application/pem-certificate-chain", &h, "alternate chain") == P11C_OK &&
+			    h.status == 200 &&
+			    p11c_acme_chain_check(a->ctx, p11c_key_public(cert_key), p11c_key_label(cert_key), names,
+						  nnames, h.resp, h.resp_len) == P11C_OK) {
+				a->alt[a->nalt++] = (char *)h.resp;
+				h.resp = NULL;
+			}
+			p11c_http_clear(&h);
+		}
+		p11c_detail(a->ctx, "%s", "");
+	}
 	r = P11C_OK;
 out:
 	for (i = 0; o != NULL && i < o->npres; i++) {
