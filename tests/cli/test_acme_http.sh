@@ -11,6 +11,14 @@ acme_up
 D=$T/state
 mkdir -m 700 "$D"
 
+# 0. a new account needs the CA's terms agreed to: exit 64 naming them
+expect_rc 64 p11c enroll acme --server "$ACME_DIR" --cacert "$ACME_CACERT" \
+	--key "pkcs11:token=$TOKEN;object=web" -d www.example.test --http-listen "127.0.0.1:$ACME_HTTP_PORT" --dir "$D"
+expect_grep "terms of service .*must be agreed" "$T/err"
+expect_grep "agree-tos" "$T/err"
+[ -e "$D/web.acme-account" ] && fail "an account record without an account"
+pass "terms of service not agreed: no account"
+
 # 1. EC P-256, built-in responder
 acme_enroll 0 --key "pkcs11:token=$TOKEN;object=web" -d www.example.test -d 127.0.0.1 \
 	--http-listen "127.0.0.1:$ACME_HTTP_PORT" --dir "$D" --contact mailto:ops@example.test
