@@ -38,11 +38,12 @@ chmod 755 "$hook"
 # the PIN in the environment too: it must not reach the hook
 export P11CERT_PIN=$PIN
 acme_enroll 0 --key "pkcs11:token=$TOKEN;object=dns" -d dns1.example.test -d dns2.example.test \
-	--challenge dns-01 --dns-hook "$hook" --dir "$D"
+	--type ec:P-384 --account-type ec:P-384 --challenge dns-01 --dns-hook "$hook" --dir "$D"
 unset P11CERT_PIN
 cert_next_to_key dns "$D/dns.crt" >/dev/null
 acme_chain_ok "$D/dns.chain.pem"
 acme_key_attrs dns-acme-account
+openssl x509 -in "$D/dns.crt" -noout -text | grep -q "NIST CURVE: P-384" || fail "not a P-384 certificate"
 # the alternate chain pebble offers (PEBBLE_ALTERNATE_ROOTS=1), to its root
 curl -sf --cacert "$ACME_CACERT" "$ACME_MGMT/roots/1" -o "$T/root1.pem" || fail "no /roots/1"
 [ -s "$D/dns.chain-alt1.pem" ] || fail "no alternate chain written"
@@ -63,7 +64,7 @@ for f in "$T"/hook-ps.*; do
 	grep -qF -- "$PIN" "$f" && fail "the PIN in a command line: $(grep -F -- "$PIN" "$f")"
 done
 grep -q "reject 50% of good nonces" "$PEBBLE_LOG" || fail "pebble does not reject nonces"
-pass "dns-01 through the hook, half the nonces rejected, no PIN for the hook"
+pass "dns-01 through the hook, P-384 keys (ES384), half the nonces rejected, no PIN for the hook"
 
 # a failing hook: clear error naming the identifier, nothing stored
 expect_rc 77 p11c enroll acme --server "$ACME_DIR" --cacert "$ACME_CACERT" --agree-tos \

@@ -65,15 +65,19 @@ mkdir "$W"
 python3 -m http.server --bind 127.0.0.1 --directory "$W" "$ACME_HTTP_PORT" >"$T/httpd.log" 2>&1 &
 _PIDS+=("$!")
 wait_for 20 "python http.server" curl -s -o /dev/null "http://127.0.0.1:$ACME_HTTP_PORT/"
-acme_enroll 0 --key "pkcs11:token=$TOKEN;object=rsa" --type rsa:2048 -d rsa.example.test \
-	--webroot "$W" --dir "$D"
+acme_enroll 0 --key "pkcs11:token=$TOKEN;object=rsa" --type rsa:2048 --account-type rsa:2048 \
+	-d rsa.example.test --webroot "$W" --dir "$D"
 cert_next_to_key rsa "$D/rsa.crt" >/dev/null
 openssl x509 -in "$D/rsa.crt" -noout -text | grep -q "Public-Key: (2048 bit)" || fail "not an RSA-2048 certificate"
 acme_chain_ok "$D/rsa.chain.pem"
 grep -q "acme-challenge" "$T/httpd.log" || fail "pebble did not fetch from the web root"
 [ -z "$(ls -A "$W/.well-known/acme-challenge")" ] || fail "challenge files left in the web root"
 acme_key_attrs rsa-acme-account
-pass "http-01, RSA-2048, web root"
+token_json
+json_assert "$T/list.json" "
+k = [o for o in j if o['class'] == 'private-key' and o['label'] == 'rsa-acme-account']
+assert 'RSA' in str(k[0]), k"
+pass "http-01, RSA-2048 certificate key and RSA account key (RS256), web root"
 kill_pid "${_PIDS[-1]}"
 
 # 4. a failing authorization: nobody answers on the http-01 port
