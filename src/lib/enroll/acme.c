@@ -203,8 +203,10 @@ static p11c_result post(p11c_acme *a, const char *url, const char *payload, int 
 		r = do_http(a, h, what);
 		free(body);
 		body = NULL;
-		if (r != P11C_OK)
+		if (r != P11C_OK) {
+			p11c_http_clear(h); /* a partial answer is not the caller's */
 			return r;
+		}
 		snprintf(a->nonce, sizeof a->nonce, "%s", h->replay_nonce);
 		if (attempt < ACME_NONCE_RETRIES && is_bad_nonce(h)) {
 			p11c_http_clear(h);
