@@ -765,8 +765,13 @@ out:
 	return rc;
 }
 
+
 int cmd_enroll(struct cli *c, int argc, char **argv)
 {
+	if (argc >= 2 && strcmp(argv[1], "acme") == 0) {
+		c->cmd = "enroll acme";
+		return cmd_enroll_acme(c, argc - 1, argv + 1);
+	}
 	if (argc >= 2 && strcmp(argv[1], "caramel") == 0) {
 		c->cmd = "enroll caramel";
 		return cmd_enroll_caramel(c, argc - 1, argv + 1);
@@ -781,5 +786,5 @@ int cmd_enroll(struct cli *c, int argc, char **argv)
 		fputs(token_help, stdout);
 		return 0;
 	}
-	return cli_usage(c, "enroll needs a protocol: caramel or token");
+	return cli_usage(c, "enroll needs a protocol: caramel, token or acme");
 }

@@ -5,6 +5,11 @@
 
 #include "proto/protocol.h"
 
+/* enroll acme (cmd_acme.c): renew runs it again with the recorded
+ * options (proto/acme.c); at most ACME_CLI_MAX_NAMES names (-d). */
+#define ACME_CLI_MAX_NAMES 100
+int cmd_enroll_acme(struct cli *c, int argc, char **argv);
+
 /* DIR/LABEL.enroll for a shared-token identity (no secret: the token
  * file's path, never its content). */
 int token_record_write(struct cli *c, const char *dir, const char *label, const char *key_uri,

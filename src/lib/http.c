@@ -77,6 +77,27 @@ static void header_value(const char *v, size_t vl, char *out, size_t outlen)
 	}
 }
 
+/* Link: <URL>;rel="alternate" (RFC 8288; RFC 8555 s7.4.2): the URL kept,
+ * up to the size of link_alt; other relations and longer URLs dropped */
+static void link_alternate(struct p11c_http *h, const char *v, size_t vl)
+{
+	char line[1024], *lt, *gt;
+
+	line[0] = '\0';
+	header_value(v, vl, line, sizeof line);
+	lt = strchr(line, '<');
+	gt = lt ? strchr(lt, '>') : NULL;
+	if (lt == NULL || gt == NULL || h->nlink_alt >= (int)(sizeof h->link_alt / sizeof h->link_alt[0]))
+		return;
+	if (strstr(gt, "rel=\"alternate\"") == NULL && strstr(gt, "rel=alternate") == NULL)
+		return;
+	*gt = '\0';
+	if ((size_t)(gt - lt - 1) >= sizeof h->link_alt[0])
+		return;
+	memcpy(h->link_alt[h->nlink_alt], lt + 1, (size_t)(gt - lt));
+	h->nlink_alt++;
+}
+
 static size_t on_header(char *data, size_t size, size_t n, void *ud)
 {
 	struct xfer *x = ud;
@@ -86,6 +107,14 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud)
 		header_value(data + 14, len - 14, x->h->last_modified, sizeof x->h->last_modified);
 	else if (len > 7 && strncasecmp(data, "Server:", 7) == 0)
 		header_value(data + 7, len - 7, x->h->server, sizeof x->h->server);
+	else if (len > 13 && strncasecmp(data, "Replay-Nonce:", 13) == 0)
+		header_value(data + 13, len - 13, x->h->replay_nonce, sizeof x->h->replay_nonce);
+	else if (len > 9 && strncasecmp(data, "Location:", 9) == 0)
+		header_value(data + 9, len - 9, x->h->location, sizeof x->h->location);
+	else if (len > 12 && strncasecmp(data, "Retry-After:", 12) == 0)
+		header_value(data + 12, len - 12, x->h->retry_after, sizeof x->h->retry_after);
+	else if (len > 5 && strncasecmp(data, "Link:", 5) == 0)
+		link_alternate(x->h, data + 5, len - 5);
 	return len;
 }
 
@@ -229,6 +258,8 @@ p11c_result p11c_http_do(p11c_ctx *ctx, struct p11c_http *h)
 	h->status = 0;
 	h->err[0] = '\0';
 	h->server[0] = '\0';
+	h->replay_nonce[0] = h->location[0] = h->retry_after[0] = '\0';
+	h->nlink_alt = 0;
 	ctx->http_server[0] = '\0';
 	if (p11c_curl_ready(h->err, sizeof h->err) != 0) {
 		p11c_detail(ctx, "%s", h->err);
@@ -279,6 +310,13 @@ p11c_result p11c_http_do(p11c_ctx *ctx, struct p11c_http *h)
 		if (add_header(&hdrs, line) != 0)
 			goto nomem;
 	}
+	if (h->accept != NULL) {
+		snprintf(line, sizeof line, "Accept: %s", h->accept);
+		if (add_header(&hdrs, line) != 0)
+			goto nomem;
+	}
+	if (h->method != NULL && strcmp(h->method, "HEAD") == 0)
+		SET(CURLOPT_NOBODY, 1L);
 	if (h->method != NULL && strcmp(h->method, "POST") == 0) {
 		snprintf(line, sizeof line, "Content-Type: %s",
 			 h->content_type ? h->content_type : "application/octet-stream");

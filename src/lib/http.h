@@ -11,9 +11,10 @@
 struct p11c_http {
 	/* request */
 	const char *url;
-	const char *method;               /* "GET" (default) or "POST" */
+	const char *method;               /* "GET" (default), "POST" or "HEAD" */
 	const char *content_type;         /* for POST bodies */
 	const char *if_modified_since;    /* HTTP-date or NULL */
+	const char *accept;               /* Accept header or NULL (ACME certificate download) */
 	const void *body;
 	size_t body_len;
 	const char *user_agent;
@@ -38,6 +39,13 @@ struct p11c_http {
 	char last_modified[64];
 	char server[64];                  /* Server header, "" when none */
 	X509 *peer_cert;                  /* bootstrap: the server's certificate */
+	/* ACME (RFC 8555 s6.5, s7.3, s7.4): "" when absent or too long */
+	char replay_nonce[128];
+	char location[1024];
+	char retry_after[64];
+	/* RFC 8555 s7.4.2: Link: <URL>;rel="alternate", at most 3 kept */
+	char link_alt[3][512];
+	int nlink_alt;
 	char err[512];
 };
 

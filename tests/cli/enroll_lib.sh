@@ -266,3 +266,28 @@ v = j.get(sys.argv[2])
 print("" if v is None else v)
 PY
 }
+
+# proc_state PID: the one-letter state of a process (T: stopped), or empty
+proc_state() { { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null || true; } | cut -d' ' -f1; }
+
+# stall_and_kill NAME STAGE CMD...: run CMD (a program) with
+# P11CERT_TEST_STALL_AT=STAGE, wait until it has stopped itself there (the
+# test hook, src/lib/testhook.c), SIGKILL it
+stall_and_kill() {
+	local name=$1 stage=$2 i st=''
+	shift 2
+	bg "$name" env P11CERT_TEST_STALL_AT="$stage" "$@"
+	for i in $(seq 600); do
+		st=$(proc_state "$BG_PID")
+		[ "$st" = T ] && break
+		if [ -z "$st" ] || [ "$st" = Z ]; then
+			wait "$BG_PID" 2>/dev/null || true
+			cat "$T/$name.err" >&2
+			fail "$stage: the client exited before reaching the stage"
+		fi
+		sleep 0.1
+	done
+	[ "$st" = T ] || { cat "$T/$name.err" >&2; fail "$stage: not stopped after 60 s"; }
+	grep -qF "stopping at '$stage'" "$T/$name.err" || { cat "$T/$name.err" >&2; fail "$stage: stopped elsewhere"; }
+	kill_pid "$BG_PID"
+}

@@ -33,36 +33,12 @@ new_token fault-kill
 
 command -v jq >/dev/null || fail "jq not installed (scripts/setup installs it)"
 
-# proc_state PID: the one-letter state of a process (T: stopped), or empty
-proc_state() { { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null || true; } | cut -d' ' -f1; }
-
 # once ID DIR [env...]: p11cert enroll caramel --once (bounded)
 once() {
 	local id=$1 dir=$2
 	shift 2
 	env "$@" timeout -k 5 "$P11C_TIMEOUT" "$P11CERT" --module "$MOD" --pin-file "$PINF" \
 		enroll caramel "$SERVER" "$id" --dir "$dir" --ca-file "$D/ca.crt" --type ec:P-256 --once
-}
-
-# stall_and_kill NAME STAGE CMD...: run CMD with P11CERT_TEST_STALL_AT=STAGE,
-# wait until it has stopped itself there, SIGKILL it
-stall_and_kill() {
-	local name=$1 stage=$2 i st=''
-	shift 2
-	bg "$name" env P11CERT_TEST_STALL_AT="$stage" "$@"
-	for i in $(seq 600); do
-		st=$(proc_state "$BG_PID")
-		[ "$st" = T ] && break
-		if [ -z "$st" ] || [ "$st" = Z ]; then
-			wait "$BG_PID" 2>/dev/null || true
-			cat "$T/$name.err" >&2
-			fail "$stage: the client exited before reaching the stage"
-		fi
-		sleep 0.1
-	done
-	[ "$st" = T ] || { cat "$T/$name.err" >&2; fail "$stage: not stopped after 60 s"; }
-	grep -qF "stopping at '$stage'" "$T/$name.err" || { cat "$T/$name.err" >&2; fail "$stage: stopped elsewhere"; }
-	kill_pid "$BG_PID"
 }
 
 # files_sane DIR: every file with its final name parses; prints the temp files

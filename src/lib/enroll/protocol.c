@@ -7,6 +7,7 @@
 static const struct p11c_protocol *const protocols[] = {
 	&p11c_proto_caramel,
 	&p11c_proto_sharedtoken,
+	&p11c_proto_acme,
 };
 
 const struct p11c_protocol *p11c_protocol_at(size_t i)

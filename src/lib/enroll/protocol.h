@@ -50,12 +50,15 @@ struct p11c_protocol {
 	const char *description;
 	int needs_csr;           /* renew() posts the caller's CSR (struct p11c_renewal.csr) */
 	/* One renewal round over the wire: P11C_OK with rn->state set, or an
-	 * error with the detail in ctx. */
+	 * error with the detail in ctx.  NULL for ACME, whose renewal is a new
+	 * order (include/p11cert/acme.h), not an exchange authenticated by the
+	 * current certificate. */
 	p11c_result (*renew)(p11c_ctx *ctx, struct p11c_renewal *rn);
 };
 
 extern const struct p11c_protocol p11c_proto_caramel;     /* enroll/caramel.c */
 extern const struct p11c_protocol p11c_proto_sharedtoken; /* enroll/sharedtoken_renew.c */
+extern const struct p11c_protocol p11c_proto_acme;        /* enroll/acme.c */
 
 /* The protocol named NAME (a record's "protocol"), or NULL: the one place
  * protocol names are compared (enroll/protocol.c). */

@@ -1,0 +1,100 @@
+/*
+ * ACME client (RFC 8555) with both keys in the token: the account key signs
+ * every JWS, the certificate key signs the CSR (docs/acme.md).  Like the
+ * Caramel library mode (enroll.h) everything stays in memory: nothing here
+ * reads or writes a file.  Challenges are made answerable by the caller
+ * through p11c_acme_challenger (a web root, a hook, a built-in responder:
+ * the library does not know which).
+ */
+#ifndef P11CERT_ACME_H
+#define P11CERT_ACME_H
+
+#include <p11cert/p11cert.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct p11c_acme p11c_acme;
+
+typedef struct {
+	const char *directory_url; /* https://.../directory */
+	const char *ca_file;       /* HTTPS trust anchors in a file, or */
+	const char *ca_pem;        /* in memory; both NULL: the system store */
+	long timeout_ms;           /* per request; 0: 30 s */
+	long max_wait_ms;          /* bound on all polling of one order; 0: 300 s */
+} p11c_acme_server;
+
+/* The caller's side of the challenges.  present() makes the challenge of
+ * TYPE ("http-01", "dns-01", "tls-alpn-01") for IDENTIFIER answerable:
+ * http-01 serves KEYAUTH at /.well-known/acme-challenge/TOKEN, dns-01
+ * publishes p11c_acme_dns01_value(KEYAUTH) at _acme-challenge.IDENTIFIER,
+ * tls-alpn-01 presents a certificate with the acmeIdentifier extension.
+ * Returns 0, or -1 with a reason in err.  cleanup() is called for every
+ * present() that returned 0, whatever the outcome. */
+typedef struct {
+	int (*present)(void *userdata, const char *type, const char *identifier, const char *token,
+		       const char *keyauth, char *err, size_t errlen);
+	void (*cleanup)(void *userdata, const char *type, const char *identifier, const char *token,
+			const char *keyauth);
+	void *userdata;
+} p11c_acme_challenger;
+
+/* Fetch the directory (RFC 8555 s7.1.1) over verified TLS. */
+P11C_API p11c_result p11c_acme_new(p11c_ctx *ctx, const p11c_acme_server *srv, p11c_acme **out);
+P11C_API void p11c_acme_free(p11c_acme **a);
+/* The directory's meta.termsOfService, or NULL. */
+P11C_API const char *p11c_acme_terms(const p11c_acme *a);
+
+/* External Account Binding (RFC 8555 s7.3.4) for the account creation of
+ * p11c_acme_account: the CA's key identifier and MAC key (the raw bytes,
+ * not base64url).  The key is copied and wiped by p11c_acme_free.  A CA
+ * whose directory says externalAccountRequired gets no new account
+ * without it (P11C_ERR_ARG). */
+P11C_API p11c_result p11c_acme_set_eab(p11c_acme *a, const char *kid, const unsigned char *mac_key,
+				       size_t mac_len);
+/* 1 when the directory says meta.externalAccountRequired */
+P11C_API int p11c_acme_eab_required(const p11c_acme *a);
+/* base64url (as CAs hand out EAB MAC keys; padding and a trailing newline
+ * tolerated) to bytes; caller wipes and frees *out. */
+P11C_API p11c_result p11c_acme_b64url_decode(const char *s, size_t len, unsigned char **out, size_t *outlen);
+
+/* The account of account_key (RFC 8555 s7.3): looked up with
+ * onlyReturnExisting first; when the CA has none and create is set, made
+ * with contacts (e.g. "mailto:a@example.org") and termsOfServiceAgreed =
+ * agree_tos.  *account_url (caller frees) is the account's URL, the "kid"
+ * of every later request.  *created tells whether a new account was made. */
+P11C_API p11c_result p11c_acme_account(p11c_acme *a, p11c_key *account_key, const char *const *contacts,
+				       size_t ncontacts, int agree_tos, int create, char **account_url,
+				       int *created);
+
+/* One certificate (RFC 8555 s7.4): newOrder for names (DNS names, or IP
+ * addresses as RFC 8738 "ip" identifiers), each pending authorization
+ * answered with challenge type through ch, polled (Retry-After, bounded by
+ * max_wait_ms), finalized with a CSR signed by cert_key, and the chain
+ * downloaded (application/pem-certificate-chain).  Checked before it is
+ * returned: the leaf's public key is cert_key's, it names every
+ * identifier, and each certificate of the chain is signed by the next.
+ * A failed authorization gives P11C_ERR_REJECTED with one sentence per
+ * identifier in the ctx detail.  *chain_pem: the chain as sent, leaf
+ * first (caller frees). */
+P11C_API p11c_result p11c_acme_order(p11c_acme *a, p11c_key *cert_key, const char *const *names,
+				     size_t nnames, const char *challenge_type,
+				     const p11c_acme_challenger *ch, char **chain_pem);
+
+/* The alternate chains the CA offered for the last successful order
+ * (RFC 8555 s7.4.2, at most 3), PEM, each checked as *chain_pem is; owned
+ * by a, valid until the next p11c_acme_order or p11c_acme_free. */
+P11C_API const char *const *p11c_acme_alternates(const p11c_acme *a, size_t *n);
+
+/* JWK thumbprint (RFC 7638) of a public key, SHA-256, base64url without
+ * padding (43 characters + NUL). */
+P11C_API p11c_result p11c_jwk_thumbprint(EVP_PKEY *pub, char out[44]);
+/* The TXT record value of a dns-01 challenge: base64url(SHA-256(keyauth))
+ * (RFC 8555 s8.4). */
+P11C_API p11c_result p11c_acme_dns01_value(const char *keyauth, char out[44]);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
