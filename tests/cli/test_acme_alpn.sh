@@ -150,6 +150,7 @@ expect_refused noalpn
 grep -q 'no application protocol' "$T/noalpn.txt" || fail "no ALPN: not the no_application_protocol alert"
 sc wrongalpn -alpn h2,http/1.1 -servername example.test
 expect_refused wrongalpn
+grep -q 'no application protocol' "$T/wrongalpn.txt" || fail "other ALPN: not the no_application_protocol alert"
 sc nearalpn -alpn acme-tls/10 -servername example.test
 expect_refused nearalpn
 sc unknown -alpn acme-tls/1 -servername other.test
@@ -159,6 +160,7 @@ sc nosni -alpn acme-tls/1 -noservername
 expect_refused nosni
 sc tls11 -tls1_1 -alpn acme-tls/1 -servername example.test
 expect_refused tls11
+grep -q 'protocol version' "$T/tls11.txt" || fail "TLS 1.1: not the protocol_version alert"
 pass "no ALPN, other ALPN, unknown or missing SNI, TLS 1.1: handshake fails, no certificate"
 
 # the responder still serves after all that
