@@ -417,6 +417,8 @@ static int alpn_select_cb(SSL *s, const unsigned char **out, unsigned char *outl
 {
 	unsigned int i = 0;
 
+	(void)s;
+	(void)arg;
 	while (i < inlen) {
 		unsigned int l = in[i++];
 
@@ -625,6 +627,7 @@ static int listen_on(const char *addr_port, int *port, char *err, size_t errlen)
 	}
 	memcpy(host, addr_port, hl);
 	host[hl] = '\0';
+	memset(&ss, 0, sizeof(ss));
 
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_socktype = SOCK_STREAM;
