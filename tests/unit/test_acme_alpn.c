@@ -79,7 +79,12 @@ static void test_sni_parser(void **state)
 	/* 6 characters need 7 bytes */
 	assert_int_equal(p11c_alpn_sni_host(ok, sizeof(ok), name, 6), -1);
 	assert_int_equal(p11c_alpn_sni_host(ok, sizeof(ok), name, 7), 0);
+	/* a failure leaves no name behind, even after one was copied */
 	assert_int_equal(p11c_alpn_sni_host(two, sizeof(two), name, sizeof(name)), -1);
+	assert_string_equal(name, "");
+	assert_int_equal(p11c_alpn_sni_host(ok, sizeof(ok), name, sizeof(name)), 0);
+	assert_int_equal(p11c_alpn_sni_host(trunc, 1, name, sizeof(name)), -1);
+	assert_string_equal(name, "");
 	assert_int_equal(p11c_alpn_sni_host(only_other, sizeof(only_other), name, sizeof(name)), -1);
 	assert_int_equal(p11c_alpn_sni_host(overrun, sizeof(overrun), name, sizeof(name)), -1);
 	assert_int_equal(p11c_alpn_sni_host(zero, sizeof(zero), name, sizeof(name)), -1);

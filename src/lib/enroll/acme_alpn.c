@@ -102,29 +102,31 @@ int p11c_alpn_sni_host(const unsigned char *p, size_t len, char *name, size_t na
 	size_t n, i = 2, l, k;
 	int type, have = 0;
 
-	if (p == NULL || name == NULL || namelen == 0 || len < 2)
+	if (name == NULL || namelen == 0)
 		return -1;
 	name[0] = '\0';
+	if (p == NULL || len < 2)
+		return -1;
 	n = ((size_t)p[0] << 8) | p[1];
 	if (n != len - 2 || n == 0)
 		return -1;
 	while (i < len) {
 		if (len - i < 3)
-			return -1;
+			goto bad;
 		type = p[i];
 		l = ((size_t)p[i + 1] << 8) | p[i + 2];
 		i += 3;
 		if (l == 0 || l > len - i)
-			return -1;
+			goto bad;
 		if (type == 0) {
 			/* RFC 6066 s3: at most one name of a type */
 			if (have || l >= namelen)
-				return -1;
+				goto bad;
 			for (k = 0; k < l; k++) {
 				unsigned char c = p[i + k];
 
 				if (c <= 0x20 || c >= 0x7f)
-					return -1;
+					goto bad;
 				name[k] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
 			}
 			name[l] = '\0';
@@ -132,7 +134,11 @@ int p11c_alpn_sni_host(const unsigned char *p, size_t len, char *name, size_t na
 		}
 		i += l;
 	}
-	return have ? 0 : -1;
+	if (have)
+		return 0;
+bad:
+	name[0] = '\0';
+	return -1;
 }
 
 /* ---- identifiers ---- */

@@ -40,7 +40,7 @@ P11C_HIDDEN void p11c_alpn_responder_stop(p11c_alpn_responder *r);
  * test and the fuzz target.  ALPN (RFC 7301 s3.1): 1 when the
  * ProtocolNameList is well-formed and offers "acme-tls/1".  SNI (RFC 6066
  * s3): the host_name, copied into name (NUL-terminated, lower case); 0 on
- * success, -1 when malformed, absent or longer than namelen - 1. */
+ * success, -1 (name "") when malformed, absent or longer than namelen - 1. */
 P11C_HIDDEN int p11c_alpn_offers_acme(const unsigned char *p, size_t len);
 P11C_HIDDEN int p11c_alpn_sni_host(const unsigned char *p, size_t len, char *name, size_t namelen);
 
