@@ -6,7 +6,8 @@
 # its one subjectAltName and critical acmeIdentifier with SHA-256 of the key
 # authorization; no / wrong ALPN, unknown / missing SNI fail with no
 # certificate; bad arguments and a busy port; 50 idle connections do not
-# lock a validator out; an idle connection is dropped after the handshake
+# lock a validator out; validators hanging up mid-handshake do not kill
+# it (SIGPIPE); an idle connection is dropped after the handshake
 # timeout; stop is prompt with idle clients connected.
 # shellcheck source=tests/cli/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -187,6 +188,33 @@ t1=$(date +%s%N)
 kill -TERM "$FPID" 2>/dev/null || true
 wait "$FPID" 2>/dev/null || true
 pass "validator served in $(((t1 - t0) / 1000000)) ms with 50 idle connections open"
+
+# --- validators that hang up right after their ClientHello: the responder
+# writes to closed sockets, which must not kill the process (SIGPIPE) ---
+python3 - "$AR_PORT" >"$T/hangup.out" 2>&1 <<'EOF_PY' || true
+import socket, ssl, sys
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE  # a hostile client: no verification needed
+ctx.set_alpn_protocols(["acme-tls/1"])
+for _ in range(200):
+    try:
+        s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+        s.setblocking(False)
+        t = ctx.wrap_socket(s, server_hostname="example.test", do_handshake_on_connect=False)
+        try:
+            t.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        t.close()
+    except OSError as e:
+        print("connection failed: %s" % e)
+        break
+EOF_PY
+kill -0 "$AR_PID" 2>/dev/null || fail "responder died when validators hung up: $(cat "$T/main.log")"
+sc hangup -alpn acme-tls/1 -servername example.test
+expect_challenge hangup DNS:example.test "$KA1"
+pass "200 validators hanging up after their ClientHello: the responder lives on"
 
 # --- an idle connection is dropped after the handshake timeout (10 s) ---
 python3 "$FLOOD" hold "$AR_PORT" 1 16 127.0.0.1 "$T/idle.ready" >"$T/idle.out" 2>&1 &
