@@ -297,6 +297,35 @@ static void test_any_address(void **state)
 	p11c_alpn_responder_stop(r);
 }
 
+/* "[::1]:PORT" listens on IPv6 loopback (skipped where there is none) */
+static void test_ipv6_loopback(void **state)
+{
+	p11c_alpn_responder *r = NULL;
+	struct sockaddr_in6 sa;
+	char err[256];
+	int fd;
+
+	(void)state;
+	fd = socket(AF_INET6, SOCK_STREAM, 0);
+	memset(&sa, 0, sizeof(sa));
+	sa.sin6_family = AF_INET6;
+	sa.sin6_addr = in6addr_loopback;
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		if (fd >= 0)
+			close(fd);
+		skip();
+	}
+	close(fd);
+	assert_int_equal(p11c_alpn_responder_start("[::1]:0", &r, err, sizeof(err)), P11C_OK);
+	assert_true(p11c_alpn_responder_port(r) > 0);
+	fd = socket(AF_INET6, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	sa.sin6_port = htons((uint16_t)p11c_alpn_responder_port(r));
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	close(fd);
+	p11c_alpn_responder_stop(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -305,6 +334,7 @@ int main(void)
 		cmocka_unit_test(test_start_errors),
 		cmocka_unit_test(test_add_while_serving),
 		cmocka_unit_test(test_any_address),
+		cmocka_unit_test(test_ipv6_loopback),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
