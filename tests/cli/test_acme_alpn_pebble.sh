@@ -24,14 +24,14 @@ fi
 
 PIDS=()
 _pebble_cleanup() {
-	local rc=$? p i
+	local rc=$? p
 	set +e
 	exec 3>&- 2>/dev/null
 	for p in ${PIDS[@]+"${PIDS[@]}"}; do
 		kill -KILL "$p" 2>/dev/null || true
 	done
 	for p in ${PIDS[@]+"${PIDS[@]}"}; do
-		for i in $(seq 50); do
+		for _ in $(seq 50); do
 			kill -0 "$p" 2>/dev/null || break
 			sleep 0.1
 		done
@@ -49,8 +49,7 @@ free_port() {
 
 # wait_port PORT WHAT PID: until something listens on 127.0.0.1:PORT
 wait_port() {
-	local i
-	for i in $(seq 150); do
+	for _ in $(seq 150); do
 		(exec 9<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
 		kill -0 "$3" 2>/dev/null || fail "$2 died: $(tail -n 20 "$T/$2.log")"
 		sleep 0.1
@@ -65,14 +64,14 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -su
 # run ID: a responder reading identifiers from a FIFO, challtestsrv as DNS,
 # pebble validating against the responder's port
 run() {
-	local id=$1 i
+	local id=$1
 	mkfifo "$T/$id.fifo"
 	rm -f "$T/$id.port"
 	"$AR" --stdin 127.0.0.1:0 "$T/$id.port" <"$T/$id.fifo" >"$T/$id-responder.log" 2>&1 &
 	AR_PID=$!
 	PIDS+=("$AR_PID")
 	exec 3>"$T/$id.fifo"    # keeps the responder's input open
-	for i in $(seq 100); do
+	for _ in $(seq 100); do
 		[ -s "$T/$id.port" ] && break
 		sleep 0.1
 	done
@@ -133,7 +132,7 @@ pass "pebble refused a wrong key authorization: $(cut -d: -f2- "$T/bad.out" | he
 
 # end of input stops the responder
 exec 3>&-
-for i in $(seq 100); do
+for _ in $(seq 100); do
 	kill -0 "$AR_PID" 2>/dev/null || break
 	sleep 0.1
 done
