@@ -27,6 +27,7 @@
 
 #include "cli.h"
 #include "renew.h"
+#include "enroll/acme_alpn.h"
 #include "testhook.h"
 
 #define ACME_CLI_MAX_CONTACTS 16
@@ -213,6 +214,7 @@ struct chal {
 	struct cli *c;
 	const char *type;
 	struct responder *rs;   /* http-01 built-in */
+	p11c_alpn_responder *alpn; /* tls-alpn-01 built-in (enroll/acme_alpn.c) */
 	const char *webroot;    /* http-01 files */
 	const char *dns_hook;   /* dns-01 */
 };
@@ -280,6 +282,16 @@ static int present(void *ud, const char *type, const char *id, const char *token
 			p11c_test_stall("acme-presented");
 		return rc;
 	}
+	if (strcmp(type, "tls-alpn-01") == 0 && ch->alpn != NULL) {
+		/* RFC 8737 s3: a certificate for the identifier carrying
+		 * SHA-256(keyauth), on ALPN acme-tls/1 */
+		if (p11c_alpn_responder_add(ch->alpn, id, keyauth) != P11C_OK) {
+			snprintf(err, errlen, "the tls-alpn-01 responder cannot answer for '%s'", id);
+			return -1;
+		}
+		p11c_test_stall("acme-presented");
+		return 0;
+	}
 	if (strcmp(type, "http-01") != 0) {
 		snprintf(err, errlen, "%s is not supported by this build", type);
 		return -1;
@@ -340,7 +352,7 @@ static void cleanup(void *ud, const char *type, const char *id, const char *toke
 			fprintf(stderr, "p11cert: %s: %s\n", ch->c->cmd, err);
 		return;
 	}
-	if (ch->rs != NULL)
+	if (ch->rs != NULL || ch->alpn != NULL)
 		return; /* the responder keeps answering until the run ends:
 			 * pebble validates more than once (docs/acme.md) */
 	if (ch->webroot != NULL && (p = webroot_path(ch->webroot, token)) != NULL) {
@@ -480,8 +492,9 @@ static int set_eab(struct cli *c, p11c_acme *a, const char *kid, const char *fil
 static const char acme_help[] =
 	"usage: p11cert enroll acme --server DIRECTORY_URL --key URI -d NAME [-d NAME]...\n"
 	"                           [--account-key URI] [--contact URI]... [--agree-tos]\n"
-	"                           [--challenge http-01|dns-01] [--http-listen ADDR:PORT |\n"
-	"                           --webroot DIR] [--dns-hook CMD] [--dir DIR] [--cacert FILE]\n"
+	"                           [--challenge http-01|dns-01|tls-alpn-01]\n"
+	"                           [--http-listen ADDR:PORT | --webroot DIR] [--dns-hook CMD]\n"
+	"                           [--tls-listen ADDR:PORT] [--dir DIR] [--cacert FILE]\n"
 	"                           [--type TYPE] [--account-type TYPE] [--timeout SECONDS]\n"
 	"                           [--eab-kid KID --eab-hmac-file FILE]\n"
 	"\n"
@@ -493,9 +506,11 @@ static const char acme_help[] =
 	"\n"
 	"  --server URL        the CA's ACME directory (https)\n"
 	"  --cacert FILE       trust anchors for the CA's HTTPS (default: system store)\n"
-	"  --challenge TYPE    http-01 (default) or dns-01\n"
+	"  --challenge TYPE    http-01 (default), dns-01 or tls-alpn-01\n"
 	"  --http-listen A:P   http-01: answer on ADDR:PORT with a built-in responder\n"
 	"  --webroot DIR       http-01: write DIR/.well-known/acme-challenge/TOKEN\n"
+	"  --tls-listen A:P    tls-alpn-01: answer on ADDR:PORT (RFC 8737: port 443\n"
+	"                      as the CA sees it) with a built-in responder\n"
 	"  --dns-hook CMD      dns-01: run 'CMD add' and 'CMD remove' with\n"
 	"                      ACME_RECORD_NAME, ACME_RECORD_VALUE, ACME_IDENTIFIER set\n"
 	"  --contact URI       account contact (mailto:...), repeatable\n"
@@ -519,11 +534,12 @@ int cmd_enroll_acme(struct cli *c, int argc, char **argv)
 		{ "dir", required_argument, NULL, 'D' },         { "cacert", required_argument, NULL, 'C' },
 		{ "type", required_argument, NULL, 't' },        { "account-type", required_argument, NULL, 'T' },
 		{ "timeout", required_argument, NULL, 'W' },     { "eab-kid", required_argument, NULL, 'e' },
-		{ "eab-hmac-file", required_argument, NULL, 'E' }, { NULL, 0, NULL, 0 },
+		{ "eab-hmac-file", required_argument, NULL, 'E' }, { "tls-listen", required_argument, NULL, 'L' },
+		{ NULL, 0, NULL, 0 },
 	};
 	const char *server = NULL, *uri = NULL, *acct_uri = NULL, *challenge = "http-01", *listen_spec = NULL;
 	const char *webroot = NULL, *hook = NULL, *dir = ".", *cacert = NULL, *type = "ec:P-256";
-	const char *eab_kid = NULL, *eab_file = NULL;
+	const char *eab_kid = NULL, *eab_file = NULL, *tls_spec = NULL;
 	const char *acct_type = "ec:P-256", *names[ACME_CLI_MAX_NAMES], *contacts[ACME_CLI_MAX_CONTACTS];
 	size_t nnames = 0, ncontacts = 0, i;
 	long timeout = 300;
@@ -545,6 +561,7 @@ int cmd_enroll_acme(struct cli *c, int argc, char **argv)
 
 	memset(&rs, 0, sizeof rs);
 	rs.fd = rs.stop[0] = rs.stop[1] = -1;
+	memset(&chd, 0, sizeof chd); /* chd.alpn is stopped at out */
 	if (cli_help(argc, argv, acme_help))
 		return 0;
 	while ((ch = getopt_long(argc, argv, "d:", opts, NULL)) != -1) {
@@ -567,6 +584,7 @@ int cmd_enroll_acme(struct cli *c, int argc, char **argv)
 		case 'A': agree = 1; break;
 		case 'c': challenge = optarg; break;
 		case 'l': listen_spec = optarg; break;
+		case 'L': tls_spec = optarg; break;
 		case 'w': webroot = optarg; break;
 		case 'H': hook = optarg; break;
 		case 'D': dir = optarg; break;
@@ -599,15 +617,22 @@ int cmd_enroll_acme(struct cli *c, int argc, char **argv)
 			return cli_usage(c, "http-01 needs exactly one of --http-listen ADDR:PORT and --webroot DIR");
 		if (hook != NULL)
 			return cli_usage(c, "--dns-hook goes with --challenge dns-01");
+		if (tls_spec != NULL)
+			return cli_usage(c, "--tls-listen goes with --challenge tls-alpn-01");
 	} else if (strcmp(challenge, "dns-01") == 0) {
 		if (hook == NULL)
 			return cli_usage(c, "dns-01 needs --dns-hook CMD");
 		if (listen_spec != NULL || webroot != NULL)
 			return cli_usage(c, "--http-listen and --webroot go with --challenge http-01");
+		if (tls_spec != NULL)
+			return cli_usage(c, "--tls-listen goes with --challenge tls-alpn-01");
 	} else if (strcmp(challenge, "tls-alpn-01") == 0) {
-		return cli_usage(c, "tls-alpn-01 is not in this build yet (docs/acme.md); use http-01 or dns-01");
+		if (tls_spec == NULL)
+			return cli_usage(c, "tls-alpn-01 needs --tls-listen ADDR:PORT");
+		if (listen_spec != NULL || webroot != NULL || hook != NULL)
+			return cli_usage(c, "--http-listen, --webroot and --dns-hook do not go with tls-alpn-01");
 	} else {
-		return cli_usage(c, "--challenge must be http-01 or dns-01, not '%s'", challenge);
+		return cli_usage(c, "--challenge must be http-01, dns-01 or tls-alpn-01, not '%s'", challenge);
 	}
 	if (cli_curl_ready(c) != 0) /* before the token and the files */
 		return EX_UNAVAILABLE;
@@ -680,7 +705,6 @@ int cmd_enroll_acme(struct cli *c, int argc, char **argv)
 		goto out;
 	}
 	/* the challenge plumbing, before the CA is asked anything */
-	memset(&chd, 0, sizeof chd);
 	chd.c = c;
 	chd.type = challenge;
 	chd.webroot = webroot;
@@ -692,6 +716,12 @@ int cmd_enroll_acme(struct cli *c, int argc, char **argv)
 			goto out;
 		}
 		chd.rs = &rs;
+	}
+	if (tls_spec != NULL &&
+	    p11c_alpn_responder_start(tls_spec, &chd.alpn, err, sizeof err) != P11C_OK) {
+		fprintf(stderr, "p11cert: %s: --tls-listen: %s\n", c->cmd, err);
+		rc = EX_UNAVAILABLE;
+		goto out;
 	}
 	memset(&chr, 0, sizeof chr);
 	chr.present = present;
@@ -794,9 +824,9 @@ int cmd_enroll_acme(struct cli *c, int argc, char **argv)
 		rc = EX_NOINPUT;
 		goto out;
 	}
-	js = json_pack("{s:s, s:s, s:s, s:s, s:s, s:O, s:s, s:b, s:s?, s:s?, s:s?, s:s?}", "protocol", p11c_proto_acme.name,
+	js = json_pack("{s:s, s:s, s:s, s:s, s:s, s:O, s:s, s:b, s:s?, s:s?, s:s?, s:s?, s:s?}", "protocol", p11c_proto_acme.name,
 		       "server", server, "client_id", label, "key", uri, "account_key", acct_uri, "names", jn,
-		       "challenge", challenge, "agree_tos", agree, "http_listen", listen_spec, "webroot", abs_webroot,
+		       "challenge", challenge, "agree_tos", agree, "http_listen", listen_spec, "tls_listen", tls_spec, "webroot", abs_webroot,
 		       "dns_hook", hook, "ca_file", abs_cacert);
 	if ((rc = json_write(c, enroll_path, js, 0644)) != 0)
 		goto out;
@@ -806,6 +836,7 @@ int cmd_enroll_acme(struct cli *c, int argc, char **argv)
 	rc = 0;
 out:
 	responder_stop(&rs);
+	p11c_alpn_responder_stop(chd.alpn);
 	if (fd >= 0)
 		close(fd);
 	json_decref(js);

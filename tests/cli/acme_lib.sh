@@ -12,6 +12,7 @@
 # listens) and sets
 #   ACME_DIR       the directory URL        ACME_CACERT  trust for its HTTPS
 #   ACME_ROOT      pebble's issuing root    ACME_HTTP_PORT
+#   ACME_TLS_PORT  where pebble's VA does tls-alpn-01 (RFC 8737)
 #   CTS_MGMT       challtestsrv's management URL (http)
 #   ACME_MGMT      pebble's management URL (https, ACME_CACERT): /roots/N
 #   PEBBLE_LOG     pebble's output          PEBBLE_PID, CTS_PID
@@ -40,6 +41,7 @@ acme_up() {
 	ACME_CACERT=$d/cert.pem
 	acme_port=$(free_port) mgmt_port=$(free_port) dns_port=$(free_port) cts_port=$(free_port)
 	tls_port=$(free_port)
+	ACME_TLS_PORT=$tls_port
 	ACME_HTTP_PORT=$(free_port)
 	local eab_req=false eab_keys=''
 	if [ -n "${ACME_EAB_KEYS:-}" ]; then

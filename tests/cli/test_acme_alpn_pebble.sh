@@ -1,62 +1,72 @@
 #!/usr/bin/env bash
-# The tls-alpn-01 responder (src/lib/enroll/acme_alpn.c) validated by a real
-# ACME server: pebble's VA connects to tests/helpers/alpn_responder on
-# loopback for a DNS name (resolved by pebble-challtestsrv to 127.0.0.1) and
-# for the IP identifier 127.0.0.1 (RFC 8738 reverse name), driven by a
-# minimal python3-acme client (tests/helpers/acme_alpn_pebble.py) until
-# p11cert's own ACME client does it.  The order ends with a certificate for
-# both names; a wrong key authorization is refused by pebble.
-# Skips when pebble or python3-acme is not installed.  pebble and
-# challtestsrv come up through acme_lib.sh (acme_up).
-# shellcheck source=tests/cli/acme_lib.sh
-source "$(dirname "$0")/acme_lib.sh"   # skips when pebble is not installed
+# p11cert enroll acme --challenge tls-alpn-01 against pebble: pebble's VA
+# connects to the built-in responder (src/lib/enroll/acme_alpn.c, RFC 8737)
+# on --tls-listen for a DNS name (resolved by pebble-challtestsrv to
+# 127.0.0.1) and for the IP identifier 127.0.0.1 (RFC 8738 reverse name).
+# EC P-256 and RSA-2048 certificate keys end with the certificate in the
+# token next to the key; renew re-runs the order with the recorded
+# --tls-listen; a responder on the wrong port fails naming the identifier
+# and leaves the certificate in place; usage errors are caught before the
+# token or the CA is asked anything.
+. "$(dirname "$0")/acme_lib.sh"   # skips when pebble is not installed
 
-AR=$P11C_BUILD_DIR/tests/alpn_responder
-CLIENT=$P11C_SOURCE_DIR/tests/helpers/acme_alpn_pebble.py
-[ -x "$AR" ] || fail "no $AR (build the alpn_responder target)"
-if ! /usr/bin/python3 -c 'import acme, josepy' 2>/dev/null; then
-	skip "python3-acme not installed"
-	exit 0
-fi
-
-# shellcheck disable=SC2119
+new_token alpn
 acme_up
-# the responder on pebble's tlsPort, reading identifiers from a FIFO
-TLS_PORT=$(/usr/bin/python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["pebble"]["tlsPort"])' \
-	"$T/pebble/config.json")
-mkfifo "$T/r1.fifo"
-"$AR" --stdin "127.0.0.1:$TLS_PORT" "$T/r1.port" <"$T/r1.fifo" >"$T/r1-responder.log" 2>&1 &
-AR_PID=$!
-_PIDS+=("$AR_PID")
-exec 3>"$T/r1.fifo"    # keeps the responder's input open
-wait_for 10 "the responder's port file" test -s "$T/r1.port"
-[ "$(cat "$T/r1.port")" = "$TLS_PORT" ] || fail "responder not on pebble's tlsPort"
-DIR_URL=$ACME_DIR
+D=$T/state
+mkdir -m 700 "$D"
 
-# --- good key authorizations: both identifiers valid, certificate issued ---
-rc=0
-timeout -k 5 120 /usr/bin/python3 "$CLIENT" "$DIR_URL" "$ACME_CACERT" "$T/r1.fifo" "$T/r1-responder.log" \
-	good alpn.example.test 127.0.0.1 >"$T/good.out" 2>"$T/good.err" || rc=$?
-[ "$rc" = 0 ] || fail "ACME order failed ($rc): $(cat "$T/good.out" "$T/good.err" | tail -n 20)"
-grep -q '^alpn.example.test valid$' "$T/good.out" || fail "DNS identifier not valid: $(cat "$T/good.out")"
-grep -q '^127.0.0.1 valid$' "$T/good.out" || fail "IP identifier not valid: $(cat "$T/good.out")"
-grep -q '^certificate 127.0.0.1 alpn.example.test$' "$T/good.out" || fail "certificate names: $(cat "$T/good.out")"
-pass "pebble validated a DNS and an IP identifier by tls-alpn-01 and issued the certificate"
+# 0. usage: tls-alpn-01 needs --tls-listen, and takes no http-01/dns-01 options
+expect_rc 64 p11c enroll acme --server "$ACME_DIR" --cacert "$ACME_CACERT" --agree-tos \
+	--key "pkcs11:token=$TOKEN;object=web" -d a.example.test --challenge tls-alpn-01 --dir "$D"
+expect_grep "tls-alpn-01 needs --tls-listen" "$T/err"
+expect_rc 64 p11c enroll acme --server "$ACME_DIR" --cacert "$ACME_CACERT" --agree-tos \
+	--key "pkcs11:token=$TOKEN;object=web" -d a.example.test --challenge tls-alpn-01 \
+	--tls-listen "127.0.0.1:$ACME_TLS_PORT" --http-listen "127.0.0.1:$ACME_HTTP_PORT" --dir "$D"
+expect_grep "do not go with tls-alpn-01" "$T/err"
+expect_rc 64 p11c enroll acme --server "$ACME_DIR" --cacert "$ACME_CACERT" --agree-tos \
+	--key "pkcs11:token=$TOKEN;object=web" -d a.example.test --tls-listen "127.0.0.1:$ACME_TLS_PORT" \
+	--http-listen "127.0.0.1:$ACME_HTTP_PORT" --dir "$D"
+expect_grep "tls-listen goes with --challenge tls-alpn-01" "$T/err"
+[ -z "$(ls -A "$D")" ] || fail "a usage error left files: $(ls -A "$D")"
+[ "$(n_objects private-key web)" = 0 ] || fail "a usage error made a key"
+pass "usage errors: exit 64 before any key or file"
 
-# --- a wrong key authorization: pebble refuses ---
-rc=0
-timeout -k 5 120 /usr/bin/python3 "$CLIENT" "$DIR_URL" "$ACME_CACERT" "$T/r1.fifo" "$T/r1-responder.log" \
-	bad wrong.example.test >"$T/bad.out" 2>"$T/bad.err" || rc=$?
-[ "$rc" = 1 ] || fail "wrong key authorization: exit $rc: $(cat "$T/bad.out" "$T/bad.err" | tail -n 20)"
-grep -q '^wrong.example.test invalid: .*' "$T/bad.out" || fail "wrong key authorization not refused: $(cat "$T/bad.out")"
-pass "pebble refused a wrong key authorization: $(cut -d: -f2- "$T/bad.out" | head -n 1)"
+# 1. EC P-256, a DNS and an IP identifier
+acme_enroll 0 --key "pkcs11:token=$TOKEN;object=web" -d alpn.example.test -d 127.0.0.1 \
+	--challenge tls-alpn-01 --tls-listen "127.0.0.1:$ACME_TLS_PORT" --dir "$D"
+cert_next_to_key web "$D/web.crt" >/dev/null
+acme_chain_ok "$D/web.chain.pem"
+openssl x509 -in "$D/web.crt" -noout -ext subjectAltName >"$T/san" 2>&1
+grep -q "DNS:alpn.example.test" "$T/san" && grep -q "IP Address:127.0.0.1" "$T/san" \
+	|| fail "SAN of the certificate: $(cat "$T/san")"
+acme_key_attrs web
+acme_key_attrs web-acme-account
+json_assert "$D/web.enroll" "assert j['challenge'] == 'tls-alpn-01' and j['tls_listen'] == '127.0.0.1:$ACME_TLS_PORT', j"
+pass "tls-alpn-01, EC P-256, DNS and IP identifiers"
 
-# end of input stops the responder
-exec 3>&-
-for _ in $(seq 100); do
-	kill -0 "$AR_PID" 2>/dev/null || break
-	sleep 0.1
-done
-kill -0 "$AR_PID" 2>/dev/null && fail "responder did not stop at end of input"
-wait "$AR_PID" || fail "responder exited $?: $(cat "$T/r1-responder.log")"
-grep -q '^stopped$' "$T/r1-responder.log" || fail "responder did not report its stop"
+# 2. renew through the record: the same challenge and listener
+serial1=$(cert_serial "$D/web.crt")
+(cd / && expect_rc 0 p11c renew --id web --dir "$D")
+[ "$(cert_serial "$D/web.crt")" != "$serial1" ] || fail "renew made no new certificate"
+cert_next_to_key web "$D/web.crt" >/dev/null
+pass "renew re-runs the tls-alpn-01 order"
+
+# 3. RSA-2048 certificate key
+acme_enroll 0 --key "pkcs11:token=$TOKEN;object=rsa" --type rsa:2048 -d rsa.example.test \
+	--challenge tls-alpn-01 --tls-listen "127.0.0.1:$ACME_TLS_PORT" --dir "$D"
+cert_next_to_key rsa "$D/rsa.crt" >/dev/null
+openssl x509 -in "$D/rsa.crt" -noout -text | grep -q "Public-Key: (2048 bit)" || fail "not an RSA-2048 certificate"
+pass "tls-alpn-01, RSA-2048 certificate key"
+
+# 4. the responder where pebble does not look: a clear failure, nothing lost
+#    (also the proof that pebble validated through --tls-listen above)
+other=$(free_port)
+serial2=$(cert_serial "$D/web.crt")
+cp "$D/web.crt" "$T/web.crt.before"
+acme_enroll 77 --key "pkcs11:token=$TOKEN;object=web" -d alpn-fail.example.test \
+	--challenge tls-alpn-01 --tls-listen "127.0.0.1:$other" --dir "$D" --timeout 60
+expect_grep "identifier 'alpn-fail.example.test'" "$T/err"
+cmp -s "$D/web.crt" "$T/web.crt.before" || fail "the failed order changed web.crt"
+[ "$(cert_serial "$D/web.crt")" = "$serial2" ] || fail "the failed order changed the certificate"
+cert_next_to_key web "$D/web.crt" >/dev/null
+pass "a responder pebble cannot reach: error names the identifier, certificate kept"

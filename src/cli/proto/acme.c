@@ -38,6 +38,7 @@ static int renew_acme(struct cli *c, const struct renew_job *j)
 {
 	static const char *const opt_of[][2] = {
 		{ "account_key", "--account-key" }, { "challenge", "--challenge" }, { "http_listen", "--http-listen" },
+		{ "tls_listen", "--tls-listen" },
 		{ "webroot", "--webroot" },	    { "dns_hook", "--dns-hook" },   { "ca_file", "--cacert" },
 	};
 	char *av[2 * ACME_CLI_MAX_NAMES + 24];
