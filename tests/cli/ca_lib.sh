@@ -27,23 +27,14 @@ CA_PIDS=()
 CA_PID='' CA_PORT='' CA_LOG='' CA_DIR='' CA_URL=''
 
 _ca_cleanup() {
-	local rc=$? p i
+	local rc=$?
 	set +e
 	if [ "$rc" = 0 ] && [ "$_JSON_N" -gt 0 ]; then
 		(json_check_all) || rc=1
 	fi
 	# no "Killed" notices from bash for servers a failed test left running
 	exec 2>/dev/null
-	for p in ${CA_PIDS[@]+"${CA_PIDS[@]}"}; do
-		kill -KILL "$p" 2>/dev/null || true
-	done
-	for p in ${CA_PIDS[@]+"${CA_PIDS[@]}"}; do
-		for i in $(seq 50); do
-			kill -0 "$p" 2>/dev/null || break
-			sleep 0.1
-		done
-		wait "$p" 2>/dev/null || true
-	done
+	kill_and_reap ${CA_PIDS[@]+"${CA_PIDS[@]}"}
 	_cleanup "$rc"
 }
 trap _ca_cleanup EXIT

@@ -24,19 +24,8 @@ _PIDS=()
 SRV_PID='' SRV_PORT='' SRV_LOG=''
 
 _enroll_cleanup() {
-	local rc=$? p i
-	{
-		for p in ${_PIDS[@]+"${_PIDS[@]}"}; do
-			kill -KILL "$p" 2>/dev/null || true
-		done
-		for p in ${_PIDS[@]+"${_PIDS[@]}"}; do
-			for i in $(seq 50); do
-				kill -0 "$p" 2>/dev/null || break
-				sleep 0.1
-			done
-			wait "$p" 2>/dev/null || true
-		done
-	} 2>/dev/null
+	local rc=$?
+	kill_and_reap ${_PIDS[@]+"${_PIDS[@]}"} 2>/dev/null
 	_cleanup "$rc"
 }
 trap _enroll_cleanup EXIT

@@ -39,6 +39,22 @@ _TPM_TOKENS=()
 # Callers that wrap it (enroll_lib.sh, ca_lib.sh) pass theirs explicitly: a
 # `(exit "$rc")` before the call would end the trap right there under set -e
 # and leave the temp folder behind.
+# kill_and_reap PID...: SIGKILL each of our background processes, then
+# reap each (at most 5 s per process); for the EXIT traps of the helpers
+kill_and_reap() {
+	local p
+	for p in "$@"; do
+		kill -KILL "$p" 2>/dev/null || true
+	done
+	for p in "$@"; do
+		for _ in $(seq 50); do
+			kill -0 "$p" 2>/dev/null || break
+			sleep 0.1
+		done
+		wait "$p" 2>/dev/null || true
+	done
+}
+
 _cleanup() {
 	local rc=${1:-$?}
 	local d

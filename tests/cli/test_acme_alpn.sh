@@ -20,19 +20,10 @@ command -v python3 >/dev/null || fail "python3 not installed"
 
 PIDS=()
 _alpn_cleanup() {
-	local rc=$? p i
+	local rc=$?
 	set +e
 	exec 2>/dev/null
-	for p in ${PIDS[@]+"${PIDS[@]}"}; do
-		kill -KILL "$p" 2>/dev/null || true
-	done
-	for p in ${PIDS[@]+"${PIDS[@]}"}; do
-		for i in $(seq 50); do
-			kill -0 "$p" 2>/dev/null || break
-			sleep 0.1
-		done
-		wait "$p" 2>/dev/null || true
-	done
+	kill_and_reap ${PIDS[@]+"${PIDS[@]}"}
 	_cleanup "$rc"
 }
 trap _alpn_cleanup EXIT
