@@ -65,6 +65,15 @@ int cli_state_read(struct cli *c, const char *path, size_t max, unsigned char **
 /* 0 when the file PATH (WHAT, for the message) is missing or owned by us or
  * root and not group/other writable; otherwise prints why, EX_UNSAFE. */
 int cli_state_file(const char *what, const char *path);
+/* DIR/NAME SUFFIX, malloc'ed (NULL when out of memory). */
+char *cli_path_in(const char *dir, const char *name, const char *suffix);
+/* 1 when S can name a file in a state folder: not empty, at most MAX
+ * bytes, no '/', no leading '.', no control character. */
+int cli_file_name_ok(const char *s, size_t max);
+/* 1 when NAME is BASE SUFFIX ".tmp.XXXXXX": a temp file that
+ * p11c_file_write_atomic left (mkostemp fills the six X with letters and
+ * digits), for the clean-up after a killed run. */
+int cli_temp_of(const char *name, const char *base, const char *suffix);
 /* After the CA of an enrollment rejected the request for KEY: 1 when the
  * key may be destroyed (it has no certificate, or one issued by CA), 0 when
  * its certificate comes from another CA (another enrollment's key: a

@@ -5,6 +5,7 @@
  * key).  So, as ssh (StrictModes) and sudo do: the folder and the records
  * must belong to us (or root) and be writable by nobody else; locks and
  * records are opened with O_NOFOLLOW. */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -207,4 +208,39 @@ int cli_rejection_may_destroy(struct cli *c, p11c_key *key, X509 *ca)
 	X509_free(x);
 	ERR_clear_error();
 	return ok;
+}
+
+char *cli_path_in(const char *dir, const char *name, const char *suffix)
+{
+	char *p = NULL;
+
+	if (asprintf(&p, "%s/%s%s", dir, name, suffix) < 0)
+		return NULL;
+	return p;
+}
+
+int cli_file_name_ok(const char *s, size_t max)
+{
+	const char *p;
+
+	if (s == NULL || *s == '\0' || *s == '.' || strlen(s) > max)
+		return 0;
+	for (p = s; *p; p++)
+		if (*p == '/' || (unsigned char)*p < 0x20)
+			return 0;
+	return 1;
+}
+
+int cli_temp_of(const char *name, const char *base, const char *suffix)
+{
+	size_t bl = strlen(base), sl = strlen(suffix), i;
+
+	if (strncmp(name, base, bl) != 0 || strncmp(name + bl, suffix, sl) != 0 ||
+	    strncmp(name + bl + sl, ".tmp.", 5) != 0)
+		return 0;
+	name += bl + sl + 5;
+	for (i = 0; i < 6; i++)
+		if (!isalnum((unsigned char)name[i]))
+			return 0;
+	return name[6] == '\0';
 }

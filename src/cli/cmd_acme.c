@@ -363,27 +363,7 @@ static void cleanup(void *ud, const char *type, const char *id, const char *toke
 
 /* --- records ------------------------------------------------------------------------ */
 
-static char *path_in(const char *dir, const char *name, const char *suffix)
-{
-	char *p = NULL;
 
-	if (asprintf(&p, "%s/%s%s", dir, name, suffix) < 0)
-		return NULL;
-	return p;
-}
-
-/* no '/', no leading '.', printable: usable as a file name in DIR */
-static int label_ok(const char *s)
-{
-	const char *p;
-
-	if (s == NULL || *s == '\0' || *s == '.' || strlen(s) > 200)
-		return 0;
-	for (p = s; *p; p++)
-		if (*p == '/' || (unsigned char)*p < 0x20)
-			return 0;
-	return 1;
-}
 
 /* Remove the temp files of LABEL's records that a killed run left in DIR
  * (p11c_file_write_atomic's NAME.tmp.XXXXXX); we hold LABEL's lock. */
@@ -391,27 +371,18 @@ static void remove_stale_temps(const char *dir, const char *label)
 {
 	static const char *const sfx[] = { ".crt", ".chain.pem", ".enroll", ".acme-account",
 					   ".chain-alt1.pem", ".chain-alt2.pem", ".chain-alt3.pem" };
-	size_t ll = strlen(label), k, sl, i;
 	DIR *d = opendir(dir);
 	struct dirent *e;
+	size_t k;
 
 	if (d == NULL)
 		return;
-	while ((e = readdir(d)) != NULL) {
-		const char *n = e->d_name;
-
-		if (strncmp(n, label, ll) != 0)
-			continue;
-		for (k = 0; k < sizeof sfx / sizeof sfx[0]; k++) {
-			sl = strlen(sfx[k]);
-			if (strncmp(n + ll, sfx[k], sl) != 0 || strncmp(n + ll + sl, ".tmp.", 5) != 0)
-				continue;
-			for (i = 0; i < 6 && isalnum((unsigned char)n[ll + sl + 5 + i]); i++)
-				;
-			if (i == 6 && n[ll + sl + 11] == '\0')
-				(void)unlinkat(dirfd(d), n, 0);
-		}
-	}
+	while ((e = readdir(d)) != NULL)
+		for (k = 0; k < sizeof sfx / sizeof sfx[0]; k++)
+			if (cli_temp_of(e->d_name, label, sfx[k])) {
+				(void)unlinkat(dirfd(d), e->d_name, 0);
+				break;
+			}
 	closedir(d);
 }
 
@@ -654,15 +625,15 @@ int cmd_enroll_acme(struct cli *c, int argc, char **argv)
 		goto out;
 	}
 	label = p11c_key_label(key);
-	if (!label_ok(label)) {
+	if (!cli_file_name_ok(label, 200)) {
 		rc = cli_usage(c, "the key's label '%s' cannot name files in DIR (no '/', not starting with '.')",
 			       cli_safe(label));
 		goto out;
 	}
 	rc = EX_SOFTWARE;
-	if ((lock = path_in(dir, label, ".lock")) == NULL || (acct_path = path_in(dir, label, ".acme-account")) == NULL ||
-	    (crt_path = path_in(dir, label, ".crt")) == NULL || (chain_path = path_in(dir, label, ".chain.pem")) == NULL ||
-	    (enroll_path = path_in(dir, label, ".enroll")) == NULL)
+	if ((lock = cli_path_in(dir, label, ".lock")) == NULL || (acct_path = cli_path_in(dir, label, ".acme-account")) == NULL ||
+	    (crt_path = cli_path_in(dir, label, ".crt")) == NULL || (chain_path = cli_path_in(dir, label, ".chain.pem")) == NULL ||
+	    (enroll_path = cli_path_in(dir, label, ".enroll")) == NULL)
 		goto out;
 	fd = cli_lock(lock);
 	if (fd == -1) {
@@ -797,7 +768,7 @@ int cmd_enroll_acme(struct cli *c, int argc, char **argv)
 		alts = p11c_acme_alternates(a, &nalt);
 		for (k = 0; k < 3; k++) {
 			snprintf(sfx, sizeof sfx, ".chain-alt%zu.pem", k + 1);
-			if ((ap = path_in(dir, label, sfx)) == NULL) {
+			if ((ap = cli_path_in(dir, label, sfx)) == NULL) {
 				rc = EX_SOFTWARE;
 				goto out;
 			}

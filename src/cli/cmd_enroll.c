@@ -28,43 +28,8 @@
 #define CARAMEL_EX_PENDING 69
 #define CARAMEL_EX_ERROR 127
 
-static char *path_in(const char *dir, const char *name, const char *suffix)
-{
-	char *p = NULL;
 
-	if (asprintf(&p, "%s/%s%s", dir, name, suffix) < 0)
-		return NULL;
-	return p;
-}
 
-/* Safe for a file name: no '/', no leading '.', printable. */
-static int name_ok(const char *s)
-{
-	const char *p;
-
-	if (s == NULL || *s == '\0' || *s == '.' || strlen(s) > 255)
-		return 0;
-	for (p = s; *p; p++)
-		if (*p == '/' || (unsigned char)*p < 0x20)
-			return 0;
-	return 1;
-}
-
-/* NAME is BASE SUFFIX ".tmp.XXXXXX": a temp file of p11c_file_write_atomic
- * (mkostemp fills the six X with letters and digits) */
-static int temp_of(const char *name, const char *base, const char *suffix)
-{
-	size_t bl = strlen(base), sl = strlen(suffix), i;
-
-	if (strncmp(name, base, bl) != 0 || strncmp(name + bl, suffix, sl) != 0 ||
-	    strncmp(name + bl + sl, ".tmp.", 5) != 0)
-		return 0;
-	name += bl + sl + 5;
-	for (i = 0; i < 6; i++)
-		if (!isalnum((unsigned char)name[i]))
-			return 0;
-	return name[6] == '\0';
-}
 
 /* Remove the temp files a run killed in the middle of a write left in DIR.
  * ID's own (.csr, .crt, .enroll) are ours: we hold ID's lock.  SERVER.cacert
@@ -82,8 +47,8 @@ static void remove_stale_temps(const char *dir, const char *id, const char *serv
 	while ((e = readdir(d)) != NULL) {
 		const char *n = e->d_name;
 
-		if (temp_of(n, id, ".csr") || temp_of(n, id, ".crt") || temp_of(n, id, ".enroll") ||
-		    (temp_of(n, server, ".cacert") && fstatat(dirfd(d), n, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+		if (cli_temp_of(n, id, ".csr") || cli_temp_of(n, id, ".crt") || cli_temp_of(n, id, ".enroll") ||
+		    (cli_temp_of(n, server, ".cacert") && fstatat(dirfd(d), n, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
 		     S_ISREG(sb.st_mode) && sb.st_mtime < now - 3600))
 			(void)unlinkat(dirfd(d), n, 0);
 	}
@@ -245,9 +210,9 @@ int cmd_enroll_caramel(struct cli *c, int argc, char **argv)
 		return cli_usage(c, "SERVER and CLIENTID are required");
 	server = argv[optind];
 	id = argv[optind + 1];
-	if (!name_ok(server) || strchr(server, ' ') != NULL)
+	if (!cli_file_name_ok(server, 255) || strchr(server, ' ') != NULL)
 		return cli_usage(c, "bad SERVER '%s' (host or host:port)", server);
-	if (!name_ok(id) || strlen(id) > 64)
+	if (!cli_file_name_ok(id, 255) || strlen(id) > 64)
 		return cli_usage(c, "CLIENTID must be 1 to 64 characters, no '/', not starting with '.'");
 	if (dir == NULL)
 		dir = ".";
@@ -261,11 +226,11 @@ int cmd_enroll_caramel(struct cli *c, int argc, char **argv)
 	}
 	if (cli_curl_ready(c) != 0) /* before the token and the files */
 		FAIL(EX_UNAVAILABLE);
-	lock = path_in(dir, id, ".lock");
-	csr_path = path_in(dir, id, ".csr");
-	crt_path = path_in(dir, id, ".crt");
-	ca_path = path_in(dir, server, ".cacert");
-	st_path = path_in(dir, id, ".enroll");
+	lock = cli_path_in(dir, id, ".lock");
+	csr_path = cli_path_in(dir, id, ".csr");
+	crt_path = cli_path_in(dir, id, ".crt");
+	ca_path = cli_path_in(dir, server, ".cacert");
+	st_path = cli_path_in(dir, id, ".enroll");
 	if (!lock || !csr_path || !crt_path || !ca_path || !st_path)
 		FAIL(EX_SOFTWARE);
 	fd = cli_lock(lock);
@@ -668,7 +633,7 @@ int cmd_enroll_token(struct cli *c, int argc, char **argv)
 	}
 	/* one run per folder at a time: concurrent runs would each generate
 	 * a key under the same label and race on config.json */
-	if ((lock = path_in(dir, "config.json", ".lock")) == NULL)
+	if ((lock = cli_path_in(dir, "config.json", ".lock")) == NULL)
 		goto out;
 	fd = cli_lock(lock);
 	if (fd == -1) {
@@ -718,8 +683,8 @@ int cmd_enroll_token(struct cli *c, int argc, char **argv)
 		rc = cli_fail(c, r, "cannot store the certificate in the token");
 		goto out;
 	}
-	trust = path_in(dir, "nifi-cert", ".pem");
-	cfgp = path_in(dir, "config", ".json");
+	trust = cli_path_in(dir, "nifi-cert", ".pem");
+	cfgp = cli_path_in(dir, "config", ".json");
 	if (trust == NULL || cfgp == NULL)
 		goto out;
 	if ((rc = write_x509(c, trust, ca, 0644)) != 0)
