@@ -1,5 +1,6 @@
 #include "softhsm_fixture.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,4 +110,21 @@ struct p11c_ctx *softhsm_fixture_ctx(const struct softhsm_fixture *f)
 	}
 	p11c_ctx_set_pin_env(ctx, 0);
 	return ctx;
+}
+
+void test_rmdir_flat(const char *dir)
+{
+	struct dirent *e;
+	char p[512];
+	DIR *d = opendir(dir);
+
+	while (d != NULL && (e = readdir(d)) != NULL) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+		unlink(p);
+	}
+	if (d != NULL)
+		closedir(d);
+	rmdir(dir);
 }

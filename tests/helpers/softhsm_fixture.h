@@ -21,4 +21,8 @@ void softhsm_fixture_destroy(struct softhsm_fixture *f);
 struct p11c_ctx;
 struct p11c_ctx *softhsm_fixture_ctx(const struct softhsm_fixture *f);
 
+/* Remove the folder DIR and the files directly in it (a test's temp
+ * folder; sub-folders are not expected). */
+void test_rmdir_flat(const char *dir);
+
 #endif
