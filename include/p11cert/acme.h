@@ -87,6 +87,14 @@ P11C_API p11c_result p11c_acme_order(p11c_acme *a, p11c_key *cert_key, const cha
  * by a, valid until the next p11c_acme_order or p11c_acme_free. */
 P11C_API const char *const *p11c_acme_alternates(const p11c_acme *a, size_t *n);
 
+/* Revoke cert (RFC 8555 s7.6) at the directory's revokeCert: signed by the
+ * account key with its kid (after p11c_acme_account), or, when use_jwk, by
+ * signer_key (the certificate's own key) with a jwk header.  reason: an
+ * RFC 5280 CRLReason code, < 0 to omit it.  An already revoked
+ * certificate gives P11C_ERR_REJECTED with "already revoked" in the ctx
+ * detail; other refusals as elsewhere (problem document in the detail). */
+P11C_API p11c_result p11c_acme_revoke(p11c_acme *a, X509 *cert, int reason, p11c_key *signer_key, int use_jwk);
+
 /* JWK thumbprint (RFC 7638) of a public key, SHA-256, base64url without
  * padding (43 characters + NUL). */
 P11C_API p11c_result p11c_jwk_thumbprint(EVP_PKEY *pub, char out[44]);

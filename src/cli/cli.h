@@ -120,6 +120,7 @@ int cli_curl_ready(struct cli *c);
 int cmd_tunnel(struct cli *c, int argc, char **argv);
 int cmd_check(struct cli *c, int argc, char **argv);
 int cmd_renew(struct cli *c, int argc, char **argv);
+int cmd_revoke(struct cli *c, int argc, char **argv);
 /* Write DIR/pkcs11.cfg and DIR/truststore.p12 (javafiles.c) for key and
  * the CA certificates cas; their paths in *cfg_path / *ts_path when not
  * NULL (caller frees).  0 or an exit code (printed). */

@@ -299,7 +299,7 @@ static const struct {
 	{ "list", cmd_list },	  { "show", cmd_show },	    { "export", cmd_export },
 	{ "delete", cmd_delete }, { "version", cmd_version }, { "enroll", cmd_enroll },
 	{ "curl", cmd_curl },	  { "tunnel", cmd_tunnel }, { "check", cmd_check },
-	{ "renew", cmd_renew },
+	{ "renew", cmd_renew },	  { "revoke", cmd_revoke },
 };
 
 /* Take the global options out of argv wherever they stand (before "--").

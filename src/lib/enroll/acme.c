@@ -35,7 +35,7 @@ struct p11c_acme {
 	p11c_ctx *ctx;
 	char *dir_url, *ca_file, *ca_pem;
 	long timeout_ms, max_wait_ms;
-	char *new_nonce, *new_account, *new_order, *terms;
+	char *new_nonce, *new_account, *new_order, *revoke_cert, *terms;
 	int eab_required;           /* meta.externalAccountRequired */
 	char *eab_kid;              /* External Account Binding */
 	unsigned char *eab_key;
@@ -176,22 +176,21 @@ static int is_bad_nonce(const struct p11c_http *h)
  * jwk (use_jwk: newAccount).  payload "" is POST-as-GET (s6.3).  A
  * badNonce rejection is retried with the nonce it carries (s6.5),
  * ACME_NONCE_RETRIES times at most.  h is filled (caller clears). */
-static p11c_result post(p11c_acme *a, const char *url, const char *payload, int use_jwk, const char *accept,
-			struct p11c_http *h, const char *what)
+static p11c_result post_as(p11c_acme *a, EVP_PKEY *signer, EVP_PKEY *pub, const char *url, const char *payload,
+			   int use_jwk, const char *accept, struct p11c_http *h, const char *what)
 {
 	char *body = NULL;
 	p11c_result r;
 	int attempt;
 
-	if (a->acct_signer == NULL || (!use_jwk && a->kid == NULL)) {
+	if (signer == NULL || (!use_jwk && a->kid == NULL)) {
 		p11c_detail(a->ctx, "%s: no ACME account yet (p11c_acme_account)", what);
 		return P11C_ERR_ARG;
 	}
 	for (attempt = 0;; attempt++) {
 		if ((r = nonce_fill(a)) != P11C_OK)
 			return r;
-		r = p11c_jws_sign(a->ctx, a->acct_signer, p11c_key_public(a->acct), url, a->nonce,
-				  use_jwk ? NULL : a->kid, payload, &body);
+		r = p11c_jws_sign(a->ctx, signer, pub, url, a->nonce, use_jwk ? NULL : a->kid, payload, &body);
 		a->nonce[0] = '\0'; /* used */
 		if (r != P11C_OK)
 			return r;
@@ -215,6 +214,13 @@ static p11c_result post(p11c_acme *a, const char *url, const char *payload, int 
 		}
 		return P11C_OK;
 	}
+}
+
+static p11c_result post(p11c_acme *a, const char *url, const char *payload, int use_jwk, const char *accept,
+			struct p11c_http *h, const char *what)
+{
+	return post_as(a, a->acct_signer, a->acct ? p11c_key_public(a->acct) : NULL, url, payload, use_jwk, accept, h,
+		       what);
 }
 
 static int status_ok(long s)
@@ -269,6 +275,8 @@ p11c_result p11c_acme_new(p11c_ctx *ctx, const p11c_acme_server *srv, p11c_acme 
 	    (a->new_account = strdup(jstr(d, "newAccount"))) == NULL ||
 	    (a->new_order = strdup(jstr(d, "newOrder"))) == NULL)
 		goto out;
+	if (jstr(d, "revokeCert") != NULL && (a->revoke_cert = strdup(jstr(d, "revokeCert"))) == NULL)
+		goto out;
 	if (jstr(json_object_get(d, "meta"), "termsOfService") != NULL &&
 	    (a->terms = dup_str(jstr(json_object_get(d, "meta"), "termsOfService"))) == NULL)
 		goto out;
@@ -296,6 +304,7 @@ void p11c_acme_free(p11c_acme **ap)
 	free(a->new_nonce);
 	free(a->new_account);
 	free(a->new_order);
+	free(a->revoke_cert);
 	free(a->terms);
 	free(a->kid);
 	for (i = 0; i < a->nalt; i++)
@@ -1063,3 +1072,67 @@ const struct p11c_protocol p11c_proto_acme = {
 	0,
 	NULL,
 };
+
+/* --- revocation (RFC 8555 s7.6) ---------------------------------------------------------- */
+
+p11c_result p11c_acme_revoke(p11c_acme *a, X509 *cert, int reason, p11c_key *signer_key, int use_jwk)
+{
+	struct p11c_http h;
+	json_t *pl = NULL, *p = NULL;
+	EVP_PKEY *signer = NULL;
+	unsigned char *der = NULL;
+	char *b64 = NULL, *s = NULL;
+	p11c_result r = P11C_ERR_ARG;
+	int len;
+
+	memset(&h, 0, sizeof h);
+	if (a == NULL || cert == NULL || reason > 10)
+		return P11C_ERR_ARG;
+	if (a->revoke_cert == NULL) {
+		p11c_detail(a->ctx, "the ACME directory %s has no revokeCert", a->dir_url);
+		return P11C_ERR_PROTOCOL;
+	}
+	if (use_jwk) {
+		/* s7.6: signed by the certificate's key, with a jwk header */
+		if (signer_key == NULL)
+			return P11C_ERR_ARG;
+		if ((r = p11c_key_signer(signer_key, &signer)) != P11C_OK)
+			return r;
+	} else if (a->kid == NULL) {
+		p11c_detail(a->ctx, "revokeCert: no ACME account yet (p11c_acme_account)");
+		return P11C_ERR_ARG;
+	}
+	r = P11C_ERR_NOMEM;
+	if ((len = i2d_X509(cert, &der)) <= 0 || (b64 = p11c_b64url(der, (size_t)len)) == NULL)
+		goto out;
+	if ((pl = json_pack("{s:s}", "certificate", b64)) == NULL ||
+	    (reason >= 0 && json_object_set_new(pl, "reason", json_integer(reason)) != 0) ||
+	    (s = json_dumps(pl, JSON_COMPACT)) == NULL)
+		goto out;
+	if (use_jwk)
+		r = post_as(a, signer, p11c_key_public(signer_key), a->revoke_cert, s, 1, NULL, &h, "revokeCert");
+	else
+		r = post(a, a->revoke_cert, s, 0, NULL, &h, "revokeCert");
+	if (r != P11C_OK)
+		goto out;
+	if (h.status == 200) {
+		r = P11C_OK;
+		goto out;
+	}
+	p = parse_json(&h);
+	if (p != NULL && jstr(p, "type") != NULL && strcmp(short_type(jstr(p, "type")), "alreadyRevoked") == 0) {
+		p11c_detail(a->ctx, "revokeCert: the certificate is already revoked (%.300s)",
+			    jstr(p, "detail") ? jstr(p, "detail") : "alreadyRevoked");
+		r = P11C_ERR_REJECTED;
+		goto out;
+	}
+	r = answer_error(a, &h, "revokeCert");
+out:
+	json_decref(p);
+	json_decref(pl);
+	free(s);
+	free(b64);
+	OPENSSL_free(der);
+	p11c_http_clear(&h);
+	return r;
+}
