@@ -109,3 +109,21 @@ assert len(keys) == 1, keys
 assert keys[0]['sensitive'] is True and keys[0]['extractable'] is False, keys[0]
 "
 }
+
+# acme_dns_hook FILE: writes a dns-01 hook (`FILE add|remove`, the record
+# in ACME_RECORD_NAME / ACME_RECORD_VALUE) that sets and clears the TXT
+# record at challtestsrv ($CTS_MGMT) and writes no file: it prints its
+# environment to stderr as "hook-env: NAME=VALUE" lines for the caller's
+# checks
+acme_dns_hook() {
+	cat >"$1" <<SH
+#!/bin/sh
+tr '\\0' '\\n' </proc/\$\$/environ | sed 's/^/hook-env: /' >&2
+case "\$1" in
+add) exec curl -sf -X POST -d "{\"host\":\"\$ACME_RECORD_NAME.\",\"value\":\"\$ACME_RECORD_VALUE\"}" "$CTS_MGMT/set-txt" ;;
+remove) exec curl -sf -X POST -d "{\"host\":\"\$ACME_RECORD_NAME.\"}" "$CTS_MGMT/clear-txt" ;;
+*) exit 2 ;;
+esac
+SH
+	chmod 0755 "$1"
+}

@@ -280,3 +280,29 @@ stall_and_kill() {
 	grep -qF "stopping at '$stage'" "$T/$name.err" || { cat "$T/$name.err" >&2; fail "$stage: stopped elsewhere"; }
 	kill_pid "$BG_PID"
 }
+
+# check_trace FILE: every file-creating or -changing system call in the
+# strace log (strace -f -o FILE) is inside the token folder $TOKDIR
+# (library-mode tests: test_enroll_library, test_acme_library)
+check_trace() {
+	python3 - "$1" "$TOKDIR" >"$T/trace.bad" <<'PY' || { cat "$T/trace.bad" >&2; fail "file writes outside the token folder (strace)"; }
+import re, sys
+log, tokdir = sys.argv[1], sys.argv[2].rstrip("/") + "/"
+bad = []
+for line in open(log):
+    m = re.search(r'\b(openat2?|open|creat|rename(?:at2?)?|mkdir(?:at)?|unlink(?:at)?|link(?:at)?|symlink(?:at)?|truncate|mknod(?:at)?)\((.*)', line)
+    if not m:
+        continue
+    call, args = m.group(1), m.group(2)
+    if call.startswith("open"):
+        flags = re.search(r'O_[A-Z_|]+', args)
+        if not flags or not re.search(r'O_WRONLY|O_RDWR|O_CREAT|O_TRUNC|O_TMPFILE', flags.group(0)):
+            continue
+    paths = re.findall(r'"((?:[^"\\]|\\.)*)"', args)
+    if not paths or any(not p.startswith(tokdir) for p in paths):
+        bad.append(line.rstrip())
+for b in bad:
+    print(b)
+sys.exit(1 if bad else 0)
+PY
+}
