@@ -95,6 +95,20 @@ P11C_API const char *const *p11c_acme_alternates(const p11c_acme *a, size_t *n);
  * detail; other refusals as elsewhere (problem document in the detail). */
 P11C_API p11c_result p11c_acme_revoke(p11c_acme *a, X509 *cert, int reason, p11c_key *signer_key, int use_jwk);
 
+/* Account key rollover (RFC 8555 s7.3.5), after p11c_acme_account with the
+ * account's current key: the directory's keyChange gets an outer JWS
+ * signed by the current key (kid) around an inner JWS signed by new_key
+ * (jwk header, url: keyChange, no nonce) over {"account": URL, "oldKey":
+ * JWK of the current key}; badNonce retried as every request.  On success
+ * the CA is asked for the account of new_key (s7.3.1, must be the same
+ * URL) and the handle signs with new_key from then on.  new_key: EC P-256,
+ * P-384 or RSA, not the current key (P11C_ERR_ARG).  A new key that is
+ * already an account's key: P11C_ERR_REJECTED with that account's URL (the
+ * 409's Location) in the ctx detail, nothing changed.  No keyChange in the
+ * directory: P11C_ERR_PROTOCOL.  After any error, call p11c_acme_account
+ * again before other requests. */
+P11C_API p11c_result p11c_acme_key_change(p11c_acme *a, p11c_key *new_key);
+
 /* JWK thumbprint (RFC 7638) of a public key, SHA-256, base64url without
  * padding (43 characters + NUL). */
 P11C_API p11c_result p11c_jwk_thumbprint(EVP_PKEY *pub, char out[44]);

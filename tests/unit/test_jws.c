@@ -3,7 +3,8 @@
  * throwaway SoftHSM token.  ES256 / ES384 are raw r || s of 64 / 96 bytes
  * (RFC 7518 s3.4) that verify with the public key; RS256 verifies; the
  * protected header carries jwk or kid; the RFC 7638 s3.1 example key has
- * the thumbprint the RFC gives; the dns-01 value (RFC 8555 s8.4).
+ * the thumbprint the RFC gives; the dns-01 value (RFC 8555 s8.4); the
+ * inner JWS of an account key change (RFC 8555 s7.3.5).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -86,44 +87,31 @@ static size_t b64url_dec(const char *s, unsigned char *out, size_t max)
 	return n;
 }
 
-/* Sign with the token key LABEL of TYPE; check length, header, verify */
-static void jws_case(p11c_key_type t, const char *label, const char *want_alg, size_t want_len, const char *kid)
+/* The base64url member NAME of the JWS j, decoded, as JSON */
+static json_t *b64url_member_json(const json_t *j, const char *name)
 {
-	p11c_ctx *ctx = open_ctx();
-	p11c_key *key = NULL;
-	EVP_PKEY *signer = NULL, *pub;
-	char uri[128], *out = NULL, *input = NULL;
-	unsigned char sig[600], ph[2048], *der = NULL;
-	size_t siglen, phlen;
-	json_t *j, *h;
+	unsigned char b[4096];
+	size_t n = b64url_dec(json_string_value(json_object_get(j, name)), b, sizeof b - 1);
+	json_t *o;
+
+	b[n] = '\0';
+	o = json_loads((const char *)b, 0, NULL);
+	assert_non_null(o);
+	return o;
+}
+
+/* The flattened JWS j: its signature is want_len bytes and verifies with
+ * pub (alg ES256, ES384 or RS256) */
+static void jws_verify(const json_t *j, const char *want_alg, size_t want_len, EVP_PKEY *pub)
+{
+	unsigned char sig[600], *der = NULL;
+	char *input = NULL;
+	size_t siglen;
 	EVP_MD_CTX *md;
 	int derlen;
 
-	snprintf(uri, sizeof uri, "pkcs11:token=%s;object=%s", fx.label, label);
-	assert_int_equal(p11c_keygen(ctx, uri, t, 0, &key), P11C_OK);
-	assert_int_equal(p11c_key_signer(key, &signer), P11C_OK);
-	pub = p11c_key_public(key);
-	assert_int_equal(p11c_jws_sign(ctx, signer, pub, "https://ca.test/new-order", "nonce-1", kid,
-				       "{\"a\":1}", &out),
-			 P11C_OK);
-	j = json_loads(out, 0, NULL);
-	assert_non_null(j);
 	siglen = b64url_dec(json_string_value(json_object_get(j, "signature")), sig, sizeof sig);
 	assert_int_equal(siglen, want_len);
-	phlen = b64url_dec(json_string_value(json_object_get(j, "protected")), ph, sizeof ph - 1);
-	ph[phlen] = '\0';
-	h = json_loads((const char *)ph, 0, NULL);
-	assert_non_null(h);
-	assert_string_equal(json_string_value(json_object_get(h, "alg")), want_alg);
-	assert_string_equal(json_string_value(json_object_get(h, "nonce")), "nonce-1");
-	assert_string_equal(json_string_value(json_object_get(h, "url")), "https://ca.test/new-order");
-	if (kid != NULL) {
-		assert_string_equal(json_string_value(json_object_get(h, "kid")), kid);
-		assert_null(json_object_get(h, "jwk"));
-	} else {
-		assert_non_null(json_object_get(h, "jwk"));
-		assert_null(json_object_get(h, "kid"));
-	}
 	assert_true(asprintf(&input, "%s.%s", json_string_value(json_object_get(j, "protected")),
 			     json_string_value(json_object_get(j, "payload"))) > 0);
 	/* the raw ECDSA signature back to DER to verify it with OpenSSL */
@@ -147,6 +135,38 @@ static void jws_case(p11c_key_type t, const char *label, const char *want_alg, s
 	EVP_MD_CTX_free(md);
 	OPENSSL_free(der);
 	free(input);
+}
+
+/* Sign with the token key LABEL of TYPE; check length, header, verify */
+static void jws_case(p11c_key_type t, const char *label, const char *want_alg, size_t want_len, const char *kid)
+{
+	p11c_ctx *ctx = open_ctx();
+	p11c_key *key = NULL;
+	EVP_PKEY *signer = NULL, *pub;
+	char uri[128], *out = NULL;
+	json_t *j, *h;
+
+	snprintf(uri, sizeof uri, "pkcs11:token=%s;object=%s", fx.label, label);
+	assert_int_equal(p11c_keygen(ctx, uri, t, 0, &key), P11C_OK);
+	assert_int_equal(p11c_key_signer(key, &signer), P11C_OK);
+	pub = p11c_key_public(key);
+	assert_int_equal(p11c_jws_sign(ctx, signer, pub, "https://ca.test/new-order", "nonce-1", kid,
+				       "{\"a\":1}", &out),
+			 P11C_OK);
+	j = json_loads(out, 0, NULL);
+	assert_non_null(j);
+	h = b64url_member_json(j, "protected");
+	assert_string_equal(json_string_value(json_object_get(h, "alg")), want_alg);
+	assert_string_equal(json_string_value(json_object_get(h, "nonce")), "nonce-1");
+	assert_string_equal(json_string_value(json_object_get(h, "url")), "https://ca.test/new-order");
+	if (kid != NULL) {
+		assert_string_equal(json_string_value(json_object_get(h, "kid")), kid);
+		assert_null(json_object_get(h, "jwk"));
+	} else {
+		assert_non_null(json_object_get(h, "jwk"));
+		assert_null(json_object_get(h, "kid"));
+	}
+	jws_verify(j, want_alg, want_len, pub);
 	free(out);
 	json_decref(h);
 	json_decref(j);
@@ -170,6 +190,55 @@ static void test_rs256(void **state)
 {
 	(void)state;
 	jws_case(P11C_KEY_RSA_2048, "jws-rsa", "RS256", 256, "https://ca.test/acct/2");
+}
+
+/* RFC 8555 s7.3.5: the inner JWS of a key change is signed by the new key
+ * (ES384 here), its protected header is {alg, jwk: the new key, url} with
+ * no nonce and no kid, its payload {"account", "oldKey": the old key's
+ * JWK}; it verifies with the new key */
+static void test_keychange_inner(void **state)
+{
+	static const char url[] = "https://ca.test/key-change", acct[] = "https://ca.test/acct/7";
+	p11c_ctx *ctx = open_ctx();
+	p11c_key *old = NULL, *nk = NULL;
+	EVP_PKEY *signer = NULL;
+	json_t *j, *h, *pl, *jwk_new = NULL, *jwk_old = NULL;
+	const char *alg;
+	char uri[128], *out = NULL;
+
+	(void)state;
+	snprintf(uri, sizeof uri, "pkcs11:token=%s;object=kc-old", fx.label);
+	assert_int_equal(p11c_keygen(ctx, uri, P11C_KEY_EC_P256, 0, &old), P11C_OK);
+	snprintf(uri, sizeof uri, "pkcs11:token=%s;object=kc-new", fx.label);
+	assert_int_equal(p11c_keygen(ctx, uri, P11C_KEY_EC_P384, 0, &nk), P11C_OK);
+	assert_int_equal(p11c_key_signer(nk, &signer), P11C_OK);
+	assert_int_equal(p11c_jws_keychange(ctx, signer, p11c_key_public(nk), url, acct, p11c_key_public(old), &out),
+			 P11C_OK);
+	assert_int_equal(p11c_jwk(p11c_key_public(nk), &jwk_new, &alg), P11C_OK);
+	assert_int_equal(p11c_jwk(p11c_key_public(old), &jwk_old, &alg), P11C_OK);
+	j = json_loads(out, 0, NULL);
+	assert_non_null(j);
+	h = b64url_member_json(j, "protected");
+	assert_int_equal(json_object_size(h), 3);
+	assert_string_equal(json_string_value(json_object_get(h, "alg")), "ES384");
+	assert_string_equal(json_string_value(json_object_get(h, "url")), url);
+	assert_true(json_equal(json_object_get(h, "jwk"), jwk_new));
+	assert_null(json_object_get(h, "nonce"));
+	assert_null(json_object_get(h, "kid"));
+	pl = b64url_member_json(j, "payload");
+	assert_int_equal(json_object_size(pl), 2);
+	assert_string_equal(json_string_value(json_object_get(pl, "account")), acct);
+	assert_true(json_equal(json_object_get(pl, "oldKey"), jwk_old));
+	jws_verify(j, "ES384", 96, p11c_key_public(nk));
+	json_decref(pl);
+	json_decref(h);
+	json_decref(j);
+	json_decref(jwk_new);
+	json_decref(jwk_old);
+	free(out);
+	p11c_key_free(&old);
+	p11c_key_free(&nk);
+	p11c_ctx_free(&ctx);
 }
 
 /* RFC 7638 s3.1: the example RSA key and its thumbprint */
@@ -226,6 +295,7 @@ int main(void)
 		cmocka_unit_test(test_rs256),
 		cmocka_unit_test(test_thumbprint_rfc7638),
 		cmocka_unit_test(test_b64url_dns01),
+		cmocka_unit_test(test_keychange_inner),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -36,6 +36,7 @@ struct p11c_acme {
 	char *dir_url, *ca_file, *ca_pem;
 	long timeout_ms, max_wait_ms;
 	char *new_nonce, *new_account, *new_order, *revoke_cert, *terms;
+	char *key_change;           /* RFC 8555 s7.3.5 (acme_keychange.c) */
 	int eab_required;           /* meta.externalAccountRequired */
 	char *eab_kid;              /* External Account Binding */
 	unsigned char *eab_key;
@@ -277,6 +278,8 @@ p11c_result p11c_acme_new(p11c_ctx *ctx, const p11c_acme_server *srv, p11c_acme 
 		goto out;
 	if (jstr(d, "revokeCert") != NULL && (a->revoke_cert = strdup(jstr(d, "revokeCert"))) == NULL)
 		goto out;
+	if (jstr(d, "keyChange") != NULL && (a->key_change = strdup(jstr(d, "keyChange"))) == NULL)
+		goto out;
 	if (jstr(json_object_get(d, "meta"), "termsOfService") != NULL &&
 	    (a->terms = dup_str(jstr(json_object_get(d, "meta"), "termsOfService"))) == NULL)
 		goto out;
@@ -305,6 +308,7 @@ void p11c_acme_free(p11c_acme **ap)
 	free(a->new_account);
 	free(a->new_order);
 	free(a->revoke_cert);
+	free(a->key_change);
 	free(a->terms);
 	free(a->kid);
 	for (i = 0; i < a->nalt; i++)
@@ -457,6 +461,39 @@ out:
 	free(s);
 	p11c_http_clear(&h);
 	return r;
+}
+
+/* --- for acme_keychange.c (acme_int.h) ------------------------------------------------- */
+
+p11c_ctx *p11c_acme_ctx(const p11c_acme *a)
+{
+	return a->ctx;
+}
+
+const char *p11c_acme_key_change_url(const p11c_acme *a)
+{
+	return a->key_change;
+}
+
+const char *p11c_acme_kid(const p11c_acme *a)
+{
+	return a->kid;
+}
+
+p11c_key *p11c_acme_account_key(const p11c_acme *a)
+{
+	return a->acct;
+}
+
+p11c_result p11c_acme_post_kid(p11c_acme *a, const char *url, const char *payload, struct p11c_http *h,
+			       const char *what)
+{
+	return post(a, url, payload, 0, NULL, h, what);
+}
+
+p11c_result p11c_acme_answer_error(p11c_acme *a, const struct p11c_http *h, const char *what)
+{
+	return answer_error(a, h, what);
 }
 
 /* --- orders ------------------------------------------------------------------------------ */

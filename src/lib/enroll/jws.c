@@ -278,9 +278,10 @@ p11c_result p11c_jws_sign(p11c_ctx *ctx, EVP_PKEY *signer, EVP_PKEY *pub, const 
 		goto out;
 	}
 	r = P11C_ERR_NOMEM;
-	/* RFC 8555 s6.2: alg, nonce, url, and exactly one of jwk / kid */
-	prot = kid ? json_pack("{s:s, s:s, s:s, s:s}", "alg", alg, "kid", kid, "nonce", nonce, "url", url)
-		   : json_pack("{s:s, s:O, s:s, s:s}", "alg", alg, "jwk", jwk, "nonce", nonce, "url", url);
+	/* RFC 8555 s6.2: alg, nonce, url, and exactly one of jwk / kid; no
+	 * nonce in the inner JWS of a key change (s7.3.5) */
+	prot = kid ? json_pack("{s:s, s:s, s:s*, s:s}", "alg", alg, "kid", kid, "nonce", nonce, "url", url)
+		   : json_pack("{s:s, s:O, s:s*, s:s}", "alg", alg, "jwk", jwk, "nonce", nonce, "url", url);
 	if (prot == NULL || (ps = json_dumps(prot, JSON_COMPACT | JSON_SORT_KEYS)) == NULL)
 		goto out;
 	if ((ph = p11c_b64url((const unsigned char *)ps, strlen(ps))) == NULL ||
@@ -378,5 +379,32 @@ out:
 	free(pl);
 	free(input);
 	free(sig64);
+	return r;
+}
+
+p11c_result p11c_jws_keychange(p11c_ctx *ctx, EVP_PKEY *new_signer, EVP_PKEY *new_pub, const char *url,
+			       const char *account_url, EVP_PKEY *old_pub, char **out)
+{
+	json_t *old = NULL, *pl = NULL;
+	const char *alg = NULL;
+	char *s = NULL;
+	p11c_result r;
+
+	*out = NULL;
+	if ((r = p11c_jwk(old_pub, &old, &alg)) != P11C_OK) {
+		p11c_detail(ctx, "the old ACME account key must be EC P-256, EC P-384 or RSA (RFC 7518 s3.1)");
+		return r;
+	}
+	r = P11C_ERR_NOMEM;
+	/* RFC 8555 s7.3.5: {"account": the account URL, "oldKey": its JWK} */
+	if ((pl = json_pack("{s:s, s:O}", "account", account_url, "oldKey", old)) == NULL ||
+	    (s = json_dumps(pl, JSON_COMPACT)) == NULL)
+		goto out;
+	/* signed by the new key, jwk header, no nonce */
+	r = p11c_jws_sign(ctx, new_signer, new_pub, url, NULL, NULL, s, out);
+out:
+	json_decref(old);
+	json_decref(pl);
+	free(s);
 	return r;
 }

@@ -21,11 +21,20 @@ P11C_HIDDEN p11c_result p11c_b64url_decode(const char *s, size_t len, unsigned c
 P11C_HIDDEN p11c_result p11c_jwk(EVP_PKEY *pub, json_t **jwk, const char **alg);
 
 /* Flattened JWS over payload ("" for POST-as-GET, RFC 8555 s6.3) with the
- * protected header {alg, nonce, url} plus jwk (kid NULL) or kid.  ECDSA
+ * protected header {alg, nonce, url} plus jwk (kid NULL) or kid; nonce
+ * NULL leaves it out (the inner JWS of a key change).  ECDSA
  * signatures are turned from DER into the fixed-width r || s of RFC 7518
  * s3.4.  *out: the JSON text, caller frees. */
 P11C_HIDDEN p11c_result p11c_jws_sign(p11c_ctx *ctx, EVP_PKEY *signer, EVP_PKEY *pub, const char *url,
 				      const char *nonce, const char *kid, const char *payload, char **out);
+
+/* The inner JWS of an account key change (RFC 8555 s7.3.5): signed by the
+ * new key (new_signer, new_pub), protected header {alg, jwk: the new key,
+ * url: the keyChange URL} without nonce or kid, payload {"account":
+ * account_url, "oldKey": the JWK of old_pub}.  *out: the JSON text, the
+ * payload of the outer JWS; caller frees. */
+P11C_HIDDEN p11c_result p11c_jws_keychange(p11c_ctx *ctx, EVP_PKEY *new_signer, EVP_PKEY *new_pub, const char *url,
+					   const char *account_url, EVP_PKEY *old_pub, char **out);
 
 /* External Account Binding (RFC 8555 s7.3.4): a flattened JWS, HS256 with
  * the CA's MAC key, over the account key's JWK, protected header {alg,
