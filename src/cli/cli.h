@@ -54,6 +54,9 @@ int cli_num(struct cli *c, const char *opt, const char *s, long lo, long hi, lon
  * file cannot be opened (errno set), -3 when the folder or the lock file is
  * unsafe (printed: exit EX_UNSAFE). */
 int cli_lock(const char *path);
+/* cli_lock with the messages: 0 with *fd held, or the exit code (printed:
+ * EX_TEMPFAIL_ locked, EX_UNSAFE, EX_CANTCREAT) with *fd < 0. */
+int cli_lock_run(struct cli *c, const char *path, int *fd);
 /* 0 when DIR is a folder owned by us or root and not writable by group or
  * others; otherwise prints why and returns the exit code (EX_UNSAFE,
  * EX_NOINPUT when missing). */
@@ -121,6 +124,8 @@ int cmd_tunnel(struct cli *c, int argc, char **argv);
 int cmd_check(struct cli *c, int argc, char **argv);
 int cmd_renew(struct cli *c, int argc, char **argv);
 int cmd_revoke(struct cli *c, int argc, char **argv);
+/* p11cert acme key-change (cmd_acme_keychange.c) */
+int cmd_acme(struct cli *c, int argc, char **argv);
 /* Write DIR/pkcs11.cfg and DIR/truststore.p12 (javafiles.c) for key and
  * the CA certificates cas; their paths in *cfg_path / *ts_path when not
  * NULL (caller frees).  0 or an exit code (printed). */

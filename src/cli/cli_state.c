@@ -110,6 +110,22 @@ int cli_lock(const char *path)
 	return fd;
 }
 
+int cli_lock_run(struct cli *c, const char *path, int *fd)
+{
+	*fd = cli_lock(path);
+	if (*fd == -1) {
+		fprintf(stderr, "p11cert: %s: another run holds the lock %s\n", c->cmd, path);
+		return EX_TEMPFAIL_;
+	}
+	if (*fd == -3)
+		return EX_UNSAFE;
+	if (*fd < 0) {
+		fprintf(stderr, "p11cert: %s: cannot create the lock file %s: %s\n", c->cmd, path, strerror(errno));
+		return EX_CANTCREAT;
+	}
+	return 0;
+}
+
 int cli_state_read(struct cli *c, const char *path, size_t max, unsigned char **buf, size_t *len)
 {
 	struct stat sb;

@@ -11,7 +11,7 @@
 #include <openssl/pem.h>
 #include <p11cert/acme.h>
 #include "cli.h"
-#include "proto/protocol.h"
+#include "renew.h"
 
 static const char revoke_help[] =
 	"usage: p11cert revoke --id LABEL [--dir DIR] [--reason N] [--with-cert-key]\n"
@@ -55,7 +55,6 @@ int cmd_revoke(struct cli *c, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *dir = getenv("CARAMEL_CERT_DIR"), *id = NULL, *acct_uri;
-	const struct cli_protocol *pr;
 	struct renew_job j;
 	long reason = -1;
 	int with_cert = 0, ch, rc = EX_FAIL, created = 0;
@@ -89,20 +88,8 @@ int cmd_revoke(struct cli *c, int argc, char **argv)
 		dir = ".";
 	if (cli_curl_ready(c) != 0)
 		return EX_UNAVAILABLE;
-	if ((rc = cli_record_load(c, dir, id, &j, &pr)) != 0)
+	if ((rc = acme_record_load(c, dir, id, &j, &acct_uri)) != 0)
 		goto out;
-	if (strcmp(pr->lib->name, "acme") != 0) {
-		fprintf(stderr, "p11cert: %s: %s/%s.enroll is a '%s' record: revoke is for acme\n", c->cmd, dir,
-			cli_safe(id), cli_safe(pr->lib->name));
-		rc = EX_DATAERR;
-		goto out;
-	}
-	acct_uri = json_string_value(json_object_get(j.rec, "account_key"));
-	if (acct_uri == NULL) {
-		fprintf(stderr, "p11cert: %s: %s/%s.enroll has no account_key\n", c->cmd, dir, cli_safe(id));
-		rc = EX_DATAERR;
-		goto out;
-	}
 	if ((r = cli_ctx(c)) != P11C_OK) {
 		rc = cli_fail(c, r, NULL);
 		goto out;

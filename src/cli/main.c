@@ -28,6 +28,8 @@ static const char usage_text[] =
 	"  enroll   get a certificate for a token key: caramel or token protocol\n"
 	"  check    does the certificate need renewal? (exit 0 yes, 1 no)\n"
 	"  renew    renew through the recorded enrollment, optionally with a new key\n"
+	"  revoke   revoke the certificate of an ACME enrollment\n"
+	"  acme     ACME account operations: key-change (a new account key)\n"
 	"  curl     an HTTPS request authenticated with the token key (mTLS)\n"
 	"  tunnel   local plain TCP forwarded over mTLS with the token key\n"
 	"  version  print versions\n"
@@ -299,7 +301,7 @@ static const struct {
 	{ "list", cmd_list },	  { "show", cmd_show },	    { "export", cmd_export },
 	{ "delete", cmd_delete }, { "version", cmd_version }, { "enroll", cmd_enroll },
 	{ "curl", cmd_curl },	  { "tunnel", cmd_tunnel }, { "check", cmd_check },
-	{ "renew", cmd_renew },	  { "revoke", cmd_revoke },
+	{ "renew", cmd_renew },	  { "revoke", cmd_revoke }, { "acme", cmd_acme },
 };
 
 /* Take the global options out of argv wherever they stand (before "--").
