@@ -77,6 +77,9 @@ int cli_file_name_ok(const char *s, size_t max);
  * p11c_file_write_atomic left (mkostemp fills the six X with letters and
  * digits), for the clean-up after a killed run. */
 int cli_temp_of(const char *name, const char *base, const char *suffix);
+/* Remove DIR's temp files (cli_temp_of) of BASE with each of the N
+ * suffixes, after a killed run; the caller holds BASE's lock. */
+void cli_remove_temps(const char *dir, const char *base, const char *const *suffixes, size_t n);
 /* After the CA of an enrollment rejected the request for KEY: 1 when the
  * key may be destroyed (it has no certificate, or one issued by CA), 0 when
  * its certificate comes from another CA (another enrollment's key: a

@@ -6,6 +6,7 @@
  * must belong to us (or root) and be writable by nobody else; locks and
  * records are opened with O_NOFOLLOW. */
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -259,4 +260,21 @@ int cli_temp_of(const char *name, const char *base, const char *suffix)
 		if (!isalnum((unsigned char)name[i]))
 			return 0;
 	return name[6] == '\0';
+}
+
+void cli_remove_temps(const char *dir, const char *base, const char *const *suffixes, size_t n)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	size_t k;
+
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL)
+		for (k = 0; k < n; k++)
+			if (cli_temp_of(e->d_name, base, suffixes[k])) {
+				(void)unlinkat(dirfd(d), e->d_name, 0);
+				break;
+			}
+	closedir(d);
 }

@@ -367,9 +367,9 @@ static void cleanup(void *ud, const char *type, const char *id, const char *toke
 
 /* Remove the temp files of LABEL's records that a killed run left in DIR
  * (p11c_file_write_atomic's NAME.tmp.XXXXXX); we hold LABEL's lock. */
-void acme_remove_stale_temps(const char *dir, const char *label)
+static void remove_stale_temps(const char *dir, const char *label)
 {
-	static const char *const sfx[] = { ".crt", ".chain.pem", ".enroll", ".acme-account", ".acme-keychange",
+	static const char *const sfx[] = { ".crt", ".chain.pem", ".enroll", ".acme-account",
 					   ".chain-alt1.pem", ".chain-alt2.pem", ".chain-alt3.pem" };
 	DIR *d = opendir(dir);
 	struct dirent *e;
@@ -635,9 +635,22 @@ int cmd_enroll_acme(struct cli *c, int argc, char **argv)
 	    (crt_path = cli_path_in(dir, label, ".crt")) == NULL || (chain_path = cli_path_in(dir, label, ".chain.pem")) == NULL ||
 	    (enroll_path = cli_path_in(dir, label, ".enroll")) == NULL)
 		goto out;
-	if ((rc = cli_lock_run(c, lock, &fd)) != 0)
+	fd = cli_lock(lock);
+	if (fd == -1) {
+		fprintf(stderr, "p11cert: %s: another run holds the lock %s\n", c->cmd, lock);
+		rc = EX_TEMPFAIL_;
 		goto out;
-	acme_remove_stale_temps(dir, label);
+	}
+	if (fd == -3) {
+		rc = EX_UNSAFE;
+		goto out;
+	}
+	if (fd < 0) {
+		fprintf(stderr, "p11cert: %s: cannot create the lock file %s: %s\n", c->cmd, lock, strerror(errno));
+		rc = EX_CANTCREAT;
+		goto out;
+	}
+	remove_stale_temps(dir, label);
 	if ((rc = acme_keychange_pending(c, dir, label)) != 0)
 		goto out;
 	if (created && !c->quiet)

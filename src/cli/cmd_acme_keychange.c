@@ -48,6 +48,9 @@ static const char acme_help[] =
 	"ACME account operations on an enrollment record (docs/acme.md); certificates:\n"
 	"'p11cert enroll acme', 'p11cert renew', 'p11cert revoke'.\n";
 
+/* the files a key change writes (a killed one may leave their temps) */
+static const char *const kc_files[] = { ".acme-keychange", ".acme-account", ".enroll" };
+
 /* what DIR/LABEL.acme-keychange holds (borrowed from its JSON) */
 struct marker {
 	json_t *j;
@@ -110,6 +113,11 @@ int acme_record_load(struct cli *c, const char *dir, const char *id, struct rene
 	if (strcmp(pr->lib->name, "acme") != 0) {
 		fprintf(stderr, "p11cert: %s: %s/%s.enroll is a '%s' record: %s is for acme\n", c->cmd, dir,
 			cli_safe(id), cli_safe(pr->lib->name), c->cmd);
+		return EX_DATAERR;
+	}
+	if (strcmp(j->id, id) != 0) {
+		fprintf(stderr, "p11cert: %s: %s/%s.enroll names the client '%s'\n", c->cmd, dir, cli_safe(id),
+			cli_safe(j->id));
 		return EX_DATAERR;
 	}
 	if ((*acct_uri = json_string_value(json_object_get(j->rec, "account_key"))) == NULL) {
@@ -400,7 +408,7 @@ static int cmd_key_change(struct cli *c, int argc, char **argv)
 	/* the lock of enroll acme / renew: no order runs meanwhile */
 	if ((rc = cli_lock_run(c, lock, &fd)) != 0)
 		goto out;
-	acme_remove_stale_temps(dir, id);
+	cli_remove_temps(dir, id, kc_files, sizeof kc_files / sizeof kc_files[0]);
 	if ((rc = marker_read(c, mpath, &m)) != 0)
 		goto out;
 	if (m.j != NULL) {

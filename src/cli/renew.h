@@ -9,17 +9,6 @@
  * options (proto/acme.c); at most ACME_CLI_MAX_NAMES names (-d). */
 #define ACME_CLI_MAX_NAMES 100
 int cmd_enroll_acme(struct cli *c, int argc, char **argv);
-/* Remove the temp files of LABEL's ACME records that a killed run left in
- * DIR; the caller holds LABEL's lock (cmd_acme.c). */
-void acme_remove_stale_temps(const char *dir, const char *label);
-/* EX_TEMPFAIL_ (printed) while DIR/LABEL.acme-keychange marks an
- * unfinished change of LABEL's ACME account key, else 0
- * (cmd_acme_keychange.c): enroll acme and renew wait for it. */
-int acme_keychange_pending(struct cli *c, const char *dir, const char *label);
-/* DIR/ID.enroll of an ACME enrollment (cli_record_load; another protocol:
- * EX_DATAERR) and its account key URI: 0, or the exit code (printed).
- * The caller json_decref()s j->rec, also on error. */
-int acme_record_load(struct cli *c, const char *dir, const char *id, struct renew_job *j, const char **acct_uri);
 
 /* DIR/LABEL.enroll for a shared-token identity (no secret: the token
  * file's path, never its content). */
@@ -34,5 +23,14 @@ int cmd_enroll_caramel(struct cli *c, int argc, char **argv);
 /* The shared token from FILE, else P11CERT_CA_TOKEN (cmd_enroll.c);
  * the caller wipes and frees it. */
 int read_token(struct cli *c, const char *file, unsigned char **tok, size_t *len);
+
+/* acme key-change (cmd_acme_keychange.c).  EX_TEMPFAIL_ (printed) while DIR/LABEL.acme-keychange marks an
+ * unfinished change of LABEL's ACME account key, else 0
+ * (cmd_acme_keychange.c): enroll acme and renew wait for it. */
+int acme_keychange_pending(struct cli *c, const char *dir, const char *label);
+/* DIR/ID.enroll of an ACME enrollment (cli_record_load; another protocol:
+ * EX_DATAERR) and its account key URI: 0, or the exit code (printed).
+ * The caller json_decref()s j->rec, also on error. */
+int acme_record_load(struct cli *c, const char *dir, const char *id, struct renew_job *j, const char **acct_uri);
 
 #endif

@@ -7,43 +7,26 @@
 #  - the same for the answer to an order poll
 #  - an order that stays "pending" forever: the wait ends at --timeout,
 #    exit 69, nothing stored
-. "$(dirname "$0")/enroll_lib.sh"
+. "$(dirname "$0")/acme_stub_lib.sh"
 
 new_token acme
-S=$T/srv
-mkdir -p "$S"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$S/key.pem" -out "$S/cert.pem" \
-	-subj /CN=localhost -days 2 -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" >/dev/null 2>&1 \
-	|| fail "cannot make the server certificate"
-PORT=$(free_port)
+S=$STUB_DIR
 cat >"$S/srv.py" <<'PY'
-import http.server, json, ssl, sys
+import json, sys
+from acme_stub import Handler, serve
 port, mode, d = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-base = "https://localhost:%d" % port
-class H(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *a):
-        sys.stderr.write("%s %s\n" % (self.command, self.path))
-    def send(self, code, body=b"", ctype="application/json", extra=()):
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Replay-Nonce", "nonce-%d" % id(self))
-        for k, v in extra:
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-    def do_HEAD(self):
-        self.send(200)
+
+class Bad(Handler):
     def do_GET(self):
         if self.path == "/dir":
-            self.send(200, json.dumps({"newNonce": base + "/nonce", "newAccount": base + "/acct",
-                                       "newOrder": base + "/order"}).encode())
+            self.send(200, json.dumps({"newNonce": self.base + "/nonce", "newAccount": self.base + "/acct",
+                                       "newOrder": self.base + "/order"}).encode())
         else:
             self.send(404)
+
     def do_POST(self):
-        n = int(self.headers.get("Content-Length", "0"))
-        self.rfile.read(n)
+        self.body()
+        base = self.base
         if self.path == "/acct":
             if mode == "huge":
                 self.send(200, b"x" * (300 * 1024), extra=[("Location", base + "/acct/1")])
@@ -58,24 +41,15 @@ class H(http.server.BaseHTTPRequestHandler):
             self.send(200, json.dumps({"status": "pending", "authorizations": [], "finalize": base + "/fin"}).encode())
         else:
             self.send(404)
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain(d + "/cert.pem", d + "/key.pem")
-srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), H)
-srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-srv.serve_forever()
+
+serve(Bad, port, d)
 PY
 
 # srv MODE: (re)start the scripted server
-srv() {
-	[ -n "${SPID:-}" ] && kill_pid "$SPID"
-	python3 "$S/srv.py" "$PORT" "$1" "$S" 2>"$T/srv-$1.log" &
-	SPID=$!
-	_PIDS+=("$SPID")
-	wait_for 20 "the scripted ACME server" curl -sf --cacert "$S/cert.pem" "https://localhost:$PORT/dir"
-}
+srv() { stub_start "$S/srv.py" "$1"; }
 D=$T/state
 mkdir -m 700 "$D"
-args=(enroll acme --server "https://localhost:$PORT/dir" --cacert "$S/cert.pem" --agree-tos
+args=(enroll acme --server "$STUB_DIRURL" --cacert "$S/cert.pem" --agree-tos
 	--key "pkcs11:token=$TOKEN;object=web" -d www.example.test --webroot "$T" --dir "$D")
 
 srv huge

@@ -276,9 +276,9 @@ p11c_result p11c_acme_new(p11c_ctx *ctx, const p11c_acme_server *srv, p11c_acme 
 	    (a->new_account = strdup(jstr(d, "newAccount"))) == NULL ||
 	    (a->new_order = strdup(jstr(d, "newOrder"))) == NULL)
 		goto out;
-	if (jstr(d, "revokeCert") != NULL && (a->revoke_cert = strdup(jstr(d, "revokeCert"))) == NULL)
-		goto out;
 	if (jstr(d, "keyChange") != NULL && (a->key_change = strdup(jstr(d, "keyChange"))) == NULL)
+		goto out;
+	if (jstr(d, "revokeCert") != NULL && (a->revoke_cert = strdup(jstr(d, "revokeCert"))) == NULL)
 		goto out;
 	if (jstr(json_object_get(d, "meta"), "termsOfService") != NULL &&
 	    (a->terms = dup_str(jstr(json_object_get(d, "meta"), "termsOfService"))) == NULL)
@@ -358,6 +358,39 @@ const char *const *p11c_acme_alternates(const p11c_acme *a, size_t *n)
 const char *p11c_acme_terms(const p11c_acme *a)
 {
 	return a ? a->terms : NULL;
+}
+
+/* --- for acme_keychange.c (acme_int.h) ------------------------------------------------- */
+
+p11c_ctx *p11c_acme_ctx(const p11c_acme *a)
+{
+	return a->ctx;
+}
+
+const char *p11c_acme_key_change_url(const p11c_acme *a)
+{
+	return a->key_change;
+}
+
+const char *p11c_acme_kid(const p11c_acme *a)
+{
+	return a->kid;
+}
+
+p11c_key *p11c_acme_account_key(const p11c_acme *a)
+{
+	return a->acct;
+}
+
+p11c_result p11c_acme_post_kid(p11c_acme *a, const char *url, const char *payload, struct p11c_http *h,
+			       const char *what)
+{
+	return post(a, url, payload, 0, NULL, h, what);
+}
+
+p11c_result p11c_acme_answer_error(p11c_acme *a, const struct p11c_http *h, const char *what)
+{
+	return answer_error(a, h, what);
 }
 
 static p11c_result account_answer(p11c_acme *a, struct p11c_http *h, char **url)
@@ -461,39 +494,6 @@ out:
 	free(s);
 	p11c_http_clear(&h);
 	return r;
-}
-
-/* --- for acme_keychange.c (acme_int.h) ------------------------------------------------- */
-
-p11c_ctx *p11c_acme_ctx(const p11c_acme *a)
-{
-	return a->ctx;
-}
-
-const char *p11c_acme_key_change_url(const p11c_acme *a)
-{
-	return a->key_change;
-}
-
-const char *p11c_acme_kid(const p11c_acme *a)
-{
-	return a->kid;
-}
-
-p11c_key *p11c_acme_account_key(const p11c_acme *a)
-{
-	return a->acct;
-}
-
-p11c_result p11c_acme_post_kid(p11c_acme *a, const char *url, const char *payload, struct p11c_http *h,
-			       const char *what)
-{
-	return post(a, url, payload, 0, NULL, h, what);
-}
-
-p11c_result p11c_acme_answer_error(p11c_acme *a, const struct p11c_http *h, const char *what)
-{
-	return answer_error(a, h, what);
 }
 
 /* --- orders ------------------------------------------------------------------------------ */

@@ -3,9 +3,9 @@
 #ifndef P11C_ACME_INT_H
 #define P11C_ACME_INT_H
 
-#include "internal.h"
-
 #include <p11cert/acme.h>
+
+#include "internal.h"
 
 /* The downloaded chain (PEM, leaf first, at most P11C_HTTP_MAX_RESPONSE
  * bytes, no NUL needed): the leaf is for pub and names every identifier,
