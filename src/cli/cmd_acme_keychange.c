@@ -244,8 +244,11 @@ static int key_change(struct cli *c, const struct renew_job *j, struct marker *m
 	if (mpath == NULL)
 		goto out;
 	/* killed after the records: only the old key and the marker are left */
-	if (m->j != NULL && strcmp(old_uri, m->new_key) == 0)
+	if (m->j != NULL && strcmp(old_uri, m->new_key) == 0) {
+		if (!c->quiet)
+			fprintf(stderr, "p11cert: %s: the records name the new key already; finishing\n", c->cmd);
 		goto finish;
+	}
 	if ((r = cli_ctx(c)) != P11C_OK) {
 		rc = cli_fail(c, r, NULL);
 		goto out;

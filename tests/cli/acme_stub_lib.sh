@@ -25,7 +25,7 @@ STUB_PID=''
 stub_start() {
 	[ -n "$STUB_PID" ] && kill_pid "$STUB_PID"
 	SRV_LOG=$T/stub-$2.log
-	PYTHONPATH="$P11C_SOURCE_DIR/tests/helpers" python3 "$1" "$STUB_PORT" "$2" "$STUB_DIR" 2>"$SRV_LOG" &
+	PYTHONDONTWRITEBYTECODE=1 PYTHONPATH="$P11C_SOURCE_DIR/tests/helpers" python3 "$1" "$STUB_PORT" "$2" "$STUB_DIR" 2>"$SRV_LOG" &
 	STUB_PID=$!
 	_PIDS+=("$STUB_PID")
 	wait_for 20 "the scripted ACME server" curl -sf --cacert "$STUB_DIR/cert.pem" "$STUB_DIRURL"
