@@ -9,6 +9,7 @@
 # `stub_start SCRIPT MODE` (re)starts `python3 SCRIPT PORT MODE STUB_DIR`
 # (stderr in SRV_LOG, one line per request) and waits for its /dir.
 
+# shellcheck disable=SC2034
 # shellcheck source=enroll_lib.sh
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/enroll_lib.sh"
 TEST_NAME=$(basename "${BASH_SOURCE[1]:-$0}" .sh)

@@ -21,11 +21,12 @@ uri() { printf 'pkcs11:token=%s;object=%s' "$TOKEN" "$1"; }
 field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
 # records_name URI: both records of web name URI as the account key
 records_name() {
+	local f
 	[ "$(field "$D/web.acme-account" account_key)" = "$1" ] || fail "web.acme-account: $(cat "$D/web.acme-account")"
 	[ "$(field "$D/web.enroll" account_key)" = "$1" ] || fail "web.enroll: $(cat "$D/web.enroll")"
 	[ "$(field "$D/web.acme-account" url)" = "$ACCT" ] || fail "web.acme-account: the account URL changed"
 	[ ! -e "$D/web.acme-keychange" ] || fail "the marker is left: $(cat "$D/web.acme-keychange")"
-	if ls "$D" | grep -q '\.tmp\.'; then fail "temp files left: $(ls "$D")"; fi
+	for f in "$D"/*.tmp.*; do [ ! -e "$f" ] || fail "temp file left: $f"; done
 }
 # renew_same: a renewal through the records uses the account $ACCT
 renew_same() {
