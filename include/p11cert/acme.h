@@ -104,9 +104,12 @@ P11C_API p11c_result p11c_acme_revoke(p11c_acme *a, X509 *cert, int reason, p11c
  * URL) and the handle signs with new_key from then on.  new_key: EC P-256,
  * P-384 or RSA, not the current key (P11C_ERR_ARG).  A new key that is
  * already an account's key: P11C_ERR_REJECTED with that account's URL (the
- * 409's Location) in the ctx detail, nothing changed.  No keyChange in the
- * directory: P11C_ERR_PROTOCOL.  After any error, call p11c_acme_account
- * again before other requests. */
+ * 409's Location) in the ctx detail, nothing changed (some CAs answer
+ * otherwise, pebble 2.4 with a 500: p11c_acme_account(a, new_key, ...,
+ * create 0) then names the account the key belongs to).  No keyChange in
+ * the directory: P11C_ERR_PROTOCOL.  An error without the CA's answer
+ * leaves the outcome open: the same lookup tells whether the CA switched.
+ * After any error, call p11c_acme_account again before other requests. */
 P11C_API p11c_result p11c_acme_key_change(p11c_acme *a, p11c_key *new_key);
 
 /* JWK thumbprint (RFC 7638) of a public key, SHA-256, base64url without
