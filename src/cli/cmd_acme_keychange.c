@@ -7,6 +7,7 @@
  * run that finds the marker asks the CA which key the account has now (a
  * lookup with the new key, s7.3.1) and finishes (docs/acme.md).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -149,6 +150,45 @@ int acme_keychange_pending(struct cli *c, const char *dir, const char *label)
 #define KC_DONE 1       /* the new key is the account's: the CA switched */
 #define KC_OTHER 2      /* the new key is another account's (printed) */
 #define KC_UNKNOWN (-1) /* no answer (cli_fail printed it, *rc its exit code) */
+
+/* Another record of DIR that names the account key URI: its file name
+ * (caller frees), else NULL.  Records of other folders are not seen
+ * (docs/acme.md). */
+static char *record_sharing(const char *dir, const char *id, const char *uri)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	char *own = NULL, *found = NULL, *path;
+	unsigned char *b;
+	size_t bl, n;
+	json_t *j;
+
+	if (d == NULL || asprintf(&own, "%s.enroll", id) < 0) {
+		own = NULL;
+		goto out;
+	}
+	while (found == NULL && (e = readdir(d)) != NULL) {
+		n = strlen(e->d_name);
+		if (n <= 7 || strcmp(e->d_name + n - 7, ".enroll") != 0 || strcmp(e->d_name, own) == 0 ||
+		    e->d_name[0] == '.' || (path = cli_path_in(dir, e->d_name, "")) == NULL)
+			continue;
+		b = NULL;
+		if (p11c_file_read(path, 65536, &b, &bl) == P11C_OK &&
+		    (j = json_loadb((const char *)b, bl, 0, NULL)) != NULL) {
+			if (json_string_value(json_object_get(j, "account_key")) != NULL &&
+			    strcmp(json_string_value(json_object_get(j, "account_key")), uri) == 0)
+				found = strdup(e->d_name);
+			json_decref(j);
+		}
+		free(b);
+		free(path);
+	}
+out:
+	if (d != NULL)
+		closedir(d);
+	free(own);
+	return found;
+}
 
 /* What the CA says of the new key (RFC 8555 s7.3.1 lookup, never a
  * creation): one of the KC_ values */
@@ -373,7 +413,7 @@ static int cmd_key_change(struct cli *c, int argc, char **argv)
 	struct renew_job j;
 	struct marker m;
 	p11c_key_type kt;
-	char *lock = NULL, *mpath = NULL, *old_uri = NULL;
+	char *lock = NULL, *mpath = NULL, *old_uri = NULL, *shared = NULL;
 	int destroy = 0, ch, fd = -1, rc = EX_SOFTWARE;
 
 	if (cli_help(argc, argv, keychange_help))
@@ -434,6 +474,11 @@ static int cmd_key_change(struct cli *c, int argc, char **argv)
 	} else if (strcmp(new_uri, old_uri) == 0) {
 		rc = cli_usage(c, "--new-account-key '%s' is the current account key", new_uri);
 		goto out;
+	} else if ((shared = record_sharing(dir, id, old_uri)) != NULL) {
+		/* that enrollment would be left with a key the CA dropped */
+		rc = cli_usage(c, "the account key '%s' is also the one of %s/%s: its enrollment would lose the "
+			       "account; give each enrollment its own account key", old_uri, dir, cli_safe(shared));
+		goto out;
 	}
 	rc = key_change(c, &j, &m, old_uri, new_uri, type, destroy);
 out:
@@ -442,6 +487,7 @@ out:
 	json_decref(m.j);
 	json_decref(j.rec);
 	free(old_uri);
+	free(shared);
 	free(lock);
 	free(mpath);
 	return rc;

@@ -49,6 +49,11 @@ expect_rc 64 kc
 expect_rc 64 kc --new-account-key "$(uri a2)" --type ed25519
 expect_rc 64 kc --new-account-key "$OLD"
 expect_grep "current" "$T/err"
+# another record naming the same account key: refused (it would lose the account)
+sed 's/"client_id": "web"/"client_id": "twin"/' "$D/web.enroll" >"$D/twin.enroll"
+expect_rc 64 kc --new-account-key "$(uri a2)"
+expect_grep -F "also the one of $D/twin.enroll" "$T/err"
+rm -f "$D/twin.enroll"
 expect_rc 66 p11c acme key-change --id nosuch --dir "$D" --new-account-key "$(uri a2)"
 [ "$(n_objects private-key a2)" = 0 ] || fail "a usage error generated a key"
 records_name "$OLD"
