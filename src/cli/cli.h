@@ -151,5 +151,8 @@ int cli_rekey_finish(struct cli *c, p11c_key **old, p11c_key **nkey, const char 
  * Relabel it LABEL: P11C_OK with *out, P11C_ERR_NOT_FOUND when there is
  * none. */
 p11c_result cli_rekey_recover(struct cli *c, const char *label, p11c_key **out);
+/* 1 when uri finds no key and LABEL~rekey is a key with a certificate
+ * (what cli_rekey_recover renames) */
+int cli_rekey_left(struct cli *c, const char *uri, const char *label);
 
 #endif

@@ -659,8 +659,7 @@ int acme_enroll_run(struct cli *c, int argc, char **argv, const struct acme_rene
 		rc = cli_fail(c, r, NULL);
 		goto out;
 	}
-	/* renew: the record's lock first, then a rekey stopped between its
-	 * last two steps is finished (rekey.c) */
+	/* renew: the record's lock before the key is looked up */
 	if (ro != NULL) {
 		if (!cli_file_name_ok(ro->label, 200)) {
 			rc = cli_usage(c, "the record's client_id '%s' cannot name files in DIR", cli_safe(ro->label));
@@ -675,8 +674,6 @@ int acme_enroll_run(struct cli *c, int argc, char **argv, const struct acme_rene
 	}
 	/* the certificate key: reused, or made in the token */
 	r = p11c_key_find(c->ctx, uri, &key);
-	if (r == P11C_ERR_NOT_FOUND && ro != NULL)
-		r = cli_rekey_recover(c, ro->label, &key);
 	if (r == P11C_ERR_NOT_FOUND) {
 		(void)p11c_key_type_parse(type, &kt);
 		r = p11c_keygen(c->ctx, uri, kt, 0, &key);

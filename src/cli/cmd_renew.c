@@ -127,12 +127,19 @@ int cmd_check(struct cli *c, int argc, char **argv)
 			return CHECK_ERROR;
 		uri = rj.uri;
 	}
-	if ((r = cli_ctx(c)) != P11C_OK || (r = p11c_key_find(c->ctx, uri, &key)) != P11C_OK) {
+	if ((r = cli_ctx(c)) != P11C_OK) {
 		cli_fail(c, r, NULL);
 		goto out;
 	}
-	r = p11c_cert_get(c->ctx, key, &cert);
-	if (r == P11C_ERR_NOT_FOUND) {
+	/* the key gone and ID~rekey holding the new one: renew finishes that
+	 * rekey (rekey.c) */
+	if (id != NULL && cli_rekey_left(c, uri, rj.id)) {
+		need = 1;
+		reason = "a rekey stopped half-way (the new key is ID~rekey): renew finishes it";
+	} else if ((r = p11c_key_find(c->ctx, uri, &key)) != P11C_OK) {
+		cli_fail(c, r, NULL);
+		goto out;
+	} else if ((r = p11c_cert_get(c->ctx, key, &cert)) == P11C_ERR_NOT_FOUND) {
 		need = 1;
 		reason = "no certificate";
 	} else if (r != P11C_OK) {
@@ -287,7 +294,19 @@ int cmd_renew(struct cli *c, int argc, char **argv)
 		rc = cli_fail(c, r, NULL);
 		goto out;
 	}
-	before = token_cert(c, j.uri);
+	/* a rekey stopped between its last two steps left the new key, with
+	 * its certificate, as ID~rekey (rekey.c; the record's id is the key
+	 * label for ACME and shared-token identities): it takes the label */
+	if ((before = token_cert(c, j.uri)) == NULL && cli_rekey_left(c, j.uri, j.id)) {
+		p11c_key *k = NULL;
+
+		if ((r = cli_rekey_recover(c, j.id, &k)) != P11C_OK) {
+			rc = cli_fail(c, r, "finishing the rekey of '%s'", cli_safe(j.id));
+			goto out;
+		}
+		p11c_key_free(&k);
+		before = token_cert(c, j.uri);
+	}
 	/* the CA's schedule (ACME: RFC 9773): not before its time; a rekey
 	 * is asked for, whatever the schedule */
 	if (!rekey && before != NULL && pr->schedule != NULL && X509_cmp_time(X509_get0_notAfter(before), NULL) > 0 &&

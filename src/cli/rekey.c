@@ -65,6 +65,23 @@ int cli_rekey_finish(struct cli *c, p11c_key **old, p11c_key **nkey, const char 
 	return 0;
 }
 
+int cli_rekey_left(struct cli *c, const char *uri, const char *label)
+{
+	char *tmp_uri;
+	p11c_key *k = NULL;
+	X509 *x = NULL;
+	int left = 0;
+
+	if (p11c_key_find(c->ctx, uri, &k) == P11C_ERR_NOT_FOUND && (tmp_uri = cli_rekey_uri(c->ctx, label)) != NULL) {
+		left = p11c_key_find(c->ctx, tmp_uri, &k) == P11C_OK && p11c_cert_get(c->ctx, k, &x) == P11C_OK;
+		free(tmp_uri);
+	}
+	ERR_clear_error();
+	X509_free(x);
+	p11c_key_free(&k);
+	return left;
+}
+
 p11c_result cli_rekey_recover(struct cli *c, const char *label, p11c_key **out)
 {
 	char *tmp_uri = cli_rekey_uri(c->ctx, label);

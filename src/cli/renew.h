@@ -11,7 +11,7 @@
 int cmd_enroll_acme(struct cli *c, int argc, char **argv);
 /* What renew adds to enroll acme (proto/acme.c): label, the record's
  * client_id (the key's label: its lock is taken before the key is looked
- * up, and a rekey stopped between its last two steps is finished); the
+ * up); the
  * order replaces the current certificate (RFC 9773 s5) when the CA has
  * renewalInfo; rekey: the safe rekey of rekey.c, the certificate of the new
  * key kept in DIR/LABEL.rekey.chain.pem until the old key is gone. */

@@ -79,6 +79,10 @@ pass "killed after the new certificate was stored: the rerun finishes"
 stall_and_kill rk3 rekey-deleted "$P11CERT" --module "$MOD" --pin-file "$PINF" renew --id web --dir "$D" --rekey
 [ "$(n_objects private-key web)" = 0 ] || fail "the old key is still there"
 new_id=$(cert_next_to_key 'web~rekey')
+# the systemd unit's ExecCondition lets renew run (no error, 255)
+expect_rc 0 p11c check --id web --dir "$D"
+expect_grep "a rekey stopped half-way" "$T/out"
+[ "$(n_objects private-key web)" = 0 ] || fail "check changed the token"
 expect_rc 0 p11c renew --id web --dir "$D"
 expect_grep "finished the rekey of 'web'" "$T/err"
 [ "$(cert_next_to_key web "$D/web.crt")" = "$new_id" ] || fail "the renamed key is not the new one"
