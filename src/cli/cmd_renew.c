@@ -136,15 +136,13 @@ int cmd_check(struct cli *c, int argc, char **argv)
 	if (id != NULL && cli_rekey_left(c, uri, rj.id)) {
 		need = 1;
 		reason = "a rekey stopped half-way (the new key is ID~rekey): renew finishes it";
-	} else if ((r = p11c_key_find(c->ctx, uri, &key)) != P11C_OK) {
+	} else if ((r = p11c_key_find(c->ctx, uri, &key)) != P11C_OK ||
+		   ((r = p11c_cert_get(c->ctx, key, &cert)) != P11C_OK && r != P11C_ERR_NOT_FOUND)) {
 		cli_fail(c, r, NULL);
 		goto out;
-	} else if ((r = p11c_cert_get(c->ctx, key, &cert)) == P11C_ERR_NOT_FOUND) {
+	} else if (r == P11C_ERR_NOT_FOUND) {
 		need = 1;
 		reason = "no certificate";
-	} else if (r != P11C_OK) {
-		cli_fail(c, r, NULL);
-		goto out;
 	} else {
 		at = renew_at(cert, &t);
 		/* the CA's own schedule (ACME: RFC 9773) before the threshold */

@@ -162,7 +162,6 @@ static int acme_schedule(struct cli *c, const struct renew_job *j, X509 *cert, s
 	unsigned long long rnd = 0;
 	time_t now = time(NULL), at = 0, next = 0;
 	int have, rc = 0;
-	p11c_result r;
 
 	memset(s, 0, sizeof *s);
 	if (p11c_acme_cert_id(cert, &id) != P11C_OK || (path = cli_path_in(j->dir, j->id, ".ari")) == NULL)
@@ -174,8 +173,8 @@ static int acme_schedule(struct cli *c, const struct renew_job *j, X509 *cert, s
 		memset(&srv, 0, sizeof srv);
 		srv.directory_url = j->server;
 		srv.ca_file = j->ca_file;
-		if (cli_curl_ready(c) != 0 || (r = p11c_acme_new(c->ctx, &srv, &a)) != P11C_OK ||
-		    !p11c_acme_ari_supported(a) || (r = p11c_acme_renewal_info(a, cert, &w)) != P11C_OK) {
+		if (cli_curl_ready(c) != 0 || p11c_acme_new(c->ctx, &srv, &a) != P11C_OK || !p11c_acme_ari_supported(a) ||
+		    p11c_acme_renewal_info(a, cert, &w) != P11C_OK) {
 			if (a != NULL && p11c_acme_ari_supported(a))
 				fprintf(stderr, "p11cert: %s: warning: no renewal information from %s: %s\n", c->cmd,
 					cli_safe(j->server), cli_safe(p11c_ctx_detail(c->ctx)));
