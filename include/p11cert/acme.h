@@ -9,6 +9,8 @@
 #ifndef P11CERT_ACME_H
 #define P11CERT_ACME_H
 
+#include <time.h>
+
 #include <p11cert/p11cert.h>
 
 #ifdef __cplusplus
@@ -111,6 +113,37 @@ P11C_API p11c_result p11c_acme_revoke(p11c_acme *a, X509 *cert, int reason, p11c
  * leaves the outcome open: the same lookup tells whether the CA switched.
  * After any error, call p11c_acme_account again before other requests. */
 P11C_API p11c_result p11c_acme_key_change(p11c_acme *a, p11c_key *new_key);
+/* --- ACME Renewal Information (RFC 9773; src/lib/enroll/acme_ari.c) --- */
+
+/* What the CA suggests for one certificate (RFC 9773 s4.2). */
+typedef struct {
+	time_t start, end;     /* suggestedWindow; end > start */
+	char explanation[512]; /* explanationURL (printable, at most 511 bytes), or "" */
+	long retry_after;      /* seconds until it may be asked again: the
+				* Retry-After header bounded to 60 .. 86400
+				* (s4.3.3), 21600 when absent */
+} p11c_acme_ari;
+
+/* The certificate's ARI CertID (RFC 9773 s4.1): base64url of its
+ * authorityKeyIdentifier keyIdentifier, ".", base64url of its serial
+ * number's DER content bytes.  Caller frees *out.  P11C_ERR_ARG for a
+ * certificate without an AKI keyIdentifier. */
+P11C_API p11c_result p11c_acme_cert_id(X509 *cert, char **out);
+/* 1 when the directory has renewalInfo */
+P11C_API int p11c_acme_ari_supported(const p11c_acme *a);
+/* GET renewalInfo/CertID (RFC 9773 s4.3), answer bounded and checked.
+ * P11C_ERR_NOT_FOUND when the directory has no renewalInfo. */
+P11C_API p11c_result p11c_acme_renewal_info(p11c_acme *a, X509 *cert, p11c_acme_ari *out);
+/* The time to renew: uniformly random in [start, end) given a random
+ * number rnd (s4.2). */
+P11C_API time_t p11c_acme_ari_pick(const p11c_acme_ari *w, unsigned long long rnd);
+/* 1 when it is time to renew at now: now >= at (the picked time) or the
+ * window's end has passed. */
+P11C_API int p11c_acme_ari_due(const p11c_acme_ari *w, time_t at, time_t now);
+/* The next p11c_acme_order carries replaces = cert_id (RFC 9773 s5); a
+ * CA that refuses it (alreadyReplaced, or a replaces it does not take) gets
+ * the order once more without it.  NULL: none. */
+P11C_API p11c_result p11c_acme_set_replaces(p11c_acme *a, const char *cert_id);
 
 /* JWK thumbprint (RFC 7638) of a public key, SHA-256, base64url without
  * padding (43 characters + NUL). */

@@ -142,8 +142,25 @@ void cli_caramel_warn_upstream(struct cli *c, const char *server, p11c_key *key)
 /* seconds since the epoch of an ASN1_TIME */
 time_t ca_time(const ASN1_TIME *t);
 
-/* The URI of LABEL~rekey, the new key of a rekey, percent-encoded
- * (cmd_renew.c).  Caller frees; NULL when out of memory. */
+/* rekey.c: the steps of every renew --rekey.  The URI of LABEL~rekey,
+ * the new key of a rekey, percent-encoded.  Caller frees; NULL when out
+ * of memory. */
 char *cli_rekey_uri(p11c_ctx *ctx, const char *label);
+/* The new key for old: LABEL~rekey when a stopped run left it (*resumed
+ * 1), else generated in the token with old's type (sensitive, not
+ * extractable).  0, or an exit code (printed). */
+int cli_rekey_key(struct cli *c, p11c_key *old, p11c_key **nkey, int *resumed);
+/* Once nkey's certificate is stored: destroy *old (key and certificates),
+ * then relabel *nkey LABEL; then *old is the new key and *nkey NULL.  0,
+ * or an exit code (printed). */
+int cli_rekey_finish(struct cli *c, p11c_key **old, p11c_key **nkey, const char *label);
+/* LABEL is gone: a rekey stopped between the two steps of
+ * cli_rekey_finish left the new key, with its certificate, as LABEL~rekey.
+ * Relabel it LABEL: P11C_OK with *out, P11C_ERR_NOT_FOUND when there is
+ * none. */
+p11c_result cli_rekey_recover(struct cli *c, const char *label, p11c_key **out);
+/* 1 when uri finds no key and LABEL~rekey is a key with a certificate
+ * (what cli_rekey_recover renames) */
+int cli_rekey_left(struct cli *c, const char *uri, const char *label);
 
 #endif

@@ -370,7 +370,8 @@ static void cleanup(void *ud, const char *type, const char *id, const char *toke
 static void remove_stale_temps(const char *dir, const char *label)
 {
 	static const char *const sfx[] = { ".crt", ".chain.pem", ".enroll", ".acme-account",
-					   ".chain-alt1.pem", ".chain-alt2.pem", ".chain-alt3.pem" };
+					   ".chain-alt1.pem", ".chain-alt2.pem", ".chain-alt3.pem",
+					   ".rekey.chain.pem", ".ari" };
 	DIR *d = opendir(dir);
 	struct dirent *e;
 	size_t k;
@@ -430,6 +431,29 @@ static int json_write(struct cli *c, const char *path, json_t *j, unsigned mode)
 	}
 	free(s);
 	return rc;
+}
+
+/* The chain a stopped rekey kept for the new key (DIR/LABEL.rekey.chain.pem,
+ * written by us in the state folder): when its leaf is nkey's and valid
+ * now, the chain (caller frees), else NULL */
+static char *rekey_chain_read(struct cli *c, const char *path, p11c_key *nkey)
+{
+	unsigned char *b = NULL;
+	size_t bl = 0;
+	X509 *leaf = NULL;
+	char *out = NULL;
+	struct stat sb;
+
+	if (lstat(path, &sb) == 0 && cli_state_read(c, path, 64 * 1024, &b, &bl) == 0 &&
+	    p11c_x509_parse(b, bl, &leaf) == P11C_OK && p11c_cert_matches(leaf, p11c_key_public(nkey)) &&
+	    X509_cmp_time(X509_get0_notAfter(leaf), NULL) > 0 && (out = malloc(bl + 1)) != NULL) {
+		memcpy(out, b, bl);
+		out[bl] = '\0';
+	}
+	ERR_clear_error();
+	X509_free(leaf);
+	free(b);
+	return out;
 }
 
 /* The EAB MAC key from FILE (base64url, as CAs hand it out): never argv,
@@ -493,8 +517,12 @@ static const char acme_help[] =
 	"                      LABEL.chain-altN.pem (alternate chains), LABEL.enroll\n"
 	"  --timeout S         bound on the waits of one order (default 300)\n";
 
-int cmd_enroll_acme(struct cli *c, int argc, char **argv);
 int cmd_enroll_acme(struct cli *c, int argc, char **argv)
+{
+	return acme_enroll_run(c, argc, argv, NULL);
+}
+
+int acme_enroll_run(struct cli *c, int argc, char **argv, const struct acme_renew_opts *ro)
 {
 	static const struct option opts[] = {
 		{ "server", required_argument, NULL, 's' },      { "key", required_argument, NULL, 'k' },
@@ -518,8 +546,9 @@ int cmd_enroll_acme(struct cli *c, int argc, char **argv)
 	char *acct_label = NULL, *acct_uri_own = NULL, *lock = NULL, *acct_path = NULL, *crt_path = NULL;
 	char *chain_path = NULL, *enroll_path = NULL, *recorded = NULL, *acct_url = NULL, *chain = NULL;
 	char *leaf_pem = NULL, *abs_webroot = NULL, *abs_cacert = NULL, err[300];
-	const char *label;
-	p11c_key *key = NULL, *acct = NULL;
+	char *label = NULL, *rk_chain_path = NULL;
+	p11c_key *key = NULL, *acct = NULL, *nkey = NULL, *order_key;
+	int resumed = 0;
 	p11c_acme *a = NULL;
 	p11c_acme_server srv;
 	p11c_acme_challenger chr;
@@ -613,6 +642,19 @@ int cmd_enroll_acme(struct cli *c, int argc, char **argv)
 		rc = cli_fail(c, r, NULL);
 		goto out;
 	}
+	/* renew: the record's lock before the key is looked up */
+	if (ro != NULL) {
+		if (!cli_file_name_ok(ro->label, 200)) {
+			rc = cli_usage(c, "the record's client_id '%s' cannot name files in DIR", cli_safe(ro->label));
+			goto out;
+		}
+		if ((lock = cli_path_in(dir, ro->label, ".lock")) == NULL) {
+			rc = EX_SOFTWARE;
+			goto out;
+		}
+		if ((rc = cli_lock_run(c, lock, &fd)) != 0)
+			goto out;
+	}
 	/* the certificate key: reused, or made in the token */
 	r = p11c_key_find(c->ctx, uri, &key);
 	if (r == P11C_ERR_NOT_FOUND) {
@@ -624,32 +666,30 @@ int cmd_enroll_acme(struct cli *c, int argc, char **argv)
 		rc = cli_fail(c, r, "token key '%s'", uri);
 		goto out;
 	}
-	label = p11c_key_label(key);
+	if ((label = strdup(p11c_key_label(key))) == NULL) {
+		rc = EX_SOFTWARE;
+		goto out;
+	}
 	if (!cli_file_name_ok(label, 200)) {
 		rc = cli_usage(c, "the key's label '%s' cannot name files in DIR (no '/', not starting with '.')",
 			       cli_safe(label));
 		goto out;
 	}
+	if (ro != NULL && strcmp(label, ro->label) != 0) {
+		fprintf(stderr, "p11cert: %s: the record's client_id '%s' is not the label of its key '%s'\n", c->cmd,
+			cli_safe(ro->label), cli_safe(label));
+		rc = EX_DATAERR;
+		goto out;
+	}
 	rc = EX_SOFTWARE;
-	if ((lock = cli_path_in(dir, label, ".lock")) == NULL || (acct_path = cli_path_in(dir, label, ".acme-account")) == NULL ||
+	if ((lock == NULL && (lock = cli_path_in(dir, label, ".lock")) == NULL) ||
+	    (acct_path = cli_path_in(dir, label, ".acme-account")) == NULL ||
 	    (crt_path = cli_path_in(dir, label, ".crt")) == NULL || (chain_path = cli_path_in(dir, label, ".chain.pem")) == NULL ||
-	    (enroll_path = cli_path_in(dir, label, ".enroll")) == NULL)
+	    (enroll_path = cli_path_in(dir, label, ".enroll")) == NULL ||
+	    (rk_chain_path = cli_path_in(dir, label, ".rekey.chain.pem")) == NULL)
 		goto out;
-	fd = cli_lock(lock);
-	if (fd == -1) {
-		fprintf(stderr, "p11cert: %s: another run holds the lock %s\n", c->cmd, lock);
-		rc = EX_TEMPFAIL_;
+	if (fd < 0 && (rc = cli_lock_run(c, lock, &fd)) != 0)
 		goto out;
-	}
-	if (fd == -3) {
-		rc = EX_UNSAFE;
-		goto out;
-	}
-	if (fd < 0) {
-		fprintf(stderr, "p11cert: %s: cannot create the lock file %s: %s\n", c->cmd, lock, strerror(errno));
-		rc = EX_CANTCREAT;
-		goto out;
-	}
 	remove_stale_temps(dir, label);
 	if ((rc = acme_keychange_pending(c, dir, label)) != 0)
 		goto out;
@@ -734,13 +774,41 @@ int cmd_enroll_acme(struct cli *c, int argc, char **argv)
 		json_decref(js);
 		js = NULL;
 	}
-	r = p11c_acme_order(a, key, names, nnames, challenge, &chr, &chain);
-	if (r != P11C_OK) {
-		rc = cli_fail(c, r, "no certificate for %s%s; the token key and its certificate are unchanged", names[0],
-			      nnames > 1 ? " and the other names" : "");
-		if (r == P11C_ERR_PENDING)
-			rc = EX_UNAVAILABLE; /* still waiting after --timeout: 69, as enroll caramel */
-		goto out;
+	order_key = key;
+	if (ro != NULL) {
+		X509 *cur = NULL;
+		char *cid = NULL;
+
+		/* RFC 9773 s5: the new order replaces the current certificate */
+		if (p11c_acme_ari_supported(a) && p11c_cert_get(c->ctx, key, &cur) == P11C_OK &&
+		    p11c_acme_cert_id(cur, &cid) == P11C_OK && p11c_acme_set_replaces(a, cid) == P11C_OK && !c->quiet)
+			fprintf(stderr, "p11cert: %s: the order replaces certificate %s (RFC 9773)\n", c->cmd, cid);
+		ERR_clear_error();
+		X509_free(cur);
+		free(cid);
+		if (ro->rekey) {
+			/* the new key (rekey.c); a stopped rekey whose certificate
+			 * came goes on with it */
+			if ((rc = cli_rekey_key(c, key, &nkey, &resumed)) != 0)
+				goto out;
+			order_key = nkey;
+			if (resumed && (chain = rekey_chain_read(c, rk_chain_path, nkey)) != NULL && !c->quiet)
+				fprintf(stderr, "p11cert: %s: the new key's certificate came in an earlier run\n", c->cmd);
+		}
+	}
+	if (chain == NULL) {
+		r = p11c_acme_order(a, order_key, names, nnames, challenge, &chr, &chain);
+		if (r != P11C_OK) {
+			rc = cli_fail(c, r, "no certificate for %s%s; the token key and its certificate are unchanged",
+				      names[0], nnames > 1 ? " and the other names" : "");
+			if (r == P11C_ERR_PENDING)
+				rc = EX_UNAVAILABLE; /* still waiting after --timeout: 69, as enroll caramel */
+			goto out;
+		}
+		/* a rekey keeps the new key's chain until the old key is gone: a
+		 * rerun after a stop finishes with it */
+		if (nkey != NULL && (rc = cli_output(c, rk_chain_path, chain, strlen(chain), 0644)) != 0)
+			goto out;
 	}
 	rc = EX_PROTOCOL_;
 	if (p11c_x509_parse((const unsigned char *)chain, strlen(chain), &leaf) != P11C_OK) {
@@ -748,12 +816,16 @@ int cmd_enroll_acme(struct cli *c, int argc, char **argv)
 		goto out;
 	}
 	p11c_test_stall("received");
-	r = p11c_cert_store(c->ctx, key, leaf);
+	r = p11c_cert_store(c->ctx, order_key, leaf);
 	if (r != P11C_OK) {
 		rc = cli_fail(c, r, "cannot store the certificate in the token");
 		goto out;
 	}
 	p11c_test_stall("stored");
+	/* the new identity is complete: the old key goes, the new one takes
+	 * its label (rekey.c) */
+	if (nkey != NULL && (rc = cli_rekey_finish(c, &key, &nkey, label)) != 0)
+		goto out;
 	rc = EX_SOFTWARE;
 	if ((leaf_pem = p11c_x509_pem(leaf)) == NULL)
 		goto out;
@@ -803,6 +875,8 @@ int cmd_enroll_acme(struct cli *c, int argc, char **argv)
 		       "dns_hook", hook, "ca_file", abs_cacert);
 	if ((rc = json_write(c, enroll_path, js, 0644)) != 0)
 		goto out;
+	if (rk_chain_path != NULL)
+		(void)unlink(rk_chain_path);
 	if (!c->quiet)
 		fprintf(stderr, "p11cert: %s: certificate for %s stored in token '%s' next to key '%s'; chain in %s\n",
 			c->cmd, names[0], cli_safe(p11c_token_label(c->ctx)), cli_safe(label), chain_path);
@@ -828,8 +902,11 @@ out:
 	free(crt_path);
 	free(chain_path);
 	free(enroll_path);
+	free(rk_chain_path);
+	free(label);
 	p11c_acme_free(&a);
 	p11c_key_free(&acct);
+	p11c_key_free(&nkey);
 	p11c_key_free(&key);
 	return rc;
 }

@@ -72,6 +72,9 @@ static const char check_help[] =
 	"DIR defaults to $CARAMEL_CERT_DIR or the current folder).  Exit 0: yes\n"
 	"(missing, expired, or past the threshold: a fraction of its lifetime,\n"
 	"default 2/3, or a number of days before it expires); 1: no; 255: error.\n"
+	"An ACME record whose CA gives renewal information (RFC 9773) follows the\n"
+	"CA's window instead of the threshold: renew from a time picked in it\n"
+	"(kept in DIR/CLIENTID.ari).\n"
 	"Made for systemd's ExecCondition=, which skips the unit on 1-254 and fails\n"
 	"it on 255.\n";
 
@@ -87,16 +90,18 @@ int cmd_check(struct cli *c, int argc, char **argv)
 	const struct cli_protocol *pr = NULL;
 	struct renew_job rj;
 	struct threshold t;
-	int json = 0, ch, rc = CHECK_ERROR, need;
+	struct cli_schedule sc;
+	int json = 0, ch, rc = CHECK_ERROR, need, has_sc = 0;
 	p11c_key *key = NULL;
 	X509 *cert = NULL;
 	p11c_result r;
 	time_t now = time(NULL), at = 0;
-	char nb[32] = "", na[32] = "", ra[32] = "";
+	char nb[32] = "", na[32] = "", ra[32] = "", ws[32] = "", we[32] = "";
 
 	if (cli_help(argc, argv, check_help))
 		return 0;
 	memset(&rj, 0, sizeof rj);
+	memset(&sc, 0, sizeof sc);
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'k': uri = optarg; break;
@@ -122,25 +127,40 @@ int cmd_check(struct cli *c, int argc, char **argv)
 			return CHECK_ERROR;
 		uri = rj.uri;
 	}
-	if ((r = cli_ctx(c)) != P11C_OK || (r = p11c_key_find(c->ctx, uri, &key)) != P11C_OK) {
+	if ((r = cli_ctx(c)) != P11C_OK) {
 		cli_fail(c, r, NULL);
 		goto out;
 	}
-	r = p11c_cert_get(c->ctx, key, &cert);
-	if (r == P11C_ERR_NOT_FOUND) {
+	/* the key gone and ID~rekey holding the new one: renew finishes that
+	 * rekey (rekey.c) */
+	if (id != NULL && cli_rekey_left(c, uri, rj.id)) {
 		need = 1;
-		reason = "no certificate";
-	} else if (r != P11C_OK) {
+		reason = "a rekey stopped half-way (the new key is ID~rekey): renew finishes it";
+	} else if ((r = p11c_key_find(c->ctx, uri, &key)) != P11C_OK ||
+		   ((r = p11c_cert_get(c->ctx, key, &cert)) != P11C_OK && r != P11C_ERR_NOT_FOUND)) {
 		cli_fail(c, r, NULL);
 		goto out;
+	} else if (r == P11C_ERR_NOT_FOUND) {
+		need = 1;
+		reason = "no certificate";
 	} else {
 		at = renew_at(cert, &t);
+		/* the CA's own schedule (ACME: RFC 9773) before the threshold */
+		if (pr != NULL && pr->schedule != NULL && X509_cmp_time(X509_get0_notAfter(cert), NULL) > 0 &&
+		    (has_sc = pr->schedule(c, &rj, cert, &sc)) > 0) {
+			at = sc.at;
+			iso(sc.start, ws, sizeof ws);
+			iso(sc.end, we, sizeof we);
+		}
 		iso(ca_time(X509_get0_notBefore(cert)), nb, sizeof nb);
 		iso(ca_time(X509_get0_notAfter(cert)), na, sizeof na);
 		iso(at, ra, sizeof ra);
 		if (X509_cmp_time(X509_get0_notAfter(cert), NULL) <= 0) {
 			need = 1;
 			reason = "expired";
+		} else if (has_sc > 0) {
+			need = sc.due;
+			reason = need ? "in the CA's renewal window (ARI)" : "before the CA's renewal time (ARI)";
 		} else if (now >= at) {
 			need = 1;
 			reason = "past the renewal threshold";
@@ -159,6 +179,9 @@ int cmd_check(struct cli *c, int argc, char **argv)
 			json_object_set_new(j, "not_after", json_string(na));
 			json_object_set_new(j, "renew_at", json_string(ra));
 		}
+		if (j != NULL && has_sc > 0)
+			json_object_set_new(j, "ari", json_pack("{s:s, s:s, s:s}", "window_start", ws, "window_end", we,
+								 "explanation_url", sc.explanation));
 		s = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
 		printf("%s\n", s ? s : "{}");
 		free(s);
@@ -166,7 +189,10 @@ int cmd_check(struct cli *c, int argc, char **argv)
 	} else if (!c->quiet) {
 		if (cert != NULL)
 			printf("%s: %s; valid %s to %s, renew from %s\n", need ? "renew" : "fresh", reason, nb, na, ra);
-		else
+		if (has_sc > 0)
+			printf("ARI window: %s to %s%s%s\n", ws, we, sc.explanation[0] ? "; " : "",
+			       cli_safe(sc.explanation));
+		if (cert == NULL)
 			printf("renew: %s\n", reason);
 	}
 	rc = need ? CHECK_RENEW : CHECK_FRESH;
@@ -191,17 +217,6 @@ static X509 *token_cert(struct cli *c, const char *uri)
 	return x;
 }
 
-char *cli_rekey_uri(p11c_ctx *ctx, const char *label)
-{
-	char *tmp = NULL, *uri;
-
-	if (asprintf(&tmp, "%s~rekey", label) < 0)
-		return NULL;
-	uri = p11c_label_uri(ctx, tmp);
-	free(tmp);
-	return uri;
-}
-
 static const char renew_help[] =
 	"usage: p11cert renew [--dir DIR] [--id CLIENTID] [--rekey] [--exec CMD] [--jitter SECONDS]\n"
 	"\n"
@@ -212,6 +227,9 @@ static const char renew_help[] =
 	"mutual TLS at p11ca's /renew.  --rekey makes a new key in the token; the old\n"
 	"key and certificate are destroyed only after the new certificate is stored\n"
 	"and verified; a rekey the CA has not signed yet is resumed by the next run.\n"
+	"ACME: the order replaces the current certificate (RFC 9773); when the CA\n"
+	"gives renewal information, renew without --rekey does nothing (exit 0)\n"
+	"before the time picked in the CA's window (as check shows it).\n"
 	"--exec CMD runs (sh -c) once after a certificate was renewed.  --jitter S\n"
 	"waits a random 0..S seconds first.\n"
 	"Exit: 0 renewed or current, 69 pending, 75 locked, 78 unsafe state folder or\n"
@@ -231,6 +249,7 @@ int cmd_renew(struct cli *c, int argc, char **argv)
 	const struct cli_protocol *pr;
 	struct renew_job j;
 	X509 *before = NULL, *after = NULL;
+	struct cli_schedule sc;
 	p11c_result r;
 
 	if (cli_help(argc, argv, renew_help))
@@ -273,7 +292,34 @@ int cmd_renew(struct cli *c, int argc, char **argv)
 		rc = cli_fail(c, r, NULL);
 		goto out;
 	}
-	before = token_cert(c, j.uri);
+	/* a rekey stopped between its last two steps left the new key, with
+	 * its certificate, as ID~rekey (rekey.c; the record's id is the key
+	 * label for ACME and shared-token identities): it takes the label */
+	if ((before = token_cert(c, j.uri)) == NULL && cli_rekey_left(c, j.uri, j.id)) {
+		p11c_key *k = NULL;
+
+		if ((r = cli_rekey_recover(c, j.id, &k)) != P11C_OK) {
+			rc = cli_fail(c, r, "finishing the rekey of '%s'", cli_safe(j.id));
+			goto out;
+		}
+		p11c_key_free(&k);
+		before = token_cert(c, j.uri);
+	}
+	/* the CA's schedule (ACME: RFC 9773): not before its time; a rekey
+	 * is asked for, whatever the schedule */
+	if (!rekey && before != NULL && pr->schedule != NULL && X509_cmp_time(X509_get0_notAfter(before), NULL) > 0 &&
+	    pr->schedule(c, &j, before, &sc) > 0 && !sc.due) {
+		char ws[32], we[32], at[32];
+
+		iso(sc.start, ws, sizeof ws);
+		iso(sc.end, we, sizeof we);
+		iso(sc.at, at, sizeof at);
+		if (!c->quiet)
+			fprintf(stderr, "p11cert: renew: '%s' is not due: the CA's renewal window (ARI) is %s to %s, "
+				"renewal from %s\n", cli_safe(j.id), ws, we, at);
+		rc = 0;
+		goto out;
+	}
 	rc = pr->renew(c, &j);
 	if (rc != 0)
 		goto out;

@@ -9,6 +9,17 @@
  * options (proto/acme.c); at most ACME_CLI_MAX_NAMES names (-d). */
 #define ACME_CLI_MAX_NAMES 100
 int cmd_enroll_acme(struct cli *c, int argc, char **argv);
+/* What renew adds to enroll acme (proto/acme.c): label, the record's
+ * client_id (the key's label: its lock is taken before the key is looked
+ * up); the
+ * order replaces the current certificate (RFC 9773 s5) when the CA has
+ * renewalInfo; rekey: the safe rekey of rekey.c, the certificate of the new
+ * key kept in DIR/LABEL.rekey.chain.pem until the old key is gone. */
+struct acme_renew_opts {
+	const char *label;
+	int rekey;
+};
+int acme_enroll_run(struct cli *c, int argc, char **argv, const struct acme_renew_opts *ro);
 
 /* DIR/LABEL.enroll for a shared-token identity (no secret: the token
  * file's path, never its content). */

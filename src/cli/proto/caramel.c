@@ -60,12 +60,11 @@ static int rekey_caramel(struct cli *c, const char *dir, const char *server, con
 	struct p11c_renewal rn;
 	p11c_key *old = NULL, *nkey = NULL;
 	X509 *old_cert = NULL, *ca = NULL;
-	char *tmp_uri = NULL, *csr = NULL, *csr_path = NULL, *crt_path = NULL, *label = NULL;
+	char *csr = NULL, *csr_path = NULL, *crt_path = NULL, *label = NULL;
 	char *rk_path = NULL, *lock = NULL, sha[65];
 	size_t csr_len = 0;
-	p11c_key_type kt;
 	p11c_result r;
-	int rc = EX_FAIL, fd = -1;
+	int rc = EX_FAIL, fd = -1, kr, resumed = 0;
 	FILE *fp;
 
 	memset(&rn, 0, sizeof rn);
@@ -97,20 +96,16 @@ static int rekey_caramel(struct cli *c, const char *dir, const char *server, con
 		rc = cli_fail(c, r, "the current key");
 		goto out;
 	}
-	kt = p11c_key_get_type(old);
-	label = strdup(p11c_key_label(old));
-	if (label == NULL || (tmp_uri = cli_rekey_uri(c->ctx, label)) == NULL)
+	if ((label = strdup(p11c_key_label(old))) == NULL)
 		goto out;
-	/* a rekey begun earlier (its request pending) goes on with its key */
-	if (p11c_key_find(c->ctx, tmp_uri, &nkey) == P11C_OK) {
-		csr = rekey_csr_read(rk_path, nkey, &csr_len);
-		if (!c->quiet)
-			fprintf(stderr, "p11cert: renew: resuming the rekey of '%s' with the new key '%s~rekey'\n", id,
-				label);
-	} else if ((r = p11c_keygen(c->ctx, tmp_uri, kt, 0, &nkey)) != P11C_OK) {
-		rc = cli_fail(c, r, "cannot generate the new key");
+	/* the new key (rekey.c); a rekey begun earlier (its request pending)
+	 * goes on with its key and CSR */
+	if ((kr = cli_rekey_key(c, old, &nkey, &resumed)) != 0) {
+		rc = kr;
 		goto out;
 	}
+	if (resumed)
+		csr = rekey_csr_read(rk_path, nkey, &csr_len);
 	(void)p11c_cert_get(c->ctx, old, &old_cert);
 	if (ca_file != NULL && (fp = fopen(ca_file, "r")) != NULL) {
 		ca = PEM_read_X509(fp, NULL, NULL, NULL);
@@ -176,10 +171,9 @@ static int rekey_caramel(struct cli *c, const char *dir, const char *server, con
 		rc = cli_fail(c, r ? r : P11C_ERR_PROTOCOL, "the new certificate; the old one stays in use");
 		goto out;
 	}
-	/* the new identity is complete: now the old one may go */
-	if ((r = p11c_key_delete(c->ctx, &old)) != P11C_OK ||
-	    (r = p11c_key_relabel(c->ctx, nkey, label)) != P11C_OK) {
-		rc = cli_fail(c, r, "finishing the rekey");
+	/* the new identity is complete: now the old one may go (rekey.c) */
+	if ((kr = cli_rekey_finish(c, &old, &nkey, label)) != 0) {
+		rc = kr;
 		goto out;
 	}
 	if ((rc = cli_output(c, csr_path, csr, csr_len, 0644)) != 0 ||
@@ -190,7 +184,6 @@ static int rekey_caramel(struct cli *c, const char *dir, const char *server, con
 out:
 	if (fd >= 0)
 		close(fd);
-	free(tmp_uri);
 	free(csr);
 	free(rn.cert_pem);
 	free(csr_path);
@@ -238,7 +231,7 @@ static int renew_caramel(struct cli *c, const struct renew_job *j)
 }
 
 const struct cli_protocol cli_proto_caramel = {
-	&p11c_proto_caramel,
-	NULL, /* the common fields are all a Caramel record has */
-	renew_caramel,
+	.lib = &p11c_proto_caramel,
+	.record_check = NULL, /* the common fields are all a Caramel record has */
+	.renew = renew_caramel,
 };

@@ -7,6 +7,8 @@
 #ifndef P11C_CLI_PROTOCOL_H
 #define P11C_CLI_PROTOCOL_H
 
+#include <time.h>
+
 #include <jansson.h>
 
 #include "../cli.h"
@@ -21,6 +23,15 @@ struct renew_job {
 	json_t *rec;
 };
 
+/* When the CA would have the certificate renewed (ACME: RFC 9773 renewal
+ * information): its window, the time picked in it, and whether that time
+ * has come. */
+struct cli_schedule {
+	int due;
+	time_t start, end, at;
+	char explanation[512]; /* the CA's explanation URL, or "" */
+};
+
 struct cli_protocol {
 	const struct p11c_protocol *lib; /* the wire half; lib->name names both */
 	/* The protocol's own record fields (beyond the common ones), before
@@ -30,6 +41,11 @@ struct cli_protocol {
 	/* p11cert renew (and --rekey): 0 with a current certificate for
 	 * j->uri in the token, or an exit code (printed; docs/cli.md). */
 	int (*renew)(struct cli *c, const struct renew_job *j);
+	/* check and renew: the CA's own schedule for cert, the current
+	 * certificate of j->uri: 1 with *s filled; 0 when the CA gives none
+	 * (a warning at most; the lifetime rule of check applies and renew
+	 * renews).  Optional: NULL for none. */
+	int (*schedule)(struct cli *c, const struct renew_job *j, X509 *cert, struct cli_schedule *s);
 };
 
 extern const struct cli_protocol cli_proto_caramel;     /* proto/caramel.c */

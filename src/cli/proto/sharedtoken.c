@@ -143,8 +143,8 @@ static int record_check(struct cli *c, const struct renew_job *j)
 static int renew_token(struct cli *c, const struct renew_job *j)
 {
 	const char *tfile = json_string_value(json_object_get(j->rec, "token_file"));
-	int port = record_port(j), rc = EX_FAIL, fd = -1, t;
-	char *lock = NULL, *tmp_uri = NULL, *label = NULL;
+	int port = record_port(j), rc = EX_FAIL, fd = -1, t, kr, resumed = 0;
+	char *lock = NULL, *label = NULL;
 	unsigned char *tok = NULL;
 	size_t tok_len = 0;
 	p11c_key *old = NULL, *nkey = NULL;
@@ -180,15 +180,11 @@ static int renew_token(struct cli *c, const struct renew_job *j)
 	ERR_clear_error();
 	if ((label = strdup(p11c_key_label(old))) == NULL)
 		goto out;
-	if (j->rekey) {
-		if ((tmp_uri = cli_rekey_uri(c->ctx, label)) == NULL)
-			goto out;
-		/* a leftover of a failed rekey is reused: it never had a certificate */
-		if (p11c_key_find(c->ctx, tmp_uri, &nkey) != P11C_OK &&
-		    (r = p11c_keygen(c->ctx, tmp_uri, p11c_key_get_type(old), 0, &nkey)) != P11C_OK) {
-			rc = cli_fail(c, r, "cannot generate the new key");
-			goto out;
-		}
+	/* the new key (rekey.c); a leftover of a failed rekey is reused: it
+	 * never had a certificate */
+	if (j->rekey && (kr = cli_rekey_key(c, old, &nkey, &resumed)) != 0) {
+		rc = kr;
+		goto out;
 	}
 	t = find_token(c, tfile, &tok, &tok_len);
 	if (t > 0)
@@ -230,9 +226,8 @@ static int renew_token(struct cli *c, const struct renew_job *j)
 		rc = cli_fail(c, r, "cannot store the renewed certificate; the old one stays in use");
 		goto out;
 	}
-	if (nkey != NULL &&
-	    ((r = p11c_key_delete(c->ctx, &old)) != P11C_OK || (r = p11c_key_relabel(c->ctx, nkey, label)) != P11C_OK)) {
-		rc = cli_fail(c, r, "finishing the rekey");
+	if (nkey != NULL && (kr = cli_rekey_finish(c, &old, &nkey, label)) != 0) {
+		rc = kr;
 		goto out;
 	}
 	if (!c->quiet)
@@ -249,7 +244,6 @@ out:
 		OPENSSL_cleanse(tok, tok_len);
 	free(tok);
 	free(lock);
-	free(tmp_uri);
 	free(label);
 	X509_free(old_cert);
 	X509_free(cert);
@@ -259,7 +253,7 @@ out:
 }
 
 const struct cli_protocol cli_proto_sharedtoken = {
-	&p11c_proto_sharedtoken,
-	record_check,
-	renew_token,
+	.lib = &p11c_proto_sharedtoken,
+	.record_check = record_check,
+	.renew = renew_token,
 };

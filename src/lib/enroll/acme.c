@@ -49,6 +49,7 @@ struct p11c_acme {
 	p11c_key *acct;
 	EVP_PKEY *acct_signer;
 	char *kid;
+	char *renewal_info, *replaces; /* RFC 9773 (acme_ari.c) */
 };
 
 static void req_init(const p11c_acme *a, struct p11c_http *h, const char *url)
@@ -280,6 +281,8 @@ p11c_result p11c_acme_new(p11c_ctx *ctx, const p11c_acme_server *srv, p11c_acme 
 		goto out;
 	if (jstr(d, "revokeCert") != NULL && (a->revoke_cert = strdup(jstr(d, "revokeCert"))) == NULL)
 		goto out;
+	if (jstr(d, "renewalInfo") != NULL && (a->renewal_info = strdup(jstr(d, "renewalInfo"))) == NULL)
+		goto out;
 	if (jstr(json_object_get(d, "meta"), "termsOfService") != NULL &&
 	    (a->terms = dup_str(jstr(json_object_get(d, "meta"), "termsOfService"))) == NULL)
 		goto out;
@@ -311,6 +314,8 @@ void p11c_acme_free(p11c_acme **ap)
 	free(a->key_change);
 	free(a->terms);
 	free(a->kid);
+	free(a->renewal_info);
+	free(a->replaces);
 	for (i = 0; i < a->nalt; i++)
 		free(a->alt[i]);
 	free(a->eab_kid);
@@ -360,7 +365,7 @@ const char *p11c_acme_terms(const p11c_acme *a)
 	return a ? a->terms : NULL;
 }
 
-/* --- for acme_keychange.c (acme_int.h) ------------------------------------------------- */
+/* --- for acme_keychange.c and acme_ari.c (RFC 9773) (acme_int.h) ---------------------- */
 
 p11c_ctx *p11c_acme_ctx(const p11c_acme *a)
 {
@@ -391,6 +396,30 @@ p11c_result p11c_acme_post_kid(p11c_acme *a, const char *url, const char *payloa
 p11c_result p11c_acme_answer_error(p11c_acme *a, const struct p11c_http *h, const char *what)
 {
 	return answer_error(a, h, what);
+}
+
+const char *p11c_acme_renewal_url(const p11c_acme *a)
+{
+	return a != NULL ? a->renewal_info : NULL;
+}
+
+p11c_result p11c_acme_get(p11c_acme *a, const char *url, struct p11c_http *h, const char *what)
+{
+	req_init(a, h, url);
+	return do_http(a, h, what);
+}
+
+p11c_result p11c_acme_set_replaces(p11c_acme *a, const char *cert_id)
+{
+	char *c = NULL;
+
+	if (a == NULL || (cert_id != NULL && (*cert_id == '\0' || strlen(cert_id) > 512)))
+		return P11C_ERR_ARG;
+	if (cert_id != NULL && (c = strdup(cert_id)) == NULL)
+		return P11C_ERR_NOMEM;
+	free(a->replaces);
+	a->replaces = c;
+	return P11C_OK;
 }
 
 static p11c_result account_answer(p11c_acme *a, struct p11c_http *h, char **url)
@@ -880,6 +909,36 @@ out:
 	return r;
 }
 
+/* newOrder (RFC 8555 s7.4) for ids, with replaces (RFC 9773 s5) when
+ * set; once more without it when the CA refuses it.  h is filled. */
+static p11c_result new_order(p11c_acme *a, const json_t *ids, struct p11c_http *h)
+{
+	json_t *pl = NULL;
+	char *s = NULL;
+	p11c_result r;
+	int with = a->replaces != NULL;
+
+	for (;;) {
+		r = P11C_ERR_NOMEM;
+		if ((pl = json_pack("{s:O}", "identifiers", ids)) == NULL ||
+		    (with && json_object_set_new(pl, "replaces", json_string(a->replaces)) != 0) ||
+		    (s = json_dumps(pl, JSON_COMPACT)) == NULL)
+			break;
+		r = post(a, a->new_order, s, 0, NULL, h, "newOrder");
+		json_decref(pl);
+		free(s);
+		pl = NULL;
+		s = NULL;
+		if (r != P11C_OK || h->status == 201 || !with || !p11c_acme_replaces_refused(h->status, h->resp, h->resp_len))
+			break;
+		with = 0;
+		p11c_http_clear(h);
+	}
+	json_decref(pl);
+	free(s);
+	return r;
+}
+
 p11c_result p11c_acme_order(p11c_acme *a, p11c_key *cert_key, const char *const *names, size_t nnames,
 			    const char *challenge_type, const p11c_acme_challenger *ch, char **chain_pem)
 {
@@ -921,9 +980,7 @@ p11c_result p11c_acme_order(p11c_acme *a, p11c_key *cert_key, const char *const 
 	for (i = 0; i < nnames; i++)
 		if (names[i] == NULL || json_array_append_new(ids, identifier(names[i])) != 0)
 			goto out;
-	if ((pl = json_pack("{s:O}", "identifiers", ids)) == NULL || (s = json_dumps(pl, JSON_COMPACT)) == NULL)
-		goto out;
-	if ((r = post(a, a->new_order, s, 0, NULL, &h, "newOrder")) != P11C_OK)
+	if ((r = new_order(a, ids, &h)) != P11C_OK)
 		goto out;
 	if (h.status != 201) {
 		r = answer_error(a, &h, "newOrder");
