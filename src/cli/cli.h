@@ -54,6 +54,13 @@ int cli_num(struct cli *c, const char *opt, const char *s, long lo, long hi, lon
  * file cannot be opened (errno set), -3 when the folder or the lock file is
  * unsafe (printed: exit EX_UNSAFE). */
 int cli_lock(const char *path);
+/* cli_lock for a run of enroll or renew, with their messages: the fd, or
+ * -1 with *rc the exit code (EX_TEMPFAIL_ another run holds it, EX_UNSAFE,
+ * EX_CANTCREAT), printed. */
+int cli_lock_run(struct cli *c, const char *path, int *rc);
+/* PATH made absolute (records are read from any folder); a copy of PATH
+ * when it cannot be resolved; NULL for NULL or out of memory. */
+char *cli_absolute(const char *path);
 /* 0 when DIR is a folder owned by us or root and not writable by group or
  * others; otherwise prints why and returns the exit code (EX_UNSAFE,
  * EX_NOINPUT when missing). */
@@ -137,5 +144,9 @@ time_t ca_time(const ASN1_TIME *t);
 /* The URI of LABEL~rekey, the new key of a rekey, percent-encoded
  * (cmd_renew.c).  Caller frees; NULL when out of memory. */
 char *cli_rekey_uri(p11c_ctx *ctx, const char *label);
+/* The new key of a rekey of OLD (label LABEL): LABEL~rekey, reused when a
+ * failed rekey left it (it never had a certificate), else generated with
+ * OLD's type.  0 with *nkey, or the exit code (printed). */
+int cli_rekey_key(struct cli *c, p11c_key *old, const char *label, p11c_key **nkey);
 
 #endif

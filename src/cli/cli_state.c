@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +73,33 @@ static int dir_of(const char *path)
 	rc = cli_state_dir(dirname(copy));
 	free(copy);
 	return rc;
+}
+
+int cli_lock_run(struct cli *c, const char *path, int *rc)
+{
+	int fd = cli_lock(path);
+
+	if (fd >= 0)
+		return fd;
+	if (fd == -1) {
+		fprintf(stderr, "p11cert: %s: another run holds the lock %s\n", c->cmd, path);
+		*rc = EX_TEMPFAIL_;
+	} else if (fd == -3) {
+		*rc = EX_UNSAFE;
+	} else {
+		fprintf(stderr, "p11cert: %s: cannot create the lock file %s: %s\n", c->cmd, path, strerror(errno));
+		*rc = EX_CANTCREAT;
+	}
+	return -1;
+}
+
+char *cli_absolute(const char *path)
+{
+	char buf[PATH_MAX];
+
+	if (path == NULL)
+		return NULL;
+	return strdup(realpath(path, buf) != NULL ? buf : path);
 }
 
 int cli_lock(const char *path)

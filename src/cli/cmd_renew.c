@@ -202,6 +202,20 @@ char *cli_rekey_uri(p11c_ctx *ctx, const char *label)
 	return uri;
 }
 
+int cli_rekey_key(struct cli *c, p11c_key *old, const char *label, p11c_key **nkey)
+{
+	char *uri = cli_rekey_uri(c->ctx, label);
+	p11c_result r = P11C_OK;
+
+	if (uri == NULL)
+		return EX_SOFTWARE;
+	/* a leftover of a failed rekey is reused: it never had a certificate */
+	if (p11c_key_find(c->ctx, uri, nkey) != P11C_OK)
+		r = p11c_keygen(c->ctx, uri, p11c_key_get_type(old), 0, nkey);
+	free(uri);
+	return r == P11C_OK ? 0 : cli_fail(c, r, "cannot generate the new key");
+}
+
 static const char renew_help[] =
 	"usage: p11cert renew [--dir DIR] [--id CLIENTID] [--rekey] [--exec CMD] [--jitter SECONDS]\n"
 	"\n"

@@ -24,4 +24,16 @@ int cmd_enroll_caramel(struct cli *c, int argc, char **argv);
  * the caller wipes and frees it. */
 int read_token(struct cli *c, const char *file, unsigned char **tok, size_t *len);
 
+/* The key named by URI, generated (TYPE) when missing; *created says
+ * which (cmd_enroll.c).  own_uri: URI is our "pkcs11:object=LABEL". */
+p11c_result key_for(struct cli *c, const char *uri, const char *type, p11c_key **key, int *created, int own_uri);
+
+/* enroll est (cmd_est.c) */
+int cmd_enroll_est(struct cli *c, int argc, char **argv);
+/* The PEM certificates of DIR/ID.cacerts (cmd_est.c): 0, or the exit
+ * code, printed */
+int est_read_cacerts(struct cli *c, const char *path, STACK_OF(X509) **cas);
+/* The EST exit code of a request still pending (as Caramel's) */
+#define EST_EX_PENDING 69
+
 #endif

@@ -8,7 +8,6 @@
  * the old key goes only once it is stored, then the new key takes the
  * label.  The record DIR/LABEL.enroll is written by enroll token. */
 #include <errno.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,21 +21,10 @@
 
 #include "../renew.h"
 
-/* PATH made absolute (renew runs from any folder); a copy of PATH when it
- * cannot be resolved. */
-static char *absolute(const char *path)
-{
-	char buf[PATH_MAX];
-
-	if (path == NULL)
-		return NULL;
-	return strdup(realpath(path, buf) != NULL ? buf : path);
-}
-
 int token_record_write(struct cli *c, const char *dir, const char *label, const char *key_uri, const char *host,
 		       int port, const char *token_file, const char *dn, const char *const *sans, int nsans)
 {
-	char *adir = absolute(dir), *tf = absolute(token_file), *path = NULL, *ca = NULL, *s = NULL;
+	char *adir = cli_absolute(dir), *tf = cli_absolute(token_file), *path = NULL, *ca = NULL, *s = NULL;
 	json_t *js = NULL, *ja = json_array();
 	int rc = EX_SOFTWARE, i;
 
@@ -144,7 +132,7 @@ static int renew_token(struct cli *c, const struct renew_job *j)
 {
 	const char *tfile = json_string_value(json_object_get(j->rec, "token_file"));
 	int port = record_port(j), rc = EX_FAIL, fd = -1, t;
-	char *lock = NULL, *tmp_uri = NULL, *label = NULL;
+	char *lock = NULL, *label = NULL;
 	unsigned char *tok = NULL;
 	size_t tok_len = 0;
 	p11c_key *old = NULL, *nkey = NULL;
@@ -180,16 +168,8 @@ static int renew_token(struct cli *c, const struct renew_job *j)
 	ERR_clear_error();
 	if ((label = strdup(p11c_key_label(old))) == NULL)
 		goto out;
-	if (j->rekey) {
-		if ((tmp_uri = cli_rekey_uri(c->ctx, label)) == NULL)
-			goto out;
-		/* a leftover of a failed rekey is reused: it never had a certificate */
-		if (p11c_key_find(c->ctx, tmp_uri, &nkey) != P11C_OK &&
-		    (r = p11c_keygen(c->ctx, tmp_uri, p11c_key_get_type(old), 0, &nkey)) != P11C_OK) {
-			rc = cli_fail(c, r, "cannot generate the new key");
-			goto out;
-		}
-	}
+	if (j->rekey && (rc = cli_rekey_key(c, old, label, &nkey)) != 0)
+		goto out;
 	t = find_token(c, tfile, &tok, &tok_len);
 	if (t > 0)
 		goto fail_t;
@@ -249,7 +229,6 @@ out:
 		OPENSSL_cleanse(tok, tok_len);
 	free(tok);
 	free(lock);
-	free(tmp_uri);
 	free(label);
 	X509_free(old_cert);
 	X509_free(cert);
