@@ -75,12 +75,12 @@ enroll() { p11c enroll est --server "$SRV${LABEL:+/$LABEL}" --dir "$S" "$@"; }
 
 # --- 1. HTTP Basic, explicit trust anchor ------------------------------------
 LABEL='' expect_rc 0 enroll --key pkcs11:object=web1 --ca-file "$D/ca.crt" --user alice --password-file "$T/pw" \
-	--subject "$SUBJ/CN=web1" --san DNS:web1.example.com
+	--subject "$SUBJ/CN=web1" --san DNS:web1
 tok_cert web1
 verify_est "$T/web1.tok.pem"
 cmp -s <(openssl x509 -in "$T/web1.tok.pem" -outform DER) <(openssl x509 -in "$S/web1.crt" -outform DER) \
 	|| fail "web1.crt is not the certificate in the token"
-openssl x509 -in "$S/web1.crt" -noout -ext subjectAltName | grep -q 'DNS:web1.example.com' || fail "SAN lost"
+openssl x509 -in "$S/web1.crt" -noout -ext subjectAltName | grep -q "DNS:web1" || fail "SAN lost"
 grep -q 'BEGIN CERTIFICATE' "$S/web1.cacerts" || fail "no CA certificates in web1.cacerts"
 json_assert "$S/web1.enroll" 'assert j["protocol"] == "est" and j["user"] == "alice" and "password" not in j'
 pass "Basic: enrolled, certificate in the token and web1.crt, CA in web1.cacerts"
@@ -145,7 +145,10 @@ pass "pending: exit 69 with --once, then signed by p11ca sign and stored"
 
 # --- 6. IDevID in the token -> LDevID next to it (mutual TLS) ----------------
 openssl pkcs8 -topk8 -nocrypt -in "$T/dev.key" -outform DER -out "$T/dev.p8" 2>/dev/null || fail "pkcs8"
-tool --write-object "$T/dev.p8" --type privkey --id 0d0d --label idevid >/dev/null 2>&1 || fail "IDevID key import"
+openssl pkey -in "$T/dev.key" -pubout -outform DER -out "$T/dev.pub" 2>/dev/null || fail "IDevID public key"
+tool --write-object "$T/dev.p8" --type privkey --id 0d0d --label idevid --usage-sign >/dev/null 2>&1 \
+	|| fail "IDevID key import"
+tool --write-object "$T/dev.pub" --type pubkey --id 0d0d --label idevid >/dev/null 2>&1 || fail "IDevID public key import"
 p11c import --key pkcs11:object=idevid "$T/dev.crt" >/dev/null 2>"$T/imp.err" || fail "IDevID import: $(cat "$T/imp.err")"
 LABEL=idevid expect_rc 0 enroll --key pkcs11:object=ldevid --ca-file "$D/ca.crt" \
 	--client-cert-key pkcs11:object=idevid --subject "$SUBJ/CN=serial-0001"
@@ -167,7 +170,7 @@ tok_cert web1
 verify_est "$T/web1.tok.pem"
 [ "$(openssl x509 -in "$T/web1.tok.pem" -noout -serial)" != "$S1" ] || fail "renew: same certificate"
 [ "$(pub_of_key web1)" = "$P1" ] || fail "renew changed the key"
-openssl x509 -in "$T/web1.tok.pem" -noout -ext subjectAltName | grep -q 'DNS:web1.example.com' || fail "renew: SAN lost"
+openssl x509 -in "$T/web1.tok.pem" -noout -ext subjectAltName | grep -q "DNS:web1" || fail "renew: SAN lost"
 S2=$(openssl x509 -in "$T/web1.tok.pem" -noout -serial)
 expect_rc 0 p11c renew --dir "$S" --id web1 --rekey
 tok_cert web1
