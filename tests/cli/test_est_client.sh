@@ -142,6 +142,27 @@ LABEL=pending expect_rc 0 enroll --key pkcs11:object=pend --ca-file "$D/ca.crt" 
 	--password-file "$T/pw" --subject "$SUBJ/CN=pend" --once
 tok_cert pend
 pass "pending: exit 69 with --once, then signed by p11ca sign and stored"
+# service mode: bounded waiting (Retry-After 1 s), then exit 69
+LABEL=pending expect_rc 69 enroll --key pkcs11:object=pend2 --ca-file "$D/ca.crt" --user alice \
+	--password-file "$T/pw" --subject "$SUBJ/CN=pend2" --timeout 2
+expect_grep -F "still pending" "$T/err"
+# ...and signed while it waits
+LABEL=pending p11c enroll est --server "$SRV/pending" --dir "$S" --key pkcs11:object=pend2 --ca-file "$D/ca.crt" \
+	--user alice --password-file "$T/pw" --subject "$SUBJ/CN=pend2" --timeout 60 </dev/null >"$T/bg.out" 2>"$T/bg.err" &
+BG=$!
+for _ in $(seq 100); do
+	grep -q 'asking again' "$T/bg.err" && break
+	sleep 0.1
+done
+grep -q 'asking again' "$T/bg.err" || { kill "$BG"; fail "service mode: no wait message: $(cat "$T/bg.err")"; }
+p11ca list --dir "$D" --pending --json >"$T/pending.json" 2>/dev/null || fail "p11ca list --pending"
+SHA=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["sha256"])' "$T/pending.json")
+p11ca sign --dir "$D" "$SHA" >/dev/null 2>&1 || fail "p11ca sign $SHA"
+rc=0
+wait "$BG" || rc=$?
+[ "$rc" = 0 ] || fail "service mode: exit $rc after p11ca sign: $(cat "$T/bg.err")"
+tok_cert pend2
+pass "service mode: waits as Retry-After says, bounded by --timeout; collects the certificate once signed"
 
 # --- 6. IDevID in the token -> LDevID next to it (mutual TLS) ----------------
 openssl pkcs8 -topk8 -nocrypt -in "$T/dev.key" -outform DER -out "$T/dev.p8" 2>/dev/null || fail "pkcs8"
@@ -159,6 +180,7 @@ cmp -s <(openssl x509 -in "$T/idevid.tok.pem" -outform DER) <(openssl x509 -in "
 	|| fail "the IDevID certificate changed"
 # without the IDevID: refused
 LABEL=idevid expect_rc 77 enroll --key pkcs11:object=ldev2 --ca-file "$D/ca.crt" --subject "$SUBJ/CN=serial-0002"
+expect_grep -F "the EST server answered 403 (forbidden): a client certificate" "$T/err"
 pass "IDevID -> LDevID in the same token over mutual TLS; none without it"
 
 # --- 7. renew (/simplereenroll) and renew --rekey, check ----------------------
