@@ -364,7 +364,12 @@ int cmd_enroll_est(struct cli *c, int argc, char **argv)
 	srv.user = o.user;
 	srv.password = password;
 	if (o.client_uri != NULL) {
-		/* the IDevID: in this token, or in another one (its own handle) */
+		/* the IDevID: in the token of --key (opened first), or in
+		 * another one (a handle of its own) */
+		if ((r = p11c_open(c->ctx, o.uri)) != P11C_OK) {
+			rc = cli_fail(c, r, "token of '%s'", o.uri);
+			goto out;
+		}
 		r = p11c_key_find(c->ctx, o.client_uri, &ckey);
 		if (r == P11C_ERR_ARG) {
 			if ((r = p11c_ctx_new(&cctx)) == P11C_OK && c->module != NULL)

@@ -223,9 +223,11 @@ static int on_prereq(void *ud, char *pip, char *lip, int pport, int lport)
 	if (curl_easy_getinfo(x->curl, CURLINFO_TLS_SSL_PTR, &ti) == CURLE_OK && ti != NULL &&
 	    ti->backend == CURLSSLBACKEND_OPENSSL && ti->internals != NULL)
 		n = p11c_tls_binding(ti->internals, b, sizeof b);
+	if (n == 0 && h->expect_binding == NULL)
+		return CURL_PREREQFUNC_OK; /* nothing to record: the caller sees binding_len 0 */
 	if (n == 0) {
 		snprintf(x->binding_err, sizeof x->binding_err,
-			 "the TLS connection to %s has no channel binding value", h->url);
+			 "the TLS connection to %s has no channel binding value; not sent", h->url);
 		return CURL_PREREQFUNC_ABORT;
 	}
 	if (h->expect_binding != NULL &&

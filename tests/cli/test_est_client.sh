@@ -203,6 +203,7 @@ p11c show 'pkcs11:object=web1~rekey' >/dev/null 2>&1 && fail "the rekey key is l
 pass "renew over /simplereenroll keeps key and names; --rekey replaces the key"
 
 # --- 8. a man in the middle with another CA ----------------------------------
+SRV_EST=$SRV
 est_ca evil
 EV=$EST_DIR
 est_user "$EV" alice "$PW"
@@ -222,3 +223,19 @@ no_tok_cert mitm
 grep -qF "$PW" "$T/evil.log" 2>/dev/null && fail "the password reached the other CA"
 for f in mitm.crt mitm.enroll mitm.cacerts; do [ -e "$S/$f" ] && fail "$f written for the other CA"; done
 pass "another CA in the middle: refused (trust anchor and fingerprint), nothing stored"
+
+# --- 9. the IDevID in another token than the LDevID ---------------------------
+new_token dev --tokens 2
+tok2() { pkcs11-tool --module "$MOD" --token-label dev-2 --login --pin "$PIN" "$@"; }
+tok2 --write-object "$T/dev.p8" --type privkey --id 0d0d --label idevid --usage-sign >/dev/null 2>&1 || fail "IDevID key import"
+tok2 --write-object "$T/dev.pub" --type pubkey --id 0d0d --label idevid >/dev/null 2>&1 || fail "IDevID public key import"
+p11c import --key 'pkcs11:token=dev-2;object=idevid' "$T/dev.crt" >/dev/null 2>"$T/imp.err" \
+	|| fail "IDevID import: $(cat "$T/imp.err")"
+expect_rc 0 p11c enroll est --server "$SRV_EST/idevid" --dir "$S" --key 'pkcs11:token=dev;object=ldevid' --id ldev-x \
+	--ca-file "$D/ca.crt" --client-cert-key 'pkcs11:token=dev-2;object=idevid' --subject "$SUBJ/CN=serial-0001"
+p11c export --key 'pkcs11:token=dev;object=ldevid' -o "$T/ldev-x.pem" >/dev/null 2>&1 || fail "no LDevID in token dev"
+verify_est "$T/ldev-x.pem"
+if p11c export --key 'pkcs11:token=dev-2;object=ldevid' -o "$T/none.pem" >/dev/null 2>&1; then
+	fail "an LDevID in the IDevID's token"
+fi
+pass "IDevID in one token -> LDevID in another"
