@@ -133,7 +133,7 @@ pass "channel binding: TLS 1.2 (tls-unique) and TLS 1.3 (tls-exporter) accepted"
 # --- 5. pending, then p11ca sign ---------------------------------------------
 LABEL=pending expect_rc 69 enroll --key pkcs11:object=pend --ca-file "$D/ca.crt" --user alice \
 	--password-file "$T/pw" --subject "$SUBJ/CN=pend" --once
-expect_grep -F "pending" "$T/err"
+expect_grep -F "is pending at" "$T/err"
 no_tok_cert pend
 p11ca list --dir "$D" --pending --json >"$T/pending.json" 2>/dev/null || fail "p11ca list --pending"
 SHA=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["sha256"])' "$T/pending.json")
