@@ -136,7 +136,7 @@ int est_user_main(int argc, char **argv)
 		rc = 0;
 		goto out;
 	}
-	if ((rest = without(text ? text : "", len, name, &rlen, &found)) == NULL)
+	if (name == NULL || (rest = without(text ? text : "", len, name, &rlen, &found)) == NULL)
 		goto out;
 	if (strcmp(sub, "remove") == 0) {
 		if (!found) {

@@ -290,6 +290,9 @@ int ca_serve(struct ca *ca, const char *port_file)
 		s->alog->last_flush = time(NULL);
 	if (est_server_load(ca->dir, &s->sv.est) != 0)
 		goto out;
+	if (s->sv.est != NULL)
+		fprintf(stderr, "p11ca: EST at /.well-known/est/ (%zu profiles, %s)\n", s->sv.est->nprof,
+			EST_CONF_FILE);
 	if (s->sv.token != NULL) {
 		int oom = 0;
 

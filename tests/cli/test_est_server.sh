@@ -213,6 +213,7 @@ est_post 200 simpleenroll "$T/a2.csr.b64" "" -u 'bob:bob pw'
 
 # --- rate limit: failed authentications per address ---
 ca_stop
+[ "$STOP_RC" = 0 ] || fail "p11ca serve exited $STOP_RC after SIGTERM"
 sed -i 's/^rate-limit = 50$/rate-limit = 2/' "$D/est.conf"
 est_start est2
 est_post 401 simpleenroll "$T/a2.csr.b64" "" -u 'bob:nope'
@@ -222,6 +223,7 @@ est_post 429 simpleenroll "$T/a2.csr.b64" "" -u 'bob:bob pw'
 est_get 200 cacerts
 # an EST configuration error stops the server at start with its line
 ca_stop
+[ "$STOP_RC" = 0 ] || fail "p11ca serve exited $STOP_RC after SIGTERM"
 printf '[default]\nauth = basic\n' >"$D/est.conf"
 expect_rc 1 p11ca serve --dir "$D"
 expect_grep 'est.conf: profile \[default\]: auth basic needs users' "$T/err"

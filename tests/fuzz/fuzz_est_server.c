@@ -305,7 +305,7 @@ static void one_request(const unsigned char *d, size_t n)
 		goto out; /* httpd answers 413 itself */
 	if (strpbrk(flags, "aw") != NULL) {
 		snprintf(user, sizeof user, "%s:%s", USER, strchr(flags, 'a') != NULL ? PASSWORD : "wrong");
-		memcpy(auth, "Basic ", 6);
+		snprintf(auth, sizeof auth, "Basic ");
 		EVP_EncodeBlock((unsigned char *)auth + 6, (const unsigned char *)user, (int)strlen(user));
 		hdrs[nh++] = "Authorization";
 		hdrs[nh++] = auth;

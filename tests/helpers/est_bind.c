@@ -98,7 +98,7 @@ int main(int argc, char **argv)
 		die("client certificate");
 	memset(&sa, 0, sizeof sa);
 	sa.sin_family = AF_INET;
-	sa.sin_port = htons((unsigned short)atoi(port));
+	sa.sin_port = htons((unsigned short)strtoul(port, NULL, 10));
 	if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
 		die("HOST must be an IPv4 address");
 	fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -175,8 +175,9 @@ int main(int argc, char **argv)
 		char *body = strstr(resp, "\r\n\r\n");
 		int status = 0;
 
-		if (sscanf(resp, "HTTP/1.%*d %d", &status) != 1 || body == NULL)
+		if (strncmp(resp, "HTTP/1.", 7) != 0 || rl < 12 || body == NULL)
 			die("no HTTP answer");
+		status = (int)strtol(resp + 9, NULL, 10);
 		body += 4;
 		fp = fopen(out, "w");
 		if (fp == NULL || fwrite(body, 1, rl - (size_t)(body - resp), fp) != rl - (size_t)(body - resp))

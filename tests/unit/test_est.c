@@ -213,6 +213,7 @@ static void test_conf(void **state)
 			{ "[default]\nusers = u\nkey-type = rsa:1024\n", "bad value for key-type" },
 			{ "[default]\nusers = u\napproval = maybe\n", "bad value for approval" },
 			{ "rate-limit = -1\n", "bad value for rate-limit" },
+			{ "[default]\nusers = u\nrate-limit = 3\n", "est.conf:3: rate-limit is for all profiles" },
 		};
 		size_t i;
 

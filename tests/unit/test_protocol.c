@@ -119,7 +119,7 @@ static void test_caramel_renew_needs_csr(void **state)
 
 static void test_served_tables(void **state)
 {
-	const struct ca_protocol *const served[] = { &ca_proto_sharedtoken, &ca_proto_caramel };
+	const struct ca_protocol *const served[] = { &ca_proto_sharedtoken, &ca_proto_est, &ca_proto_caramel };
 	size_t i, k;
 
 	(void)state;
@@ -135,6 +135,7 @@ static void test_served_tables(void **state)
 	/* one name per protocol on both sides (records, access log, store) */
 	assert_string_equal(ca_proto_caramel.name, p11c_proto_caramel.name);
 	assert_string_equal(ca_proto_sharedtoken.name, p11c_proto_sharedtoken.name);
+	assert_string_equal(ca_proto_est.name, "est"); /* the EST client's name too */
 }
 
 /* ---- ca_peer_current ---- */

@@ -113,7 +113,7 @@ static int set_key_type(struct est_profile *p, const char *v)
 	return 0;
 }
 
-static int set_option(struct est_profile *p, struct est_server *s, const char *k, const char *v)
+static int set_option(struct est_profile *p, const char *k, const char *v)
 {
 	long n;
 	int b;
@@ -167,12 +167,6 @@ static int set_option(struct est_profile *p, struct est_server *s, const char *k
 		if (num(v, 1, 86400, &n) != 0)
 			return -1;
 		p->retry_after = n;
-		return 0;
-	}
-	if (strcmp(k, "rate-limit") == 0) {
-		if (num(v, 0, 100000, &n) != 0)
-			return -1;
-		s->rate_limit = n;
 		return 0;
 	}
 	return -2;
@@ -263,17 +257,23 @@ int est_conf_parse(struct est_server *s, const char *text, size_t len, const cha
 		{
 			char *k = trim(l), *v = trim(eq + 1);
 
+			if (strcmp(k, "rate-limit") == 0 && p != NULL) {
+				snprintf(err, errlen, "%s:%d: rate-limit is for all profiles: put it before the "
+					 "first [profile]", name, lineno);
+				goto fail;
+			}
 			if (p == NULL && strcmp(k, "rate-limit") != 0) {
 				snprintf(err, errlen, "%s:%d: '%s' before the first [profile]", name, lineno, k);
 				goto fail;
 			}
 			if (p == NULL) {
-				struct est_profile dummy;
+				long lim;
 
-				profile_defaults(&dummy);
-				rc = set_option(&dummy, s, k, v);
+				rc = num(v, 0, 100000, &lim);
+				if (rc == 0)
+					s->rate_limit = lim;
 			} else {
-				rc = set_option(p, s, k, v);
+				rc = set_option(p, k, v);
 			}
 			if (rc == -2) {
 				snprintf(err, errlen, "%s:%d: unknown setting '%.64s'", name, lineno, k);
@@ -694,7 +694,7 @@ struct der {
 
 static void der_put(struct der *d, const void *b, size_t n)
 {
-	if (d->bad)
+	if (d->bad || n == 0 || b == NULL)
 		return;
 	if (d->n + n > d->cap) {
 		size_t cap = (d->n + n) * 2 + 64;
@@ -768,7 +768,7 @@ int est_csrattrs_der(const struct est_profile *p, unsigned char **der, size_t *l
 		der_tlv(&body, 0x30, attr.p, attr.n);
 		der_oid(&body, NID_ecdsa_with_SHA256);
 	} else if (p->key_nid == EVP_PKEY_RSA) {
-		unsigned char bits[3] = { (unsigned char)(p->key_param >> 8), (unsigned char)p->key_param, 0 };
+		const unsigned char bits[2] = { (unsigned char)(p->key_param >> 8), (unsigned char)p->key_param };
 		/* INTEGER, positive: a leading zero when the high bit is set */
 		unsigned char ib[3];
 		size_t in = 0;
