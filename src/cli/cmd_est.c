@@ -458,14 +458,14 @@ int cmd_enroll_est(struct cli *c, int argc, char **argv)
 		if (rc != 0)
 			goto out;
 	}
-	abs_cacerts = cli_absolute(cacerts_path);
-	abs_ca = o.ca_file != NULL ? cli_absolute(o.ca_file) : o.fingerprint != NULL ? strdup(abs_cacerts) : NULL;
-	if (abs_cacerts == NULL || (o.ca_file != NULL && abs_ca == NULL) ||
-	    (rc = write_record(c, &o, abs_ca != NULL ? abs_ca : abs_cacerts, abs_cacerts)) != 0) {
-		if (rc == 0)
-			rc = EX_SOFTWARE;
+	/* the TLS trust of renewals: --ca-file, or the bootstrapped CA */
+	if ((abs_cacerts = cli_absolute(cacerts_path)) == NULL ||
+	    (abs_ca = cli_absolute(o.ca_file != NULL ? o.ca_file : cacerts_path)) == NULL) {
+		rc = EX_SOFTWARE;
 		goto out;
 	}
+	if ((rc = write_record(c, &o, abs_ca, abs_cacerts)) != 0)
+		goto out;
 	if (!c->quiet)
 		fprintf(stderr, "p11cert: %s: '%s' enrolled with %s; certificate stored in token '%s' and %s\n", c->cmd,
 			o.id, cli_safe(o.server), cli_safe(p11c_token_label(c->ctx)), crt_path);

@@ -368,13 +368,11 @@ p11c_result p11c_http_do(p11c_ctx *ctx, struct p11c_http *h)
 		SET(CURLOPT_USERNAME, h->user);
 		SET(CURLOPT_PASSWORD, h->password);
 	}
-	if (h->unverified) {
-		/* EST bootstrap: the caller checks the CA fingerprint */
-		SET(CURLOPT_SSL_VERIFYPEER, 0L);
-		SET(CURLOPT_SSL_VERIFYHOST, 0L);
-	} else if (h->bootstrap) {
-		/* verification is done by bootstrap_verify in the handshake;
-		 * curl's own check would reject the self-signed CA */
+	if (h->bootstrap || h->unverified) {
+		/* shared token: verification is done by bootstrap_verify in the
+		 * handshake (curl's own check would reject the self-signed CA);
+		 * EST bootstrap: the caller checks the CA fingerprint in the
+		 * answer, and no credential goes over this connection */
 		SET(CURLOPT_SSL_VERIFYPEER, 0L);
 		SET(CURLOPT_SSL_VERIFYHOST, 0L);
 	} else {

@@ -90,11 +90,11 @@ static p11c_result setup(p11c_ctx *ctx, struct p11c_http *h, const p11c_est_serv
  * P11C_ERR_REJECTED (RFC 7030 s4.2.3), anything else P11C_ERR_PROTOCOL. */
 static p11c_result unexpected(p11c_ctx *ctx, const struct p11c_http *h, const char *what)
 {
-	char text[201];
-	size_t i, n = h->resp_len < 200 ? h->resp_len : 200;
+	char text[201] = "";
+	size_t n = 0;
 
-	for (i = 0; i < n; i++)
-		text[i] = isprint(h->resp[i]) ? (char)h->resp[i] : '.';
+	for (n = 0; h->resp != NULL && n < h->resp_len && n < 200; n++)
+		text[n] = isprint(h->resp[n]) ? (char)h->resp[n] : '.';
 	while (n > 0 && text[n - 1] == '.')
 		n--;
 	text[n] = '\0';
