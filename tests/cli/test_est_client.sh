@@ -155,6 +155,13 @@ for _ in $(seq 100); do
 	sleep 0.1
 done
 grep -q 'asking again' "$T/bg.err" || { kill "$BG"; fail "service mode: no wait message: $(cat "$T/bg.err")"; }
+# no process has the password in its command line (it came from a file)
+for f in /proc/[0-9]*/cmdline; do
+	if tr '\0' ' ' <"$f" 2>/dev/null | grep -qF "$PW"; then
+		kill "$BG"
+		fail "the password is in the command line of $f"
+	fi
+done
 p11ca list --dir "$D" --pending --json >"$T/pending.json" 2>/dev/null || fail "p11ca list --pending"
 SHA=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["sha256"])' "$T/pending.json")
 p11ca sign --dir "$D" "$SHA" >/dev/null 2>&1 || fail "p11ca sign $SHA"
