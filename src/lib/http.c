@@ -218,8 +218,6 @@ static int on_prereq(void *ud, char *pip, char *lip, int pport, int lport)
 	(void)lip;
 	(void)pport;
 	(void)lport;
-	if (!h->want_binding && h->expect_binding == NULL)
-		return CURL_PREREQFUNC_OK;
 	if (curl_easy_getinfo(x->curl, CURLINFO_TLS_SSL_PTR, &ti) == CURLE_OK && ti != NULL &&
 	    ti->backend == CURLSSLBACKEND_OPENSSL && ti->internals != NULL)
 		n = p11c_tls_binding(ti->internals, b, sizeof b);
@@ -361,8 +359,12 @@ p11c_result p11c_http_do(p11c_ctx *ctx, struct p11c_http *h)
 	SET(CURLOPT_USERAGENT, h->user_agent ? h->user_agent : "p11cert/" P11CERT_VERSION);
 	SET(CURLOPT_SSL_SESSIONID_CACHE, 0L);
 	x.curl = c;
-	SET(CURLOPT_PREREQFUNCTION, on_prereq);
-	SET(CURLOPT_PREREQDATA, &x);
+	if (h->want_binding || h->expect_binding != NULL) {
+		/* libcurl 7.80+: called once the connection is up, before the
+		 * request is sent (EST channel binding) */
+		SET(CURLOPT_PREREQFUNCTION, on_prereq);
+		SET(CURLOPT_PREREQDATA, &x);
+	}
 	if (h->user != NULL && h->password != NULL) {
 		SET(CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
 		SET(CURLOPT_USERNAME, h->user);
