@@ -58,6 +58,14 @@ retry-after = 7
 EOF
 est_start est
 
+# the CertificateRequest names the bootstrap CA beside the CA: clients that
+# pick a certificate by CA name offer their IDevID
+timeout 10 openssl s_client -connect "127.0.0.1:$CA_PORT" -servername localhost -CAfile "$D/ca.crt" \
+	</dev/null >"$T/sclient.out" 2>&1 || true
+sed -n '/Acceptable client certificate CA names/,/Signature Algorithms/p' "$T/sclient.out" >"$T/canames"
+grep -q 'CN = idevid-ca' "$T/canames" || fail "bootstrap CA not among the client CA names: $(cat "$T/canames")"
+grep -q 'CN = p11ca Signing Certificate' "$T/canames" || fail "the CA not among the client CA names"
+
 # --- cacerts (s4.1.3): certs-only PKCS#7, base64 ---
 est_get 200 cacerts
 expect_type application/pkcs7-mime

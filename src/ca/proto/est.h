@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 
 #include "ratelimit.h"
@@ -77,6 +78,10 @@ int est_conf_parse(struct est_server *s, const char *text, size_t len, const cha
  * rate limiter made.  0 ok, -1 error (printed). */
 int est_server_load(const char *dir, struct est_server **out);
 void est_server_free(struct est_server **s);
+/* Name every profile's bootstrap CA in the listener's CertificateRequest
+ * (beside the CA), so that clients choosing a certificate by the CA names
+ * offer their IDevID.  0 ok, -1 error. */
+int est_client_ca_names(const struct est_server *s, SSL_CTX *ctx);
 /* The profile for a label ("" the default), or NULL. */
 const struct est_profile *est_profile_find(const struct est_server *s, const char *label);
 

@@ -398,6 +398,26 @@ out:
 	return rc;
 }
 
+int est_client_ca_names(const struct est_server *s, SSL_CTX *ctx)
+{
+	size_t i;
+	int k;
+
+	for (i = 0; s != NULL && i < s->nprof; i++) {
+		STACK_OF(X509_OBJECT) *objs = s->prof[i].bootstrap ? X509_STORE_get0_objects(s->prof[i].bootstrap) : NULL;
+
+		for (k = 0; k < sk_X509_OBJECT_num(objs); k++) {
+			X509 *x = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, k));
+
+			if (x != NULL && SSL_CTX_add_client_CA(ctx, x) != 1) {
+				ERR_clear_error();
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
 void est_server_free(struct est_server **sp)
 {
 	if (sp == NULL || *sp == NULL)
