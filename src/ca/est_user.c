@@ -13,6 +13,7 @@
 #include <openssl/crypto.h>
 
 #include "ca.h"
+#include "statedir.h"
 #include "proto/est.h"
 
 static const char est_user_usage[] =
@@ -115,6 +116,9 @@ int est_user_main(int argc, char **argv)
 		fputs(est_user_usage, stderr);
 		return 64;
 	}
+	/* the folder checks of every command (owner, modes, the CA's database) */
+	if (ca_state_check(dir) != 0)
+		goto out;
 	if ((path = ca_path(dir, file)) == NULL)
 		goto out;
 	if (access(path, F_OK) == 0 && ca_read_file(path, EST_USERS_MAX, &text, &len) != 0) {

@@ -328,7 +328,7 @@ int ca_serve(struct ca *ca, const char *port_file)
 		}
 		main_ctx = tls_ctx(ca, ca->cert, ca->key, 0);
 	}
-	if (main_ctx == NULL)
+	if (main_ctx == NULL || est_client_ca_names(s->sv.est, main_ctx) != 0)
 		goto out;
 	/* the shared-token protocol needs the CA certificate as the TLS
 	 * certificate (docs/protocols.md s2) */

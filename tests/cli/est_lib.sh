@@ -13,7 +13,7 @@
 #   est_user DIR NAME PASSWORD         `p11ca est-user add` (password given
 #       through a file, never argv) into DIR/est-users
 #   est_conf DIR <<'EOF' ... EOF       writes DIR/est.conf from stdin
-#   est_start NAME                     ca_start on $EST_DIR; sets CA_PORT,
+#   est_start NAME [serve flags...]    ca_start on $EST_DIR; sets CA_PORT,
 #       CA_URL, EST_URL=https://localhost:PORT/.well-known/est
 #   est_csr OUT SUBJ [mk_csr args...]  a CSR (OUT, PEM; OUT.key) and its
 #       EST body OUT.b64 (base64 of the DER)
@@ -84,7 +84,9 @@ est_user() {
 est_conf() { cat >"$1/est.conf"; }
 
 est_start() {
-	ca_start "$1" "$EST_DIR"
+	local name=$1
+	shift
+	ca_start "$name" "$EST_DIR" "$@"
 	EST_URL=$CA_URL/.well-known/est
 }
 

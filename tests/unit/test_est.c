@@ -117,10 +117,40 @@ static void test_users(void **state)
 	assert_int_equal(iter, EST_PBKDF2_ITER);
 	assert_null(strstr(line, "s3cret"));
 	snprintf(text, sizeof text, "garbage line\n%s", line);
-	assert_int_equal(est_user_check(text, strlen(text), "alice", "s3cret"), 1);
-	assert_int_equal(est_user_check(text, strlen(text), "alice", "s3cret "), 0);
-	assert_int_equal(est_user_check(text, strlen(text), "alic", "s3cret"), 0);
-	assert_int_equal(est_user_check(text, strlen(text), "garbage line", "x"), 0);
+	assert_int_equal(est_user_check(NULL, text, strlen(text), "alice", "s3cret", 0), 1);
+	assert_int_equal(est_user_check(NULL, text, strlen(text), "alice", "s3cret ", 0), 0);
+	assert_int_equal(est_user_check(NULL, text, strlen(text), "alic", "s3cret", 0), 0);
+	assert_int_equal(est_user_check(NULL, text, strlen(text), "garbage line", "x", 0), 0);
+	/* the cache of verified passwords */
+	{
+		struct est_cred_cache *c = calloc(1, sizeof *c);
+		char line2[512], text2[1200];
+		size_t i, n;
+
+		assert_non_null(c);
+		assert_int_equal(est_cred_cache_init(c), 0);
+		assert_int_equal(est_user_check(c, text, strlen(text), "alice", "s3cret", 1000), 1);
+		/* a hit adds no entry (a miss verified by PBKDF2 would) */
+		assert_int_equal(est_user_check(c, text, strlen(text), "alice", "s3cret", 1001), 1);
+		for (i = 0, n = 0; i < EST_CACHE_SLOTS; i++)
+			n += c->e[i].until != 0;
+		assert_int_equal(n, 1);
+		/* a wrong password, another user: no */
+		assert_int_equal(est_user_check(c, text, strlen(text), "alice", "s3cret!", 1002), 0);
+		assert_int_equal(est_user_check(c, text, strlen(text), "bob", "s3cret", 1002), 0);
+		/* a new password for alice (a new line): the old one is refused at once */
+		assert_int_equal(est_user_make("alice", "new pw", 6, line2, sizeof line2), 0);
+		snprintf(text2, sizeof text2, "garbage line\n%s", line2);
+		assert_int_equal(est_user_check(c, text2, strlen(text2), "alice", "s3cret", 1003), 0);
+		assert_int_equal(est_user_check(c, text2, strlen(text2), "alice", "new pw", 1003), 1);
+		/* past EST_CACHE_SECONDS: verified again; the one live entry is the fresh one */
+		assert_int_equal(est_user_check(c, text, strlen(text), "alice", "s3cret", 1003 + EST_CACHE_SECONDS + 1),
+				 1);
+		for (i = 0, n = 0; i < EST_CACHE_SLOTS; i++)
+			n += c->e[i].until > 1003 + EST_CACHE_SECONDS + 1;
+		assert_int_equal(n, 1);
+		free(c);
+	}
 	assert_int_equal(est_user_make("bad:name", "x", 1, line, sizeof line), -1);
 	assert_int_equal(est_user_make("alice", "x", 1, line, 20), -1);
 #define SALT "00112233445566778899aabbccddeeff"

@@ -153,7 +153,7 @@ static int basic_ok(const struct ca_request *rq, const struct est_profile *p, ch
 		ca_err("EST: cannot read the credentials file %s", path ? path : p->users);
 		rc = -2;
 	} else {
-		rc = est_user_check(text, len, user, pass);
+		rc = est_user_check(&rq->est->cache, text, len, user, pass, (int64_t)time(NULL));
 	}
 	OPENSSL_cleanse(pass, sizeof pass);
 	free(text);

@@ -5,7 +5,9 @@
 #define P11CA_EST_H
 
 #include <stddef.h>
+#include <stdint.h>
 
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 
 #include "ratelimit.h"
@@ -40,11 +42,32 @@ struct est_profile {
 	long retry_after;              /* seconds, in 202 answers */
 };
 
+/* Passwords verified recently (HTTP Basic): PBKDF2 costs tens of ms on
+ * the one event loop, so a user's next requests with the same password are
+ * checked against HMAC-SHA256(a random per-process key, password) instead,
+ * for EST_CACHE_SECONDS, and only while the user's line in the file is the
+ * same.  A fixed table; the oldest entry is replaced. */
+#define EST_CACHE_SLOTS 64
+#define EST_CACHE_SECONDS 300
+struct est_cred_entry {
+	char user[EST_USER_MAX + 1];
+	unsigned char line[32];        /* SHA-256 of the user's line */
+	unsigned char mac[32];
+	int64_t until;                 /* 0: empty */
+};
+struct est_cred_cache {
+	unsigned char key[32];
+	int ready;
+	struct est_cred_entry e[EST_CACHE_SLOTS];
+};
+int est_cred_cache_init(struct est_cred_cache *c);
+
 struct est_server {
 	struct est_profile prof[EST_MAX_PROFILES];
 	size_t nprof;
 	long rate_limit;               /* wrong credentials per address per minute */
 	ratelimit *rl;
+	struct est_cred_cache cache;   /* wiped by est_server_free */
 };
 
 /* Parse est.conf text into s (profiles without their bootstrap stores).
@@ -55,6 +78,10 @@ int est_conf_parse(struct est_server *s, const char *text, size_t len, const cha
  * rate limiter made.  0 ok, -1 error (printed). */
 int est_server_load(const char *dir, struct est_server **out);
 void est_server_free(struct est_server **s);
+/* Name every profile's bootstrap CA in the listener's CertificateRequest
+ * (beside the CA), so that clients choosing a certificate by the CA names
+ * offer their IDevID.  0 ok, -1 error. */
+int est_client_ca_names(const struct est_server *s, SSL_CTX *ctx);
 /* The profile for a label ("" the default), or NULL. */
 const struct est_profile *est_profile_find(const struct est_server *s, const char *label);
 
@@ -81,8 +108,10 @@ int est_user_line(const char *line, size_t len, char name[EST_USER_MAX + 1], uns
 		  unsigned char salt[EST_SALT_LEN], unsigned char hash[EST_HASH_LEN]);
 /* The line for a new password (fresh salt), NUL-terminated, with LF. */
 int est_user_make(const char *name, const char *pass, size_t plen, char *line, size_t linelen);
-/* Check name/password against the credentials text.  1 match, 0 not. */
-int est_user_check(const char *text, size_t len, const char *name, const char *pass);
+/* Check name/password against the credentials text (cache: NULL or the
+ * server's, see above; now in seconds).  1 match, 0 not. */
+int est_user_check(struct est_cred_cache *cache, const char *text, size_t len, const char *name,
+		   const char *pass, int64_t now);
 /* A user name: 1-64 of [A-Za-z0-9._@-]. */
 int est_user_name_ok(const char *name);
 

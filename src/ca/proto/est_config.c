@@ -10,10 +10,12 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/objects.h>
 #include <openssl/pem.h>
 #include <openssl/pkcs7.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 
 #include "ca.h"
 #include "est.h"
@@ -377,6 +379,8 @@ int est_server_load(const char *dir, struct est_server **out)
 			goto out;
 		}
 	}
+	if (est_cred_cache_init(&s->cache) != 0)
+		goto out;
 	if (s->rate_limit > 0) {
 		int oom = 0;
 
@@ -394,12 +398,33 @@ out:
 	return rc;
 }
 
+int est_client_ca_names(const struct est_server *s, SSL_CTX *ctx)
+{
+	size_t i;
+	int k;
+
+	for (i = 0; s != NULL && i < s->nprof; i++) {
+		STACK_OF(X509_OBJECT) *objs = s->prof[i].bootstrap ? X509_STORE_get0_objects(s->prof[i].bootstrap) : NULL;
+
+		for (k = 0; k < sk_X509_OBJECT_num(objs); k++) {
+			X509 *x = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, k));
+
+			if (x != NULL && SSL_CTX_add_client_CA(ctx, x) != 1) {
+				ERR_clear_error();
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
 void est_server_free(struct est_server **sp)
 {
 	if (sp == NULL || *sp == NULL)
 		return;
 	profiles_clear(*sp);
 	ratelimit_free(&(*sp)->rl);
+	OPENSSL_cleanse(&(*sp)->cache, sizeof (*sp)->cache);
 	free(*sp);
 	*sp = NULL;
 }
@@ -659,12 +684,27 @@ out:
 	return rc;
 }
 
-int est_user_check(const char *text, size_t len, const char *name, const char *pass)
+/* keyed digest of a password for the cache: HMAC-SHA256 with the
+ * process's random cache key */
+static int cache_mac(const struct est_cred_cache *c, const char *pass, unsigned char mac[32])
 {
-	size_t off = 0;
+	unsigned len = 32;
+
+	return HMAC(EVP_sha256(), c->key, sizeof c->key, (const unsigned char *)pass, strlen(pass), mac, &len) !=
+			       NULL &&
+		       len == 32
+		       ? 0
+		       : -1;
+}
+
+int est_user_check(struct est_cred_cache *cache, const char *text, size_t len, const char *name,
+		   const char *pass, int64_t now)
+{
+	size_t off = 0, i;
 	char n[EST_USER_MAX + 1];
 	unsigned iter;
-	unsigned char salt[EST_SALT_LEN], want[EST_HASH_LEN], got[EST_HASH_LEN];
+	unsigned char salt[EST_SALT_LEN], want[EST_HASH_LEN], got[EST_HASH_LEN], line_md[32], mac[32];
+	struct est_cred_entry *slot = NULL;
 	int ok = 0;
 
 	while (off < len) {
@@ -672,16 +712,51 @@ int est_user_check(const char *text, size_t len, const char *name, const char *p
 		size_t l = nl ? (size_t)(nl - (text + off)) : len - off;
 
 		if (est_user_line(text + off, l, n, &iter, salt, want) == 0 && strcmp(n, name) == 0) {
+			/* a verified password for this very line (a changed or
+			 * removed line misses): no PBKDF2 again */
+			if (cache != NULL && cache->ready && SHA256((const unsigned char *)text + off, l, line_md) != NULL &&
+			    cache_mac(cache, pass, mac) == 0) {
+				for (i = 0; i < EST_CACHE_SLOTS; i++) {
+					struct est_cred_entry *e = &cache->e[i];
+
+					if (e->until > now && strcmp(e->user, name) == 0 &&
+					    CRYPTO_memcmp(e->line, line_md, 32) == 0 && CRYPTO_memcmp(e->mac, mac, 32) == 0) {
+						ok = 1;
+						break;
+					}
+					if (slot == NULL || e->until < slot->until)
+						slot = e; /* the oldest (or an empty) slot */
+				}
+				if (ok)
+					break;
+			}
 			if (PKCS5_PBKDF2_HMAC(pass, (int)strlen(pass), salt, sizeof salt, (int)iter, EVP_sha256(),
 					      sizeof got, got) == 1 &&
-			    CRYPTO_memcmp(got, want, sizeof got) == 0)
+			    CRYPTO_memcmp(got, want, sizeof got) == 0) {
 				ok = 1;
+				if (slot != NULL) {
+					snprintf(slot->user, sizeof slot->user, "%s", name);
+					memcpy(slot->line, line_md, 32);
+					memcpy(slot->mac, mac, 32);
+					slot->until = now + EST_CACHE_SECONDS;
+				}
+			}
 			break;
 		}
 		off += l + (nl ? 1 : 0);
 	}
 	OPENSSL_cleanse(got, sizeof got);
+	OPENSSL_cleanse(mac, sizeof mac);
 	return ok;
+}
+
+int est_cred_cache_init(struct est_cred_cache *c)
+{
+	memset(c, 0, sizeof *c);
+	if (RAND_bytes(c->key, sizeof c->key) != 1)
+		return -1;
+	c->ready = 1;
+	return 0;
 }
 
 /* ---- DER ---- */
