@@ -410,6 +410,32 @@ static void test_binding(void **state)
 	assert_int_equal(p11c_tls_binding(NULL, b, sizeof b), 0);
 }
 
+/* Bad server URLs are refused before any network work (RFC 7030 s3.2.2:
+ * https, an optional one-segment label). */
+static void test_bad_urls(void **state)
+{
+	static const char *const bad[] = {
+		"http://127.0.0.1:1",	     "127.0.0.1:1",	      "https://",
+		"https://h/a/b",	     "https://h/la bel",      "https://h o/",
+		"https://127.0.0.1:1/x?y=1", "ftp://127.0.0.1/x",
+	};
+	p11c_est_server srv;
+	p11c_ctx *ctx = NULL;
+	STACK_OF(X509) *cas = NULL;
+	size_t i;
+
+	(void)state;
+	assert_int_equal(p11c_ctx_new(&ctx), P11C_OK);
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		memset(&srv, 0, sizeof srv);
+		srv.url = bad[i];
+		assert_int_equal(p11c_est_cacerts(ctx, &srv, &cas), P11C_ERR_ARG);
+		assert_null(cas);
+		assert_non_null(strstr(p11c_ctx_detail(ctx), "EST server"));
+	}
+	p11c_ctx_free(&ctx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -417,7 +443,7 @@ int main(void)
 		cmocka_unit_test(test_csrattrs_bound),	 cmocka_unit_test(test_certs_encodings),
 		cmocka_unit_test(test_certs_malformed),	 cmocka_unit_test(test_certs_bounds),
 		cmocka_unit_test(test_b64),		 cmocka_unit_test(test_fingerprint),
-		cmocka_unit_test(test_binding),
+		cmocka_unit_test(test_binding),		 cmocka_unit_test(test_bad_urls),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
