@@ -38,6 +38,14 @@
  * Exit 0 when the run completed (errors are counted, not fatal), 1 when it
  * could not start, 64 on usage errors.
  *
+ * EST (RFC 7030, p11ca's /.well-known/est/): with --est, one enrollment is
+ * one POST /.well-known/est/simpleenroll (base64 DER PKCS#10, expect 200
+ * and a base64 certs-only PKCS#7), authenticated by HTTP Basic
+ * (--est-user NAME --est-password-file FILE: the password never in argv)
+ * or by a client certificate (--est-cert FILE --est-key FILE, e.g. an
+ * IDevID of the profile's bootstrap CA); the profile must sign at once
+ * (approval = auto, no channel binding).
+ *
  * Bounded: the run stops starting enrollments after S seconds; a request
  * in flight then has at most --timeout seconds (default 10).  Loopback
  * URLs only.
@@ -88,6 +96,9 @@ struct opts {
 	int verify_host;
 	long timeout_s;
 	long server_pid;	/* 0: none */
+	int est;		/* --est: POST /.well-known/est/simpleenroll */
+	const char *est_user, *est_cert, *est_key, *est_label;
+	char est_pass[256];
 };
 
 struct shared {
@@ -124,7 +135,9 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: %s --url https://127.0.0.1:PORT --cacert CA.crt --clients N --seconds S\n"
 		"          [--no-reuse | --conn-per-request] [--key ec|rsa] [--rate-hint R] [--timeout T]\n"
-		"          [--no-verify-host] [--server-pid PID]\n",
+		"          [--no-verify-host] [--server-pid PID]\n"
+		"          [--est [--est-label L] [--est-user NAME --est-password-file FILE |\n"
+		"                                  --est-cert FILE --est-key FILE]]\n",
 		prog);
 	exit(64);
 }
@@ -237,8 +250,20 @@ static int make_csr(struct worker *w, struct csr *c)
 	    !X509_REQ_set_subject_name(req, name) || !X509_REQ_set_pubkey(req, key) ||
 	    X509_REQ_sign(req, key, EVP_sha256()) <= 0)
 		goto out;
-	if (p11c_caramel_csr_pem(req, &c->pem, &c->len) != P11C_OK)
+	if (w->sh->o->est) {
+		/* the EST body: base64 of the DER (RFC 7030 s4.2.1) */
+		unsigned char *der = NULL;
+		int dl = i2d_X509_REQ(req, &der);
+
+		if (dl <= 0 || (c->pem = malloc(4 * (((size_t)dl + 2) / 3) + 1)) == NULL) {
+			OPENSSL_free(der);
+			goto out;
+		}
+		c->len = (size_t)EVP_EncodeBlock((unsigned char *)c->pem, der, dl);
+		OPENSSL_free(der);
+	} else if (p11c_caramel_csr_pem(req, &c->pem, &c->len) != P11C_OK) {
 		goto out;
+	}
 	p11c_sha256_hex(c->pem, c->len, c->sha);
 	ok = 1;
 out:
@@ -293,7 +318,8 @@ static int setup_curl(struct worker *w)
 	w->curl = c;
 	if ((w->body = malloc(MAX_BODY + 1)) == NULL)
 		return -1;
-	w->post_hdrs = curl_slist_append(NULL, "Content-Type: application/octet-stream");
+	w->post_hdrs = curl_slist_append(NULL, o->est ? "Content-Type: application/pkcs10"
+						     : "Content-Type: application/octet-stream");
 	if (w->post_hdrs == NULL)
 		return -1;
 	w->post_hdrs = curl_slist_append(w->post_hdrs, "Expect:");	/* as p11cert */
@@ -311,6 +337,15 @@ static int setup_curl(struct worker *w)
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, w);
 	curl_easy_setopt(c, CURLOPT_USERAGENT, "p11ca-bench/ca_load");
 	curl_easy_setopt(c, CURLOPT_MAXCONNECTS, 1L);
+	if (o->est_user != NULL) {
+		curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+		curl_easy_setopt(c, CURLOPT_USERNAME, o->est_user);
+		curl_easy_setopt(c, CURLOPT_PASSWORD, o->est_pass);
+	}
+	if (o->est_cert != NULL) {
+		curl_easy_setopt(c, CURLOPT_SSLCERT, o->est_cert);
+		curl_easy_setopt(c, CURLOPT_SSLKEY, o->est_key);
+	}
 	return 0;
 }
 
@@ -322,7 +357,11 @@ static int request(struct worker *w, const char *sha, const struct csr *post, in
 	char url[600];
 	CURLcode cc;
 
-	snprintf(url, sizeof url, "%s/%s", w->sh->o->url, sha);
+	if (w->sh->o->est)
+		snprintf(url, sizeof url, "%s/.well-known/est/%s%ssimpleenroll", w->sh->o->url,
+			 w->sh->o->est_label ? w->sh->o->est_label : "", w->sh->o->est_label ? "/" : "");
+	else
+		snprintf(url, sizeof url, "%s/%s", w->sh->o->url, sha);
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, (long)fresh);
 	curl_easy_setopt(c, CURLOPT_FORBID_REUSE, (long)close_after);
@@ -367,6 +406,19 @@ static void enroll(struct worker *w, const struct csr *c)
 	long st = 0;
 	double t0 = now_s();
 
+	if (w->sh->o->est) {
+		/* one POST; a new connection unless reusing, closed after unless reusing */
+		if (request(w, c->sha, c, m != MODE_REUSE, m != MODE_REUSE, &st) != 0)
+			return;
+		if (st != 200 || strncmp(w->body, "MI", 2) != 0) {
+			report_error(w, "POST simpleenroll: status %ld (expected 200 with a PKCS#7): %.200s", st,
+				     w->body);
+			return;
+		}
+		w->enrollments++;
+		add_latency(w, (now_s() - t0) * 1000.0);
+		return;
+	}
 	/* POST: a new connection unless reusing */
 	if (request(w, c->sha, c, m != MODE_REUSE, m == MODE_PER_REQUEST, &st) != 0)
 		return;
@@ -587,6 +639,10 @@ int main(int argc, char **argv)
 			o.mode = MODE_PER_REQUEST;
 			continue;
 		}
+		if (strcmp(a, "--est") == 0) {
+			o.est = 1;
+			continue;
+		}
 		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
 			usage();
 		if (v == NULL)
@@ -606,12 +662,32 @@ int main(int argc, char **argv)
 			o.server_pid = (long)num_arg(a, v, 1, 1 << 30);
 		else if (strcmp(a, "--timeout") == 0)
 			o.timeout_s = (long)num_arg(a, v, 1, 300);
-		else if (strcmp(a, "--key") == 0 && (strcmp(v, "ec") == 0 || strcmp(v, "rsa") == 0))
+		else if (strcmp(a, "--est-user") == 0)
+			o.est_user = v;
+		else if (strcmp(a, "--est-label") == 0)
+			o.est_label = v;
+		else if (strcmp(a, "--est-cert") == 0)
+			o.est_cert = v;
+		else if (strcmp(a, "--est-key") == 0)
+			o.est_key = v;
+		else if (strcmp(a, "--est-password-file") == 0) {
+			FILE *pf = fopen(v, "r");
+			int got = pf != NULL && fgets(o.est_pass, sizeof o.est_pass, pf) != NULL;
+
+			if (pf != NULL)
+				fclose(pf);
+			if (!got) {
+				fprintf(stderr, "%s: cannot read a password from %s\n", prog, v);
+				return 64;
+			}
+			o.est_pass[strcspn(o.est_pass, "\r\n")] = '\0';
+		} else if (strcmp(a, "--key") == 0 && (strcmp(v, "ec") == 0 || strcmp(v, "rsa") == 0))
 			o.rsa = strcmp(v, "rsa") == 0;
 		else
 			usage();
 	}
-	if (o.url == NULL || o.cacert == NULL)
+	if (o.url == NULL || o.cacert == NULL || (o.est_user != NULL) != (o.est_pass[0] != '\0') ||
+	    (o.est_cert != NULL) != (o.est_key != NULL) || (!o.est && (o.est_user || o.est_cert)))
 		usage();
 	if (!loopback_url(o.url)) {
 		fprintf(stderr, "%s: --url must be https://127.0.0.1:PORT, https://[::1]:PORT or "
@@ -702,7 +778,10 @@ int main(int argc, char **argv)
 		       " server_rss_peak_kb=%ld server_hwm_kb=%ld", pc_server,
 		       pc_other < 0 ? 0 : pc_other, s0.server_rss_kb, s1.server_rss_kb,
 		       rss_peak > s1.server_rss_kb ? rss_peak : s1.server_rss_kb, vm_kb(o.server_pid, "VmHWM"));
+	if (o.est)
+		printf(" proto=est auth=%s", o.est_user != NULL ? "basic" : o.est_cert != NULL ? "cert" : "none");
 	printf("\n");
+	OPENSSL_cleanse(o.est_pass, sizeof o.est_pass);
 	if (refills > 0)
 		fprintf(stderr, "%s: warning: %ld CSR pool refill(s) during the run; raise --rate-hint\n", prog,
 			refills);

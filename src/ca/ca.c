@@ -956,6 +956,12 @@ out:
 int ca_add_request(struct ca *ca, const char *pem, size_t len, X509_REQ *req, const char *protocol,
 		   req_state state, struct store_request *out)
 {
+	return ca_add_request_keyed(ca, pem, len, req, protocol, state, NULL, out);
+}
+
+int ca_add_request_keyed(struct ca *ca, const char *pem, size_t len, X509_REQ *req, const char *protocol,
+			 req_state state, const char *key, struct store_request *out)
+{
 	struct store_request r;
 	const X509_NAME *subj = X509_REQ_get_subject_name(req);
 	char cn[256], ou[256];
@@ -975,7 +981,10 @@ int ca_add_request(struct ca *ca, const char *pem, size_t len, X509_REQ *req, co
 	BIO_free(b);
 	if (s == NULL)
 		return -1;
-	p11c_sha256_hex(pem, len, r.sha256);
+	if (key != NULL)
+		snprintf(r.sha256, sizeof r.sha256, "%s", key);
+	else
+		p11c_sha256_hex(pem, len, r.sha256);
 	ca_name_entry(subj, NID_commonName, cn, sizeof cn);
 	r.pem = (char *)(uintptr_t)pem;
 	r.subject = s;

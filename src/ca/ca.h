@@ -138,6 +138,11 @@ int ca_crl(struct ca *ca, const char *path, long days);
 /* Record a new request from a CSR PEM (already validated). */
 int ca_add_request(struct ca *ca, const char *pem, size_t len, X509_REQ *req,
 		   const char *protocol, req_state state, struct store_request *out);
+/* The same, stored under `key` (64 lowercase hex) instead of the SHA-256 of
+ * the PEM: EST's request identity, which a new channel binding in the
+ * challengePassword does not change (proto/est.c). */
+int ca_add_request_keyed(struct ca *ca, const char *pem, size_t len, X509_REQ *req,
+			 const char *protocol, req_state state, const char *key, struct store_request *out);
 
 /* Serve until SIGTERM; the main listener's port goes to port_file. */
 int ca_serve(struct ca *ca, const char *port_file);

@@ -161,6 +161,7 @@ struct httpd_req {
 	unsigned char *body;
 	size_t body_len;
 	X509 *peer_cert;
+	SSL *ssl;		/* NULL for an in-memory request */
 	int replied;
 	char peer[INET6_ADDRSTRLEN + 8];
 	char protocol[32];
@@ -176,6 +177,10 @@ struct mem_req {
 	int status;
 	unsigned char *reply;
 	size_t reply_len;
+	X509 *client_cert;	/* httpd_req_mem_set_client_cert */
+	unsigned char binding[64];	/* httpd_req_mem_set_binding */
+	size_t binding_len;
+	int binding_tls13;
 };
 
 static void set_err(httpd *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -869,6 +874,7 @@ req_gencb(struct evhttp_request *ev, void *arg)
 	pc = SSL_get0_peer_certificate(ssl);
 	if (pc != NULL && SSL_get_verify_result(ssl) == X509_V_OK)
 		r.peer_cert = pc;
+	r.ssl = ssl;
 
 	h->handler(&r, h->hud);
 	if (!r.replied) {
@@ -907,6 +913,54 @@ httpd_req_body(const httpd_req *r, size_t *len)
 	if (len != NULL)
 		*len = r->body_len;
 	return r->body;
+}
+
+X509 *
+httpd_req_client_cert(const httpd_req *r)
+{
+	if (r->mem != NULL)
+		return r->mem->client_cert != NULL ? r->mem->client_cert : r->peer_cert;
+	return r->ssl != NULL ? SSL_get0_peer_certificate(r->ssl) : NULL;
+}
+
+STACK_OF(X509) *
+httpd_req_client_chain(const httpd_req *r)
+{
+	return r->ssl != NULL ? SSL_get_peer_cert_chain(r->ssl) : NULL;
+}
+
+/* RFC 5929 s3.1 tls-unique: the first Finished message of the latest
+ * handshake (the client's in a full handshake, the server's when the
+ * session was resumed); RFC 9266 s2 tls-exporter on TLS 1.3. */
+size_t
+httpd_req_channel_binding(const httpd_req *r, unsigned char *out, size_t max, int *tls13)
+{
+	static const char label[] = "EXPORTER-Channel-Binding";
+	size_t n;
+
+	if (tls13 != NULL)
+		*tls13 = 0;
+	if (r->mem != NULL) {
+		if (r->mem->binding_len == 0 || r->mem->binding_len > max)
+			return 0;
+		memcpy(out, r->mem->binding, r->mem->binding_len);
+		if (tls13 != NULL)
+			*tls13 = r->mem->binding_tls13;
+		return r->mem->binding_len;
+	}
+	if (r->ssl == NULL)
+		return 0;
+	if (SSL_version(r->ssl) >= TLS1_3_VERSION) {
+		if (max < 32 || SSL_export_keying_material(r->ssl, out, 32, label, sizeof label - 1, NULL, 0, 0) != 1) {
+			ERR_clear_error();
+			return 0;
+		}
+		if (tls13 != NULL)
+			*tls13 = 1;
+		return 32;
+	}
+	n = SSL_session_reused(r->ssl) ? SSL_get_finished(r->ssl, out, max) : SSL_get_peer_finished(r->ssl, out, max);
+	return n <= max ? n : 0;
 }
 
 /* ---- in-memory requests ---- */
@@ -970,6 +1024,23 @@ httpd_req_mem_set_peer_cert(httpd_req *r, X509 *cert)
 {
 	if (r != NULL && r->mem != NULL)
 		r->peer_cert = cert;
+}
+
+void
+httpd_req_mem_set_client_cert(httpd_req *r, X509 *cert)
+{
+	if (r != NULL && r->mem != NULL)
+		r->mem->client_cert = cert;
+}
+
+void
+httpd_req_mem_set_binding(httpd_req *r, const unsigned char *cb, size_t len, int tls13)
+{
+	if (r == NULL || r->mem == NULL || len > sizeof(r->mem->binding))
+		return;
+	memcpy(r->mem->binding, cb, len);
+	r->mem->binding_len = len;
+	r->mem->binding_tls13 = tls13;
 }
 
 int

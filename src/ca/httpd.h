@@ -25,6 +25,17 @@ const char *httpd_req_host(const httpd_req *r);     /* Host header or NULL */
 /* The client's certificate when it sent one and it verified against the
  * listener's client CA (see httpd_listen), else NULL.  Borrowed. */
 X509 *httpd_req_peer_cert(const httpd_req *r);
+/* The certificate the client sent, whether or not it verified against the
+ * listener's client CA (the TLS handshake proved the client holds its
+ * key), and the chain it sent without the leaf.  Borrowed; NULL when none.
+ * For callers that verify against their own trust anchors (EST's
+ * bootstrap CA). */
+X509 *httpd_req_client_cert(const httpd_req *r);
+STACK_OF(X509) *httpd_req_client_chain(const httpd_req *r);
+/* The channel binding of the request's TLS connection (RFC 7030 s3.5):
+ * tls-unique (RFC 5929) on TLS 1.2, tls-exporter (RFC 9266, 32 bytes) on
+ * TLS 1.3 (*tls13 set; may be NULL).  Its length, or 0 when none. */
+size_t httpd_req_channel_binding(const httpd_req *r, unsigned char *out, size_t max, int *tls13);
 /* Which listener got it: the `tag` given to httpd_listen. */
 int httpd_req_listener(const httpd_req *r);
 
@@ -51,6 +62,10 @@ httpd_req *httpd_req_mem_new(const char *method, const char *target, const char 
 			     const void *body, size_t len, const char *peer, int tag);
 /* The verified client certificate to report (borrowed, may be NULL). */
 void httpd_req_mem_set_peer_cert(httpd_req *r, X509 *cert);
+/* The certificate reported by httpd_req_client_cert (borrowed), and the
+ * channel binding (at most 64 bytes) httpd_req_channel_binding reports. */
+void httpd_req_mem_set_client_cert(httpd_req *r, X509 *cert);
+void httpd_req_mem_set_binding(httpd_req *r, const unsigned char *cb, size_t len, int tls13);
 /* The status replied, 0 before any reply. */
 int httpd_req_mem_status(const httpd_req *r);
 /* The reply body (NUL-terminated copy; NULL when empty) and a reply header. */

@@ -17,6 +17,7 @@
 
 #include "ca.h"
 #include "statedir.h"
+#include "proto/est.h"
 
 static const char usage[] =
 	"usage: p11ca COMMAND --dir DIR [OPTIONS]\n"
@@ -30,6 +31,7 @@ static const char usage[] =
 	"  refresh  re-sign every signed request not rejected nor revoked (for a timer)\n"
 	"  revoke   revoke a certificate: SERIAL (hex) [--reason N]\n"
 	"  crl      write a CRL signed by the CA key [-o FILE] [--days N]\n"
+	"  est-user EST (HTTP Basic) users: add NAME | remove NAME | list [--file USERS]\n"
 	"\n"
 	"DIR defaults to $P11CA_DIR.  Settings (docs/ca.md) come from DIR/p11ca.conf,\n"
 	"then P11CA_<NAME> variables, then --NAME VALUE flags:\n"
@@ -770,6 +772,8 @@ int main(int argc, char **argv)
 		return argc < 2 ? 64 : 0;
 	}
 	cmd = argv[1];
+	if (strcmp(cmd, "est-user") == 0)
+		return est_user_main(argc - 1, argv + 1);
 	if (parse(argc - 1, argv + 1, &o) != 0)
 		return 64;
 	/* issue 10 point 20: p11ca holds the CA token's PIN and the shared

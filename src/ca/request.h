@@ -26,6 +26,7 @@ struct ca_served {
 	size_t token_len;
 	int token_on_main;           /* token protocol at POST / of the main listener */
 	ratelimit *rl;               /* wrong HMACs (NULL: no limit) */
+	struct est_server *est;      /* DIR/est.conf (NULL: EST off), proto/est.h */
 };
 
 /* One request as a handler gets it: the HTTP exchange (method, path,
@@ -41,6 +42,7 @@ struct ca_request {
 	size_t token_len;
 	int token_on_main;
 	ratelimit *rl;
+	struct est_server *est;
 };
 
 /* One route of a served protocol: match() says whether it takes the
@@ -61,6 +63,7 @@ struct ca_protocol {
 };
 
 extern const struct ca_protocol ca_proto_sharedtoken; /* proto/sharedtoken.c */
+extern const struct ca_protocol ca_proto_est;         /* proto/est.c: /.well-known/est/ */
 extern const struct ca_protocol ca_proto_caramel;     /* proto/caramel.c: the main listener's catch-all */
 
 /* Hand R to the first served protocol whose route matches (serve.c). */
@@ -68,6 +71,8 @@ void ca_dispatch(const struct ca_served *sv, httpd_req *r);
 
 /* POST /renew of the shared-token protocol (proto/sharedtoken_renew.c) */
 void token_renew_handle(const struct ca_request *rq);
+/* The client's address without the port (proto/sharedtoken.c) */
+void peer_addr(httpd_req *r, char *buf, size_t len);
 /* application/problem+json reply (proto/caramel.c) */
 void reply_problem(httpd_req *r, int status, const char *title, const char *detail);
 

@@ -11,6 +11,7 @@
 #include <openssl/x509v3.h>
 
 #include "request.h"
+#include "proto/est.h"
 
 /* Access-log rows wait here and go to the database in one transaction
  * per ALOG_BATCH rows or per second (issue 10 point 8). */
@@ -38,6 +39,7 @@ struct server {
  * Caramel, which takes everything else on the main listener. */
 static const struct ca_protocol *const served[] = {
 	&ca_proto_sharedtoken,
+	&ca_proto_est,
 	&ca_proto_caramel,
 };
 
@@ -105,6 +107,7 @@ void ca_dispatch(const struct ca_served *sv, httpd_req *r)
 	rq.token_len = sv->token_len;
 	rq.token_on_main = sv->token_on_main;
 	rq.rl = sv->rl;
+	rq.est = sv->est;
 	for (i = 0; i < sizeof served / sizeof served[0]; i++)
 		for (k = 0; k < served[i]->nroutes; k++)
 			if (served[i]->routes[k].match(&rq)) {
@@ -285,6 +288,11 @@ int ca_serve(struct ca *ca, const char *port_file)
 	}
 	if (s->alog != NULL)
 		s->alog->last_flush = time(NULL);
+	if (est_server_load(ca->dir, &s->sv.est) != 0)
+		goto out;
+	if (s->sv.est != NULL)
+		fprintf(stderr, "p11ca: EST at /.well-known/est/ (%zu profiles, %s)\n", s->sv.est->nprof,
+			EST_CONF_FILE);
 	if (s->sv.token != NULL) {
 		int oom = 0;
 
@@ -320,7 +328,7 @@ int ca_serve(struct ca *ca, const char *port_file)
 		}
 		main_ctx = tls_ctx(ca, ca->cert, ca->key, 0);
 	}
-	if (main_ctx == NULL)
+	if (main_ctx == NULL || est_client_ca_names(s->sv.est, main_ctx) != 0)
 		goto out;
 	/* the shared-token protocol needs the CA certificate as the TLS
 	 * certificate (docs/protocols.md s2) */
@@ -390,6 +398,7 @@ out:
 			OPENSSL_cleanse(s->sv.token, s->sv.token_len);
 		free(s->sv.token);
 		ratelimit_free(&s->sv.rl);
+		est_server_free(&s->sv.est);
 		free(s->alog);
 		free(s->sv.ca_pem);
 		free(s);

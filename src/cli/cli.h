@@ -57,6 +57,9 @@ int cli_lock(const char *path);
 /* cli_lock with the messages: 0 with *fd held, or the exit code (printed:
  * EX_TEMPFAIL_ locked, EX_UNSAFE, EX_CANTCREAT) with *fd < 0. */
 int cli_lock_run(struct cli *c, const char *path, int *fd);
+/* PATH made absolute (records are read from any folder); a copy of PATH
+ * when it cannot be resolved; NULL for NULL or out of memory. */
+char *cli_absolute(const char *path);
 /* 0 when DIR is a folder owned by us or root and not writable by group or
  * others; otherwise prints why and returns the exit code (EX_UNSAFE,
  * EX_NOINPUT when missing). */

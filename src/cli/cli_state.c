@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,15 @@ static int dir_of(const char *path)
 	rc = cli_state_dir(dirname(copy));
 	free(copy);
 	return rc;
+}
+
+char *cli_absolute(const char *path)
+{
+	char buf[PATH_MAX];
+
+	if (path == NULL)
+		return NULL;
+	return strdup(realpath(path, buf) != NULL ? buf : path);
 }
 
 int cli_lock(const char *path)

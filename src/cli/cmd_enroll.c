@@ -83,7 +83,7 @@ static int write_x509(struct cli *c, const char *path, X509 *x, unsigned mode)
 /* The key named by URI, generated when missing.  own_uri: URI is our
  * "pkcs11:object=LABEL", so the failed lookup has just searched exactly what
  * keygen's label check would search again: skip that second search. */
-static p11c_result key_for(struct cli *c, const char *uri, const char *type, p11c_key **key, int *created,
+p11c_result key_for(struct cli *c, const char *uri, const char *type, p11c_key **key, int *created,
 			   int own_uri)
 {
 	p11c_key_type kt;
@@ -741,6 +741,10 @@ int cmd_enroll(struct cli *c, int argc, char **argv)
 		c->cmd = "enroll caramel";
 		return cmd_enroll_caramel(c, argc - 1, argv + 1);
 	}
+	if (argc >= 2 && strcmp(argv[1], "est") == 0) {
+		c->cmd = "enroll est";
+		return cmd_enroll_est(c, argc - 1, argv + 1);
+	}
 	if (argc >= 2 && strcmp(argv[1], "token") == 0) {
 		c->cmd = "enroll token";
 		return cmd_enroll_token(c, argc - 1, argv + 1);
@@ -751,5 +755,5 @@ int cmd_enroll(struct cli *c, int argc, char **argv)
 		fputs(token_help, stdout);
 		return 0;
 	}
-	return cli_usage(c, "enroll needs a protocol: caramel, token or acme");
+	return cli_usage(c, "enroll needs a protocol: caramel, token, acme or est");
 }

@@ -25,7 +25,7 @@ static const char usage_text[] =
 	"  show     describe a certificate or CSR (file or token)\n"
 	"  export   write a token certificate as PEM or DER\n"
 	"  delete   destroy a key pair and its certificates\n"
-	"  enroll   get a certificate for a token key: caramel or token protocol\n"
+	"  enroll   get a certificate for a token key: caramel, token, acme or est\n"
 	"  check    does the certificate need renewal? (exit 0 yes, 1 no)\n"
 	"  renew    renew through the recorded enrollment, optionally with a new key\n"
 	"  revoke   revoke the certificate of an ACME enrollment\n"

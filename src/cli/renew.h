@@ -43,5 +43,16 @@ int acme_keychange_pending(struct cli *c, const char *dir, const char *label);
  * EX_DATAERR) and its account key URI: 0, or the exit code (printed).
  * The caller json_decref()s j->rec, also on error. */
 int acme_record_load(struct cli *c, const char *dir, const char *id, struct renew_job *j, const char **acct_uri);
+/* The key named by URI, generated (TYPE) when missing; *created says
+ * which (cmd_enroll.c).  own_uri: URI is our "pkcs11:object=LABEL". */
+p11c_result key_for(struct cli *c, const char *uri, const char *type, p11c_key **key, int *created, int own_uri);
+
+/* enroll est (cmd_est.c) */
+int cmd_enroll_est(struct cli *c, int argc, char **argv);
+/* The PEM certificates of DIR/ID.cacerts (cmd_est.c): 0, or the exit
+ * code, printed */
+int est_read_cacerts(struct cli *c, const char *path, STACK_OF(X509) **cas);
+/* The EST exit code of a request still pending (as Caramel's) */
+#define EST_EX_PENDING 69
 
 #endif

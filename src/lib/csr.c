@@ -1,10 +1,18 @@
 /* PKCS#10 requests built by OpenSSL and signed by the token (RFC 2986). */
+#include <string.h>
+
 #include "internal.h"
 
 #include <openssl/x509v3.h>
 
 p11c_result p11c_csr_create(p11c_key *key, const X509_NAME *subject,
 			    const STACK_OF(GENERAL_NAME) *sans, const EVP_MD *md, X509_REQ **out)
+{
+	return p11c_csr_build(key, subject, sans, md, NULL, out);
+}
+
+p11c_result p11c_csr_build(p11c_key *key, const X509_NAME *subject, const STACK_OF(GENERAL_NAME) *sans,
+			   const EVP_MD *md, const char *challenge, X509_REQ **out)
 {
 	p11c_ctx *ctx;
 	X509_REQ *req = NULL;
@@ -40,6 +48,14 @@ p11c_result p11c_csr_create(p11c_key *key, const X509_NAME *subject,
 			r = p11c_ossl(ctx, "add extensionRequest");
 			goto out;
 		}
+	}
+	/* RFC 2985 s5.4.1 challengePassword (EST channel binding, RFC 7030
+	 * s3.5: base64, so a PrintableString) */
+	if (challenge != NULL &&
+	    !X509_REQ_add1_attr_by_NID(req, NID_pkcs9_challengePassword, MBSTRING_ASC,
+				       (const unsigned char *)challenge, (int)strlen(challenge))) {
+		r = p11c_ossl(ctx, "add challengePassword");
+		goto out;
 	}
 	r = p11c_key_signer(key, &signer);
 	if (r != P11C_OK)

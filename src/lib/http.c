@@ -28,6 +28,8 @@
 
 struct xfer {
 	struct p11c_http *h;
+	CURL *curl;
+	char binding_err[256];
 	size_t cap;
 	int too_big;
 	char bootstrap_err[256];
@@ -162,6 +164,10 @@ static CURLcode on_ssl_ctx(CURL *curl, void *sslctx, void *ud)
 
 	(void)curl;
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	if (h->tls_max == 12)
+		SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
+	else if (h->tls_max == 13)
+		SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
 	if (h->bootstrap) {
 		/* curl set SSL_VERIFY_NONE (its own check would refuse the
 		 * self-signed CA); ours must abort the handshake when it fails */
@@ -176,6 +182,64 @@ static CURLcode on_ssl_ctx(CURL *curl, void *sslctx, void *ud)
 			return CURLE_SSL_CERTPROBLEM;
 	}
 	return CURLE_OK;
+}
+
+size_t p11c_tls_binding(SSL *ssl, unsigned char *out, size_t cap)
+{
+	static const char label[] = "EXPORTER-Channel-Binding";
+	size_t n;
+
+	if (ssl == NULL || cap < 32)
+		return 0;
+	if (SSL_version(ssl) >= TLS1_3_VERSION) {
+		/* RFC 9266 s2 (an empty context is no context in TLS 1.3: RFC 8446 s7.5) */
+		if (SSL_export_keying_material(ssl, out, 32, label, sizeof label - 1, NULL, 0, 0) != 1)
+			return 0;
+		return 32;
+	}
+	/* RFC 5929 s3.1: the first Finished of the latest handshake: the
+	 * client's in a full handshake, the server's in a resumption */
+	n = SSL_session_reused(ssl) ? SSL_get_peer_finished(ssl, out, cap) : SSL_get_finished(ssl, out, cap);
+	return n <= cap ? n : 0;
+}
+
+/* Before the request goes out on its connection (libcurl's
+ * CURLOPT_PREREQFUNCTION): the connection's channel binding, recorded or
+ * compared with the one the request was bound to. */
+static int on_prereq(void *ud, char *pip, char *lip, int pport, int lport)
+{
+	struct xfer *x = ud;
+	struct p11c_http *h = x->h;
+	const struct curl_tlssessioninfo *ti = NULL;
+	unsigned char b[64];
+	size_t n = 0;
+
+	(void)pip;
+	(void)lip;
+	(void)pport;
+	(void)lport;
+	if (curl_easy_getinfo(x->curl, CURLINFO_TLS_SSL_PTR, &ti) == CURLE_OK && ti != NULL &&
+	    ti->backend == CURLSSLBACKEND_OPENSSL && ti->internals != NULL)
+		n = p11c_tls_binding(ti->internals, b, sizeof b);
+	if (n == 0 && h->expect_binding == NULL)
+		return CURL_PREREQFUNC_OK; /* nothing to record: the caller sees binding_len 0 */
+	if (n == 0) {
+		snprintf(x->binding_err, sizeof x->binding_err,
+			 "the TLS connection to %s has no channel binding value; not sent", h->url);
+		return CURL_PREREQFUNC_ABORT;
+	}
+	if (h->expect_binding != NULL &&
+	    (n != h->expect_binding_len || CRYPTO_memcmp(b, h->expect_binding, n) != 0)) {
+		snprintf(x->binding_err, sizeof x->binding_err,
+			 "the request would go over another TLS connection than the one its channel binding "
+			 "was taken from; not sent");
+		h->binding_refused = 1;
+		return CURL_PREREQFUNC_ABORT;
+	}
+	memcpy(h->binding, b, n);
+	h->binding_len = n;
+	h->tls_version = SSL_version(ti->internals);
+	return CURL_PREREQFUNC_OK;
 }
 
 void p11c_http_release(p11c_ctx *ctx)
@@ -201,9 +265,9 @@ static CURL *handle_for(p11c_ctx *ctx, const struct p11c_http *h, int *owned)
 	CURL *c;
 
 	*owned = 1;
-	if (h->bootstrap)
+	if (h->bootstrap || h->unverified)
 		return curl_easy_init();
-	if (asprintf(&trust, "%s%s", h->ca_pem != NULL ? "P" : h->ca_file != NULL ? "F" : "S",
+	if (asprintf(&trust, "%d%s%s", h->tls_max, h->ca_pem != NULL ? "P" : h->ca_file != NULL ? "F" : "S",
 		     h->ca_pem != NULL ? h->ca_pem : h->ca_file != NULL ? h->ca_file : "") < 0)
 		return NULL;
 	if (ctx->http != NULL && strcmp(ctx->http_trust, trust) == 0 &&
@@ -260,10 +324,19 @@ p11c_result p11c_http_do(p11c_ctx *ctx, struct p11c_http *h)
 	h->server[0] = '\0';
 	h->replay_nonce[0] = h->location[0] = h->retry_after[0] = '\0';
 	h->nlink_alt = 0;
+	h->binding_len = 0;
+	h->binding_refused = 0;
 	ctx->http_server[0] = '\0';
 	if (p11c_curl_ready(h->err, sizeof h->err) != 0) {
 		p11c_detail(ctx, "%s", h->err);
 		r = P11C_ERR_NETWORK;
+		goto out;
+	}
+	if (h->unverified && (h->user != NULL || h->password != NULL || h->client_key != NULL)) {
+		/* a peer nobody checked gets no credential */
+		snprintf(h->err, sizeof h->err, "no credentials over an unverified connection");
+		p11c_detail(ctx, "%s", h->err);
+		r = P11C_ERR_ARG;
 		goto out;
 	}
 	if ((c = handle_for(ctx, h, &owned)) == NULL) {
@@ -285,9 +358,23 @@ p11c_result p11c_http_do(p11c_ctx *ctx, struct p11c_http *h)
 	SET(CURLOPT_SSL_CTX_DATA, &x);
 	SET(CURLOPT_USERAGENT, h->user_agent ? h->user_agent : "p11cert/" P11CERT_VERSION);
 	SET(CURLOPT_SSL_SESSIONID_CACHE, 0L);
-	if (h->bootstrap) {
-		/* verification is done by bootstrap_verify in the handshake;
-		 * curl's own check would reject the self-signed CA */
+	x.curl = c;
+	if (h->want_binding || h->expect_binding != NULL) {
+		/* libcurl 7.80+: called once the connection is up, before the
+		 * request is sent (EST channel binding) */
+		SET(CURLOPT_PREREQFUNCTION, on_prereq);
+		SET(CURLOPT_PREREQDATA, &x);
+	}
+	if (h->user != NULL && h->password != NULL) {
+		SET(CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+		SET(CURLOPT_USERNAME, h->user);
+		SET(CURLOPT_PASSWORD, h->password);
+	}
+	if (h->bootstrap || h->unverified) {
+		/* shared token: verification is done by bootstrap_verify in the
+		 * handshake (curl's own check would reject the self-signed CA);
+		 * EST bootstrap: the caller checks the CA fingerprint in the
+		 * answer, and no credential goes over this connection */
 		SET(CURLOPT_SSL_VERIFYPEER, 0L);
 		SET(CURLOPT_SSL_VERIFYHOST, 0L);
 	} else {
@@ -315,6 +402,8 @@ p11c_result p11c_http_do(p11c_ctx *ctx, struct p11c_http *h)
 		if (add_header(&hdrs, line) != 0)
 			goto nomem;
 	}
+	if (h->extra_header != NULL && add_header(&hdrs, h->extra_header) != 0)
+		goto nomem;
 	if (h->method != NULL && strcmp(h->method, "HEAD") == 0)
 		SET(CURLOPT_NOBODY, 1L);
 	if (h->method != NULL && strcmp(h->method, "POST") == 0) {
@@ -334,6 +423,9 @@ p11c_result p11c_http_do(p11c_ctx *ctx, struct p11c_http *h)
 	if (cc != CURLE_OK) {
 		if (x.bootstrap_err[0] != '\0') {
 			snprintf(h->err, sizeof h->err, "%s", x.bootstrap_err);
+			r = P11C_ERR_TLS;
+		} else if (x.binding_err[0] != '\0') {
+			snprintf(h->err, sizeof h->err, "%s", x.binding_err);
 			r = P11C_ERR_TLS;
 		} else if (x.too_big) {
 			snprintf(h->err, sizeof h->err, "answer larger than %d bytes", P11C_HTTP_MAX_RESPONSE);

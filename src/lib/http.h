@@ -4,6 +4,8 @@
 #ifndef P11C_HTTP_H
 #define P11C_HTTP_H
 
+#include <openssl/ssl.h>
+
 #include "internal.h"
 
 #define P11C_HTTP_MAX_RESPONSE (256 * 1024)
@@ -15,6 +17,7 @@ struct p11c_http {
 	const char *content_type;         /* for POST bodies */
 	const char *if_modified_since;    /* HTTP-date or NULL */
 	const char *accept;               /* Accept header or NULL (ACME certificate download) */
+	const char *extra_header;         /* one more "Name: value" or NULL (EST's Content-Transfer-Encoding) */
 	const void *body;
 	size_t body_len;
 	const char *user_agent;
@@ -28,6 +31,26 @@ struct p11c_http {
 	 * authenticates it (docs/protocols.md s2) */
 	int bootstrap;
 	const char *expect_cn;
+	/* ...and the EST trust bootstrap (RFC 7030 s4.1.1): no peer check at
+	 * all; the caller accepts the answer only when it holds the CA
+	 * certificate whose fingerprint the user gave.  No credentials go
+	 * over such a connection (user/password and client_key are refused). */
+	int unverified;
+	/* HTTP Basic (RFC 7617), over verified TLS only; borrowed */
+	const char *user;
+	const char *password;
+	int tls_max;                      /* 0: any; 12: TLS 1.2 at most; 13 */
+	/* channel binding (RFC 7030 s3.5): want_binding records the binding of
+	 * the connection the request goes over; expect_binding aborts the
+	 * request before a byte is sent unless its connection has exactly that
+	 * binding (the connection a CSR was bound to) */
+	int want_binding;
+	const unsigned char *expect_binding;
+	size_t expect_binding_len;
+	unsigned char binding[64];        /* out: tls-unique or tls-exporter */
+	size_t binding_len;
+	int tls_version;                  /* out with the binding: TLS1_2_VERSION... */
+	int binding_refused;              /* out: expect_binding stopped the request */
 	/* client certificate (mTLS with the token key) */
 	EVP_PKEY *client_key;
 	X509 *client_cert;
@@ -53,6 +76,11 @@ struct p11c_http {
  * P11C_ERR_NETWORK / P11C_ERR_TLS / P11C_ERR_PROTOCOL with h->err and the
  * ctx detail set otherwise. */
 P11C_HIDDEN p11c_result p11c_http_do(p11c_ctx *ctx, struct p11c_http *h);
+/* The channel binding of a TLS connection (RFC 7030 s3.5): tls-unique
+ * (RFC 5929 s3: the first Finished message of the handshake) on TLS 1.2,
+ * tls-exporter (RFC 9266: the 32-byte exporter "EXPORTER-Channel-Binding"
+ * with an empty context) on TLS 1.3.  The length, 0 when there is none. */
+P11C_HIDDEN size_t p11c_tls_binding(SSL *ssl, unsigned char *out, size_t cap);
 /* Close the connection kept for the next request (p11c_ctx_free does). */
 P11C_HIDDEN void p11c_http_release(p11c_ctx *ctx);
 /* Free the response fields; the request fields are borrowed. */

@@ -29,7 +29,7 @@ expect_rc 65 renew notjson
 expect_grep "notjson.enroll is not an enrollment record" "$T/err"
 
 # --- the protocol is looked up by its exact name ------------------------------
-for p in est ACME Caramel "caramel " tok ""; do
+for p in scep EST ACME Caramel "caramel " tok est/ ""; do
 	record other "{\"protocol\": \"$p\", \"server\": \"localhost:1\", \"client_id\": \"other\", \"key\": \"pkcs11:object=other\"}"
 	expect_rc 69 renew other
 	expect_grep -F "protocol '$p' cannot be renewed yet" "$T/err"
@@ -82,9 +82,17 @@ expect_rc 255 p11c check --id missing --dir "$S"
 record t1 "{$tok, \"port\": 9443}"
 expect_rc 255 p11c check --id t1 --dir "$S"
 expect_grep -F "p11cert: check: the record of 't1' lacks a port or ca_file" "$T/err"
-record other '{"protocol": "est", "server": "localhost:1", "client_id": "other", "key": "pkcs11:object=other"}'
+record other '{"protocol": "scep", "server": "localhost:1", "client_id": "other", "key": "pkcs11:object=other"}'
 expect_rc 255 p11c check --id other --dir "$S"
-expect_grep -F "p11cert: check: protocol 'est' cannot be renewed yet" "$T/err"
+expect_grep -F "p11cert: check: protocol 'scep' cannot be renewed yet" "$T/err"
+# an EST record's own fields: the CA certificates and the trust anchors
+for extra in '' '"ca_file": "/nonexistent/ca.pem",' '"cacerts": "/nonexistent/x.cacerts",'; do
+	record other "{\"protocol\": \"est\", $extra \"server\": \"https://localhost:1\", \"client_id\": \"other\", \"key\": \"pkcs11:object=other\"}"
+	expect_rc 255 p11c check --id other --dir "$S"
+	expect_grep -F "p11cert: check: the EST record of 'other' lacks cacerts or ca_file" "$T/err"
+	expect_rc 65 renew other
+	expect_grep -F "p11cert: renew: the EST record of 'other' lacks cacerts or ca_file" "$T/err"
+done
 # an ACME record's own field: its names (checked before the token is touched)
 for names in '' '"names": [],' '"names": ["a", 7],' '"names": "a",'; do
 	record other "{\"protocol\": \"acme\", $names \"server\": \"https://localhost:1/dir\", \"client_id\": \"other\", \"key\": \"pkcs11:object=other\"}"

@@ -408,18 +408,9 @@ out:
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	const unsigned char *p = data, *end = data + size, *sep;
-	int n;
-
 	if (!F.ready)
 		setup();
 	fresh_state();
-	for (n = 0; n < MAX_REQUESTS && p <= end; n++) {
-		sep = find(p, (size_t)(end - p), SEPARATOR);
-		one_request(p, sep != NULL ? (size_t)(sep - p) : (size_t)(end - p));
-		if (sep == NULL)
-			break;
-		p = sep + strlen(SEPARATOR);
-	}
+	fuzz_each(data, size, MAX_REQUESTS, SEPARATOR, one_request);
 	return 0;
 }

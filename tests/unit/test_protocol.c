@@ -41,7 +41,8 @@ static void test_lib_find(void **state)
 	assert_null(p11c_protocol_find("car"));
 	assert_null(p11c_protocol_find(""));
 	assert_null(p11c_protocol_find("ACME"));
-	assert_null(p11c_protocol_find("est"));
+	assert_null(p11c_protocol_find("EST"));
+	assert_null(p11c_protocol_find("est "));
 	assert_null(p11c_protocol_find(NULL));
 }
 
@@ -65,14 +66,35 @@ static void test_lib_entries(void **state)
 			assert_true(strcmp(p->name, q->name) != 0);
 		}
 	}
-	assert_int_equal(n, 3);
+	assert_int_equal(n, 4);
 	assert_ptr_equal(p11c_protocol_find("acme"), &p11c_proto_acme);
+	assert_ptr_equal(p11c_protocol_find("est"), &p11c_proto_est);
 	assert_null(p11c_proto_acme.renew);
 	assert_null(p11c_protocol_at(n));
 	/* Caramel posts the caller's CSR (kept across runs); the shared-token
 	 * renewal makes its own from the current certificate */
 	assert_int_equal(p11c_proto_caramel.needs_csr, 1);
 	assert_int_equal(p11c_proto_sharedtoken.needs_csr, 0);
+	/* EST makes its request from the current certificate (RFC 7030
+	 * s4.2.2: same subject and subjectAltName) */
+	assert_int_equal(p11c_proto_est.needs_csr, 0);
+}
+
+/* An EST re-enrollment without the current certificate is an argument
+ * error, found before any network work. */
+static void test_est_renew_needs_cert(void **state)
+{
+	struct p11c_renewal rn;
+	p11c_ctx *ctx = NULL;
+
+	(void)state;
+	assert_int_equal(p11c_ctx_new(&ctx), P11C_OK);
+	memset(&rn, 0, sizeof rn);
+	rn.server = "https://127.0.0.1:1";
+	assert_int_equal(p11c_proto_est.renew(ctx, &rn), P11C_ERR_ARG);
+	assert_non_null(strstr(p11c_ctx_detail(ctx), "current certificate"));
+	assert_null(rn.cert);
+	p11c_ctx_free(&ctx);
 }
 
 /* A Caramel renewal without the caller's CSR is an argument error, found
@@ -97,7 +119,7 @@ static void test_caramel_renew_needs_csr(void **state)
 
 static void test_served_tables(void **state)
 {
-	const struct ca_protocol *const served[] = { &ca_proto_sharedtoken, &ca_proto_caramel };
+	const struct ca_protocol *const served[] = { &ca_proto_sharedtoken, &ca_proto_est, &ca_proto_caramel };
 	size_t i, k;
 
 	(void)state;
@@ -113,6 +135,7 @@ static void test_served_tables(void **state)
 	/* one name per protocol on both sides (records, access log, store) */
 	assert_string_equal(ca_proto_caramel.name, p11c_proto_caramel.name);
 	assert_string_equal(ca_proto_sharedtoken.name, p11c_proto_sharedtoken.name);
+	assert_string_equal(ca_proto_est.name, "est"); /* the EST client's name too */
 }
 
 /* ---- ca_peer_current ---- */
@@ -242,6 +265,7 @@ int main(void)
 		cmocka_unit_test(test_lib_find),
 		cmocka_unit_test(test_lib_entries),
 		cmocka_unit_test(test_caramel_renew_needs_csr),
+		cmocka_unit_test(test_est_renew_needs_cert),
 		cmocka_unit_test(test_served_tables),
 		cmocka_unit_test_setup_teardown(test_peer_current, setup, teardown),
 	};

@@ -25,8 +25,8 @@ static void reply_json(httpd_req *r, int status, const char *hmac, const char *c
 	reply_json_h(r, status, NULL, hmac, cert, error);
 }
 
-/* Peer address without the port. */
-static void peer_addr(httpd_req *r, char *buf, size_t len)
+/* Peer address without the port (request.h). */
+void peer_addr(httpd_req *r, char *buf, size_t len)
 {
 	const char *p = httpd_req_peer(r);
 	const char *colon = p ? strrchr(p, ':') : NULL;

@@ -11,6 +11,7 @@ static const struct cli_protocol *const protocols[] = {
 	&cli_proto_caramel,
 	&cli_proto_sharedtoken,
 	&cli_proto_acme,
+	&cli_proto_est,
 };
 
 const struct cli_protocol *cli_protocol_find(const char *name)

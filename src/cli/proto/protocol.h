@@ -51,6 +51,7 @@ struct cli_protocol {
 extern const struct cli_protocol cli_proto_caramel;     /* proto/caramel.c */
 extern const struct cli_protocol cli_proto_sharedtoken; /* proto/sharedtoken.c */
 extern const struct cli_protocol cli_proto_acme;        /* proto/acme.c */
+extern const struct cli_protocol cli_proto_est;         /* proto/est.c */
 
 /* The entry for the record protocol NAME, or NULL (proto/protocol.c). */
 const struct cli_protocol *cli_protocol_find(const char *name);

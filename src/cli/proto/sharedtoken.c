@@ -8,7 +8,6 @@
  * the old key goes only once it is stored, then the new key takes the
  * label.  The record DIR/LABEL.enroll is written by enroll token. */
 #include <errno.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,21 +21,10 @@
 
 #include "../renew.h"
 
-/* PATH made absolute (renew runs from any folder); a copy of PATH when it
- * cannot be resolved. */
-static char *absolute(const char *path)
-{
-	char buf[PATH_MAX];
-
-	if (path == NULL)
-		return NULL;
-	return strdup(realpath(path, buf) != NULL ? buf : path);
-}
-
 int token_record_write(struct cli *c, const char *dir, const char *label, const char *key_uri, const char *host,
 		       int port, const char *token_file, const char *dn, const char *const *sans, int nsans)
 {
-	char *adir = absolute(dir), *tf = absolute(token_file), *path = NULL, *ca = NULL, *s = NULL;
+	char *adir = cli_absolute(dir), *tf = cli_absolute(token_file), *path = NULL, *ca = NULL, *s = NULL;
 	json_t *js = NULL, *ja = json_array();
 	int rc = EX_SOFTWARE, i;
 

@@ -8,6 +8,7 @@ static const struct p11c_protocol *const protocols[] = {
 	&p11c_proto_caramel,
 	&p11c_proto_sharedtoken,
 	&p11c_proto_acme,
+	&p11c_proto_est,
 };
 
 const struct p11c_protocol *p11c_protocol_at(size_t i)

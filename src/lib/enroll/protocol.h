@@ -59,6 +59,7 @@ struct p11c_protocol {
 extern const struct p11c_protocol p11c_proto_caramel;     /* enroll/caramel.c */
 extern const struct p11c_protocol p11c_proto_sharedtoken; /* enroll/sharedtoken_renew.c */
 extern const struct p11c_protocol p11c_proto_acme;        /* enroll/acme.c */
+extern const struct p11c_protocol p11c_proto_est;         /* enroll/est.c */
 
 /* The protocol named NAME (a record's "protocol"), or NULL: the one place
  * protocol names are compared (enroll/protocol.c). */
