@@ -135,7 +135,7 @@ static void test_served_tables(void **state)
 	/* one name per protocol on both sides (records, access log, store) */
 	assert_string_equal(ca_proto_caramel.name, p11c_proto_caramel.name);
 	assert_string_equal(ca_proto_sharedtoken.name, p11c_proto_sharedtoken.name);
-	assert_string_equal(ca_proto_est.name, "est"); /* the EST client's name too */
+	assert_string_equal(ca_proto_est.name, p11c_proto_est.name);
 }
 
 /* ---- ca_peer_current ---- */
