@@ -35,6 +35,9 @@ struct ca_config {
 	long max_per_address;  /* connections from one address; 0: max-connections/4 */
 	long token_rate_global; /* wrong HMACs per minute from all addresses (0: none) */
 	long access_log_rows;  /* newest access_log rows kept in the database (0: none) */
+	/* the store (issue 13): NULL is DIR/p11ca.db (SQLite) */
+	char *db;              /* "postgresql://..." */
+	char *db_password_file; /* its password, first line (else libpq's PGPASSFILE / service) */
 };
 
 #define CA_CONFIG_FILE "p11ca.conf"
@@ -138,6 +141,9 @@ int ca_crl(struct ca *ca, const char *path, long days);
 /* Record a new request from a CSR PEM (already validated). */
 int ca_add_request(struct ca *ca, const char *pem, size_t len, X509_REQ *req,
 		   const char *protocol, req_state state, struct store_request *out);
+
+/* 1 when the store is unreachable now (PostgreSQL down): answer 503 */
+int ca_store_down(const struct ca *ca);
 
 /* Serve until SIGTERM; the main listener's port goes to port_file. */
 int ca_serve(struct ca *ca, const char *port_file);
