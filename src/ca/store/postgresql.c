@@ -531,6 +531,14 @@ store_result store_pg_open(store **out, const char *uri, const char *password_fi
 	st->first = 1;
 	r = migrate(st);
 out:
+	/* as sqlite.c: a handle that failed to open refuses everything */
+	if (r != STORE_OK && r != STORE_NOMEM) {
+		if (st->conn != NULL)
+			PQfinish(st->conn);
+		st->conn = NULL;
+		free(st->uri);
+		st->uri = NULL;
+	}
 	return r;
 }
 
