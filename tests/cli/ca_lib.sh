@@ -230,7 +230,7 @@ expect_problem() {
 	json_later "$T/body" "
 st = $1
 titles = {400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed',
-          411: 'Length Required', 413: 'Payload Too Large'}
+          411: 'Length Required', 413: 'Payload Too Large', 503: 'Service Unavailable'}
 assert set(j) == {'status', 'title', 'detail'}, 'keys'
 assert j['status'] == st, 'status'
 assert j['title'] == titles[st], 'title'
