@@ -679,7 +679,7 @@ static store_result iterate(store *st, const struct list_arg *a, const struct li
 	PGresult *res = NULL;
 	unsigned char *page = NULL;
 	store_result r;
-	int i, n = 0, stop = 0;
+	int i, n, stop = 0;
 
 	if ((r = begin_op(st)) != STORE_OK)
 		return r;
