@@ -22,10 +22,11 @@
  *
  * The database going away: a failed call whose connection is broken gives
  * STORE_UNAVAILABLE and ops->down() is 1 until a reconnection works.
- * Reconnections are tried at the start of an operation, at most one per
- * RECONNECT_S seconds (connect_timeout bounds each); the first statement
- * of an operation is retried once on a fresh connection (nothing of the
- * operation ran yet).  A statement after the first is never retried: a
+ * Reconnections are tried at the start of an operation, a new attempt at
+ * most once per RECONNECT_S seconds, without blocking: an attempt in
+ * progress gets RECONNECT_WAIT_MS per call (reconnect()); the first
+ * statement of an operation is retried once on a fresh connection (nothing
+ * of the operation ran yet).  A statement after the first is never retried: a
  * COMMIT whose answer was lost is reported as a failure, so the caller
  * acknowledges nothing it is not sure of.
  *
@@ -35,6 +36,7 @@
  * for messages that name it).
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +49,8 @@
 
 #define LIST_PAGE 64
 #define RECONNECT_S 1
+#define RECONNECT_WAIT_MS 50
+#define RECONNECT_DEADLINE_S 5
 #define PW_MAX 1024
 
 /* pg_advisory_*lock(int4, int4): the class, then one of LOCK_* */
@@ -61,7 +65,10 @@ struct store {
 	PGconn *conn;
 	char *uri;
 	char *password;              /* from db-password-file; wiped */
-	time_t next_try;             /* no reconnection before */
+	time_t next_try;             /* no new connection attempt before */
+	time_t give_up;              /* the attempt in progress fails then */
+	int connecting;              /* PQconnectStartParams done, not finished */
+	PostgresPollingStatusType polling; /* what PQconnectPoll waits for */
 	int down;                    /* the last failure was the connection */
 	int first;                   /* the next statement is an operation's first */
 	char err[256];
@@ -197,13 +204,50 @@ static void quiet(void *arg, const char *msg)
 	(void)msg;
 }
 
+static const char *const conn_keys[] = { "connect_timeout", "keepalives_idle", "keepalives_interval",
+					 "keepalives_count", "tcp_user_timeout", "application_name", "dbname",
+					 "password", NULL };
+
+/* the connection's parameters: the URI's may override the first ones */
+static void conn_values(const store *st, const char *vals[9], const char *keys[9])
+{
+	static const char *const defaults[] = { "5", "10", "5", "3", "15000", "p11ca" };
+	size_t i;
+
+	for (i = 0; i < 6; i++) {
+		keys[i] = conn_keys[i];
+		vals[i] = defaults[i];
+	}
+	keys[6] = conn_keys[6];
+	vals[6] = st->uri;
+	keys[7] = st->password != NULL ? conn_keys[7] : NULL;
+	vals[7] = st->password;
+	keys[8] = vals[8] = NULL;
+}
+
+static store_result connected(store *st)
+{
+	const char *m;
+
+	if (PQstatus(st->conn) == CONNECTION_OK) {
+		PQsetNoticeProcessor(st->conn, quiet, NULL);
+		st->connecting = 0;
+		st->down = 0;
+		return STORE_OK;
+	}
+	m = PQerrorMessage(st->conn);
+	set_err(st, "cannot connect to the database: %.*s", (int)strcspn(m, "\n"), m);
+	st->connecting = 0;
+	st->down = 1;
+	return STORE_UNAVAILABLE;
+}
+
+/* open: a blocking connection (bounded by connect_timeout) */
 static store_result connect_now(store *st)
 {
-	const char *keys[] = { "connect_timeout", "keepalives_idle", "keepalives_interval",
-			       "keepalives_count", "tcp_user_timeout", "application_name",
-			       "dbname", st->password != NULL ? "password" : NULL, NULL };
-	const char *vals[] = { "5", "10", "5", "3", "15000", "p11ca", st->uri, st->password, NULL };
+	const char *keys[9], *vals[9];
 
+	conn_values(st, vals, keys);
 	if (st->conn != NULL)
 		PQfinish(st->conn);
 	st->next_try = time(NULL) + RECONNECT_S;
@@ -212,16 +256,74 @@ static store_result connect_now(store *st)
 		set_err(st, "out of memory");
 		return STORE_NOMEM;
 	}
-	if (PQstatus(st->conn) != CONNECTION_OK) {
-		const char *m = PQerrorMessage(st->conn);
+	return connected(st);
+}
 
-		set_err(st, "cannot connect to the database: %.*s", (int)strcspn(m, "\n"), m);
-		st->down = 1;
-		return STORE_UNAVAILABLE;
+/*
+ * serve: a reconnection that never holds the event loop longer than
+ * RECONNECT_WAIT_MS per call (PQconnectStartParams, then PQconnectPoll
+ * whenever the socket is ready): an unreachable server costs requests that
+ * need it a 503, not the whole process its connect_timeout.  A new attempt
+ * starts at most once per RECONNECT_S; one in progress is given up after
+ * RECONNECT_DEADLINE_S.  (Name resolution in PQconnectStartParams itself
+ * may block: give an address, or a local resolver.)
+ */
+static store_result reconnect(store *st)
+{
+	const char *keys[9], *vals[9];
+	PostgresPollingStatusType ps;
+	int64_t budget = RECONNECT_WAIT_MS;
+	struct timespec t0, t1;
+
+	if (!st->connecting) {
+		if (time(NULL) < st->next_try) {
+			set_err(st, "the database is unavailable (reconnecting)");
+			st->down = 1;
+			return STORE_UNAVAILABLE;
+		}
+		conn_values(st, vals, keys);
+		if (st->conn != NULL)
+			PQfinish(st->conn);
+		st->next_try = time(NULL) + RECONNECT_S;
+		st->give_up = time(NULL) + RECONNECT_DEADLINE_S;
+		st->conn = PQconnectStartParams(keys, vals, 1);
+		if (st->conn == NULL) {
+			set_err(st, "out of memory");
+			return STORE_NOMEM;
+		}
+		if (PQstatus(st->conn) == CONNECTION_BAD)
+			return connected(st);
+		st->connecting = 1;
+		st->polling = PGRES_POLLING_WRITING;
 	}
-	PQsetNoticeProcessor(st->conn, quiet, NULL);
-	st->down = 0;
-	return STORE_OK;
+	ps = st->polling;
+	while (budget > 0) {
+		struct pollfd pfd = { PQsocket(st->conn), ps == PGRES_POLLING_READING ? POLLIN : POLLOUT, 0 };
+		int n;
+
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		n = poll(&pfd, 1, (int)budget);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		budget -= (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+		if (n < 0 && errno != EINTR)
+			break;
+		if (n <= 0)
+			continue;
+		ps = PQconnectPoll(st->conn);
+		if (ps == PGRES_POLLING_OK || ps == PGRES_POLLING_FAILED)
+			return connected(st);
+	}
+	st->polling = ps;
+	if (time(NULL) >= st->give_up) {
+		set_err(st, "cannot connect to the database: no answer within %d s", RECONNECT_DEADLINE_S);
+		PQfinish(st->conn);
+		st->conn = NULL;
+		st->connecting = 0;
+	} else {
+		set_err(st, "the database is unavailable (connecting)");
+	}
+	st->down = 1;
+	return STORE_UNAVAILABLE;
 }
 
 /* The start of every operation: a working connection, or UNAVAILABLE. */
@@ -234,14 +336,9 @@ static store_result begin_op(store *st)
 		return STORE_ERROR;
 	}
 	st->first = 1;
-	if (st->conn != NULL && PQstatus(st->conn) == CONNECTION_OK && !st->down)
+	if (st->conn != NULL && !st->connecting && PQstatus(st->conn) == CONNECTION_OK && !st->down)
 		return STORE_OK;
-	if (time(NULL) < st->next_try) {
-		set_err(st, "the database is unavailable (reconnecting)");
-		st->down = 1;
-		return STORE_UNAVAILABLE;
-	}
-	return connect_now(st);
+	return reconnect(st);
 }
 
 /*
@@ -272,7 +369,8 @@ static store_result q(store *st, const char *sql, int n, const char *const *para
 		if (r != STORE_UNAVAILABLE || !retry)
 			return r;
 		retry = 0;
-		if ((r = connect_now(st)) != STORE_OK)
+		st->next_try = 0; /* now, not in a second */
+		if ((r = reconnect(st)) != STORE_OK)
 			return r;
 	}
 	if (out != NULL)
@@ -573,8 +671,8 @@ static int pg_down(store *st)
 		return 0;
 	/* a reconnection when it is due: a 503 ends as soon as the
 	 * database is back, without a request that fails first */
-	if (st->down && time(NULL) >= st->next_try)
-		(void)connect_now(st);
+	if (st->down && (st->connecting || time(NULL) >= st->next_try))
+		(void)reconnect(st);
 	return st->down;
 }
 
