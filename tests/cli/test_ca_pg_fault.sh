@@ -94,7 +94,9 @@ wait "$load" || fail "pg_post.py load"
 ! awk -v p="$P2" '$3 == p && $4 != 202 && $4 != 200 && $4 != 400' "$T/load2.out" | grep -q . \
 	|| fail "i2 failed while i1 was killed: $(awk -v p="$P2" '$3 == p && $4 != 202 && $4 != 200 && $4 != 400' "$T/load2.out" | head -3)"
 [ "$(awk -v p="$P2" '$3 == p && $4 == 200' "$T/load2.out" | wc -l)" -gt 0 ] || fail "i2 served no certificate"
-awk -v p="$P1" '$3 == p && $4 == 0' "$T/load2.out" | grep -q . || fail "i1 was never seen dead"
+# i1 is gone
+! curl -sS --noproxy '*' --max-time 5 --cacert "$CA" -o /dev/null "https://localhost:$P1/root.crt" 2>/dev/null \
+	|| fail "i1 still answers after SIGKILL"
 check_acknowledged "$T/load2.out"
 CA_LOG=$T/i2.log
 req_url 200 "https://localhost:$P2/root.crt"
