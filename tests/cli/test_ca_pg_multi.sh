@@ -152,7 +152,23 @@ signed=$(n_of "SELECT count(*) FROM requests r WHERE state != 'rejected' AND EXI
 [ "$resigned" -ge "$signed" ] || fail "the racing refreshes re-signed $resigned of $signed requests"
 pass "refresh skips while another runs, a CRL waits for the one being made; racing CRLs numbered $(sort -n "$T/crlnums" | tr '\n' ' ')"
 
-# --- 4. serials unique over a few thousand certificates ---
+# --- 4. instances starting together on a new database migrate it once ---
+URI_MULTI=$PG_URI
+pg_newdb fresh
+pids=()
+for i in 1 2 3; do
+	p11ca list --dir "$T/i$i" --db "$PG_URI" >/dev/null 2>"$T/mig$i.err" &
+	pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p" || fail "a racing first open failed: $(cat "$T"/mig?.err)"; done
+[ "$(pg_sql fresh "SELECT count(*) || ' ' || max(version) FROM schema_version")" = "1 2" ] \
+	|| fail "schema_version after racing opens: $(pg_sql fresh "SELECT * FROM schema_version")"
+[ "$(pg_sql fresh "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")" = 5 ] \
+	|| fail "tables after racing opens: $(pg_sql fresh "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")"
+PG_URI=$URI_MULTI
+pass "three first opens of a new database at once: migrated once"
+
+# --- 5. serials unique over a few thousand certificates ---
 csrs=()
 for i in $(seq 200); do
 	mkcsr "$T/bulk$i.csr" "$(cat /proc/sys/kernel/random/uuid)"
