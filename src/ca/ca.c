@@ -601,6 +601,30 @@ int ca_store_down(const struct ca *ca)
 	return ca->so != NULL && ca->so->down != NULL && ca->so->down(ca->st);
 }
 
+long ca_guess_wait(struct ca *ca, const char *addr)
+{
+	long wait = 0;
+
+	if (ca->so->guess == NULL || !ca->cfg.token_rate_shared || ca->cfg.token_rate_limit <= 0)
+		return 0;
+	/* fail closed: an unreadable count refuses the guess for a while */
+	if (ca->so->guess(ca->st, addr, (unsigned)ca->cfg.token_rate_limit, (unsigned)ca->cfg.token_rate_global, 0,
+			  (int64_t)time(NULL), &wait) != STORE_OK)
+		return 5;
+	return wait;
+}
+
+void ca_guess_fail(struct ca *ca, const char *addr)
+{
+	long wait = 0;
+
+	if (ca->so->guess == NULL || !ca->cfg.token_rate_shared || ca->cfg.token_rate_limit <= 0)
+		return;
+	if (ca->so->guess(ca->st, addr, (unsigned)ca->cfg.token_rate_limit, (unsigned)ca->cfg.token_rate_global, 1,
+			  (int64_t)time(NULL), &wait) != STORE_OK)
+		ca_err("cannot count a wrong HMAC: %s", ca->so->errmsg(ca->st));
+}
+
 int ca_expired(const struct ca *ca, time_t now)
 {
 	return ca->cert == NULL || ca_asn1_time(X509_get0_notAfter(ca->cert)) <= now;

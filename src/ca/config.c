@@ -19,7 +19,7 @@ const char *const ca_config_names[] = {
 	/* resources */
 	"max-connections-per-address", "token-rate-limit-global", "access-log-rows",
 	/* the store (issue 13) */
-	"db", "db-password-file",
+	"db", "db-password-file", "token-rate-limit-shared",
 	NULL,
 };
 
@@ -37,6 +37,7 @@ void ca_config_defaults(struct ca_config *c)
 	c->max_per_address = -1;
 	c->token_rate_global = -1;
 	c->access_log_rows = -1;
+	c->token_rate_shared = -1;
 }
 
 static void resolve(struct ca_config *c)
@@ -65,6 +66,8 @@ static void resolve(struct ca_config *c)
 		c->autosign = strdup("none");
 	if (c->san_wildcards < 0)
 		c->san_wildcards = 0;
+	if (c->token_rate_shared < 0)
+		c->token_rate_shared = 0;
 }
 
 void ca_config_free(struct ca_config *c)
@@ -197,6 +200,8 @@ int ca_config_set(struct ca_config *c, const char *name, const char *v, char *er
 	}
 	if (strcmp(name, "db-password-file") == 0)
 		return set_str(&c->db_password_file, v);
+	if (strcmp(name, "token-rate-limit-shared") == 0)
+		return set_yesno(&c->token_rate_shared, name, v, err, errlen);
 	snprintf(err, errlen, "unknown setting '%s'", name);
 	return -1;
 }
@@ -347,6 +352,8 @@ int ca_config_save(const struct ca_config *c, const char *dir)
 		fprintf(fp, "access-log-rows = %ld\n", c->access_log_rows);
 	put(fp, "db", c->db);
 	put(fp, "db-password-file", c->db_password_file);
+	if (c->token_rate_shared >= 0)
+		fprintf(fp, "token-rate-limit-shared = %s\n", c->token_rate_shared ? "yes" : "no");
 	if (fclose(fp) != 0) {
 		fp = NULL;
 		goto out;
@@ -373,7 +380,7 @@ void ca_config_merge(struct ca_config *c, const struct ca_config *over)
 		c->f = over->f;
 	MS(key) MS(tls_key) MS(module) MS(pin_file) MS(autosign) MS(listen) MS(token_listen)
 	MS(token_file) MS(url) MS(san_patterns) MS(token_dn_suffix)
-	MS(db) MS(db_password_file)
+	MS(db) MS(db_password_file) ML(token_rate_shared)
 	ML(short_hours) ML(long_hours) ML(token_days) ML(renew_mtls) ML(token_rate_limit)
 	ML(timeout) ML(max_connections)
 	ML(san_wildcards)

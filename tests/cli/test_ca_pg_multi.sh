@@ -163,12 +163,39 @@ done
 for p in "${pids[@]}"; do wait "$p" || fail "a racing first open failed: $(cat "$T"/mig?.err)"; done
 [ "$(pg_sql fresh "SELECT count(*) || ' ' || max(version) FROM schema_version")" = "1 2" ] \
 	|| fail "schema_version after racing opens: $(pg_sql fresh "SELECT * FROM schema_version")"
-[ "$(pg_sql fresh "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")" = 5 ] \
+[ "$(pg_sql fresh "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")" = 6 ] \
 	|| fail "tables after racing opens: $(pg_sql fresh "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")"
 PG_URI=$URI_MULTI
 pass "three first opens of a new database at once: migrated once"
 
-# --- 5. serials unique over a few thousand certificates ---
+# --- 5. the shared-token guess limit counts every instance's wrong HMACs ---
+pg_newdb tok
+DT1=$T/t1 DT2=$T/t2
+SECRET=SharedTokenForTheRateLimit1234
+mkdir -m 700 "$DT1"
+(umask 077 && printf '%s\n' "$SECRET" >"$DT1/token")
+expect_rc 0 p11ca init --dir "$DT1" --ca-hostname localhost --OU NIFI --token-file token --listen 127.0.0.1:0 \
+	--token-rate-limit 3 --token-rate-limit-shared yes --db "$PG_URI" --db-password-file "$PG_PWFILE"
+cp -a "$DT1" "$DT2"
+ca_start t1 "$DT1"
+TP1=$CA_PORT
+ca_start t2 "$DT2"
+TP2=$CA_PORT
+mk_csr "$T/g.csr" "/OU=NIFI/CN=guesser"
+body "$T/wrong.json" "$(hmac_of "$T/g.csr" "WrongToken$SECRET")" "$T/g.csr"
+TPORT=$TP1 tpost 403 "$T/wrong.json"
+TPORT=$TP2 tpost 403 "$T/wrong.json"
+TPORT=$TP1 tpost 403 "$T/wrong.json"
+# t2 saw one wrong HMAC of its own: the shared count (3) refuses the next
+TPORT=$TP2 tpost 429 "$T/wrong.json"
+[ "$(header Retry-After)" -ge 1 ] && [ "$(header Retry-After)" -le 60 ] || fail "429 Retry-After '$(header Retry-After)'"
+body "$T/right.json" "$(hmac_of "$T/g.csr")" "$T/g.csr"
+TPORT=$TP1 tpost 429 "$T/right.json"   # refused before the HMAC is looked at
+[ "$(pg_sql tok "SELECT n FROM token_guesses WHERE addr = '127.0.0.1'")" = 3 ] || fail "wrong HMACs counted: $(pg_sql tok "SELECT * FROM token_guesses")"
+PG_URI=$URI_MULTI CA_DIR=$D1 CA_LOG=$T/i3.log
+pass "wrong shared-token HMACs counted across instances: the 4th (the 2nd on t2) is 429"
+
+# --- 6. serials unique over a few thousand certificates ---
 csrs=()
 for i in $(seq 200); do
 	mkcsr "$T/bulk$i.csr" "$(cat /proc/sys/kernel/random/uuid)"
@@ -199,5 +226,5 @@ for pid in ${CA_PIDS[@]+"${CA_PIDS[@]}"}; do
 	ca_stop "$pid"
 	[ "$STOP_RC" = 0 ] || fail "an instance exited $STOP_RC after SIGTERM"
 done
-expect_nogrep -F "$(cat "$PG_PWFILE")" "$T"/i?.log "$D1/p11ca.conf"
+expect_nogrep -F "$(cat "$PG_PWFILE")" "$T"/i?.log "$T"/t?.log "$D1/p11ca.conf"
 pass "three instances on one database in $(($(date +%s) - start)) s"

@@ -195,7 +195,8 @@ static void token_handle(const struct ca_request *rq)
 	peer_addr(r, addr, sizeof addr);
 	/* evaluated only while the address and the server may guess: a
 	 * refused request learns nothing about the token (ratelimit.h) */
-	if ((wait = ratelimit_check(rq->rl, addr, ratelimit_now_ms())) > 0) {
+	if ((wait = ratelimit_check(rq->rl, addr, ratelimit_now_ms())) > 0 ||
+	    (wait = ca_guess_wait(rq->ca, addr)) > 0) { /* this instance, then all (PostgreSQL) */
 		char secs[24], msg[128];
 		const char *hdr[] = { "Retry-After", secs, NULL };
 
@@ -223,6 +224,7 @@ static void token_handle(const struct ca_request *rq)
 	}
 	if (!p11c_token_hmac_eq(hmac, want)) {
 		ratelimit_fail(rq->rl, addr, ratelimit_now_ms());
+		ca_guess_fail(rq->ca, addr);
 		reply_json(r, 403, NULL, NULL, "forbidden");
 		goto out;
 	}

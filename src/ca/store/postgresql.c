@@ -120,7 +120,11 @@ static const char *const migrations[] = {
 	"ALTER TABLE certificates ADD COLUMN revoke_seq BIGINT;"
 	"CREATE INDEX certificates_keyid ON certificates(keyid);"
 	"CREATE TABLE crl_number(id INTEGER PRIMARY KEY CHECK(id = 1),"
-	"  last BIGINT NOT NULL);",
+	"  last BIGINT NOT NULL);"
+	/* PostgreSQL only: wrong shared-token HMACs per address ('' for all)
+	 * and minute, counted by every instance (guess()) */
+	"CREATE TABLE token_guesses(addr TEXT NOT NULL, minute BIGINT NOT NULL,"
+	"  n INTEGER NOT NULL, PRIMARY KEY(addr, minute));",
 };
 
 #define SCHEMA_VERSION ((int64_t)(sizeof(migrations) / sizeof(migrations[0])))
@@ -1292,6 +1296,47 @@ static store_result pg_exclusive(store *st, const char *name, int take)
 	return r;
 }
 
+/*
+ * The shared-token guess limit across instances: at most `burst` wrong
+ * HMACs per address and `global` from all addresses ('' row) per wall-clock
+ * minute, whichever instance saw them.  fail = 0: *wait_s = seconds until
+ * the address may guess (0: now); fail = 1: count one wrong guess.
+ */
+static store_result pg_guess(store *st, const char *addr, unsigned burst, unsigned global, int fail,
+			     int64_t now_s, long *wait_s)
+{
+	PGresult *res = NULL;
+	char minute[24], b[16], g[16];
+	const char *p[] = { addr, minute, b, g };
+	store_result r;
+
+	if ((r = begin_op(st)) != STORE_OK)
+		return r;
+	if (addr == NULL || wait_s == NULL) {
+		set_err(st, "guess: no address");
+		return STORE_ERROR;
+	}
+	*wait_s = 0;
+	snprintf(minute, sizeof minute, "%lld", (long long)(now_s / 60));
+	snprintf(b, sizeof b, "%u", burst);
+	snprintf(g, sizeof g, "%u", global);
+	if (fail) {
+		/* one statement: both counters, and what is older than a minute goes */
+		return q(st, "WITH gone AS (DELETE FROM token_guesses WHERE minute < $2::bigint - 1)"
+			 " INSERT INTO token_guesses(addr, minute, n) VALUES($1, $2, 1), ('', $2, 1)"
+			 " ON CONFLICT(addr, minute) DO UPDATE SET n = token_guesses.n + 1", 2, p, NULL,
+			 "counting a wrong HMAC");
+	}
+	if ((r = q(st, "SELECT (coalesce((SELECT n FROM token_guesses WHERE addr = $1 AND minute = $2), 0) >= $3::int"
+		   " OR ($4::int > 0 AND coalesce((SELECT n FROM token_guesses WHERE addr = '' AND minute = $2), 0)"
+		   " >= $4::int))::int", 4, p, &res, "reading wrong HMACs")) != STORE_OK)
+		return r;
+	if (col_i64(res, 0, 0) != 0)
+		*wait_s = 60 - (long)(now_s % 60);
+	PQclear(res);
+	return STORE_OK;
+}
+
 int store_is_pg(const char *location)
 {
 	return location != NULL && (strncmp(location, "postgresql://", 13) == 0 ||
@@ -1323,4 +1368,5 @@ const struct store_ops store_pg_ops = {
 	.log_access_batch = pg_log_access_batch,
 	.down = pg_down,
 	.exclusive = pg_exclusive,
+	.guess = pg_guess,
 };

@@ -146,6 +146,12 @@ struct store_ops {
 	/* take (1) or release (0) the database-wide lock `name`: "refresh"
 	 * (STORE_BUSY at once when another instance holds it) or "crl" (waits) */
 	store_result (*exclusive)(store *st, const char *name, int take);
+	/* wrong shared-token HMACs counted by every instance: at most burst
+	 * per address and global (0: no ceiling) in all per wall-clock minute;
+	 * fail 0: *wait_s = seconds until addr may guess (0: now); fail 1:
+	 * count one */
+	store_result (*guess)(store *st, const char *addr, unsigned burst, unsigned global, int fail,
+			      int64_t now_s, long *wait_s);
 };
 
 /* The SQLite backend: location is the database file path. */
