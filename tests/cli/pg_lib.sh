@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # A throwaway PostgreSQL cluster for the p11ca tests (issue 13); sourced by
 # ca_lib.sh when P11CA_TEST_DB=pg, and by test_ca_pg_*.sh.
 #
