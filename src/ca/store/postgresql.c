@@ -50,6 +50,7 @@
 #define LIST_PAGE 64
 #define RECONNECT_S 1
 #define RECONNECT_WAIT_MS 50
+#define RETRY_WAIT_MS 500
 #define RECONNECT_DEADLINE_S 5
 #define PW_MAX 1024
 
@@ -265,18 +266,18 @@ static store_result connect_now(store *st)
 
 /*
  * serve: a reconnection that never holds the event loop longer than
- * RECONNECT_WAIT_MS per call (PQconnectStartParams, then PQconnectPoll
+ * budget ms per call (RECONNECT_WAIT_MS; RETRY_WAIT_MS for the retry of a
+ * statement that found its connection broken) (PQconnectStartParams, then PQconnectPoll
  * whenever the socket is ready): an unreachable server costs requests that
  * need it a 503, not the whole process its connect_timeout.  A new attempt
  * starts at most once per RECONNECT_S; one in progress is given up after
  * RECONNECT_DEADLINE_S.  (Name resolution in PQconnectStartParams itself
  * may block: give an address, or a local resolver.)
  */
-static store_result reconnect(store *st)
+static store_result reconnect(store *st, int64_t budget)
 {
 	const char *keys[9], *vals[9];
 	PostgresPollingStatusType ps;
-	int64_t budget = RECONNECT_WAIT_MS;
 	struct timespec t0, t1;
 
 	if (!st->connecting) {
@@ -342,7 +343,7 @@ static store_result begin_op(store *st)
 	st->first = 1;
 	if (st->conn != NULL && !st->connecting && PQstatus(st->conn) == CONNECTION_OK && !st->down)
 		return STORE_OK;
-	return reconnect(st);
+	return reconnect(st, RECONNECT_WAIT_MS);
 }
 
 /*
@@ -374,7 +375,7 @@ static store_result q(store *st, const char *sql, int n, const char *const *para
 			return r;
 		retry = 0;
 		st->next_try = 0; /* now, not in a second */
-		if ((r = reconnect(st)) != STORE_OK)
+		if ((r = reconnect(st, RETRY_WAIT_MS)) != STORE_OK)
 			return r;
 	}
 	if (out != NULL)
@@ -676,7 +677,7 @@ static int pg_down(store *st)
 	/* a reconnection when it is due: a 503 ends as soon as the
 	 * database is back, without a request that fails first */
 	if (st->down && (st->connecting || time(NULL) >= st->next_try))
-		(void)reconnect(st);
+		(void)reconnect(st, RECONNECT_WAIT_MS);
 	return st->down;
 }
 
