@@ -222,12 +222,29 @@ int ca_open(struct ca *ca, const char *dir, const struct ca_config *flags, int n
 		goto out;
 	}
 	free(path);
-	path = ca_path(dir, "p11ca.db");
-	ca->so = &store_sqlite_ops;
-	sr = ca->so->open(&ca->st, path);
-	if (sr != STORE_OK) {
-		ca_err("cannot open database '%s': %s", path, ca->st ? ca->so->errmsg(ca->st) : "error");
-		goto out;
+	path = NULL;
+	if (ca->cfg.db != NULL) {
+		/* PostgreSQL (issue 13); the password never in a message */
+		char shown[512], *pw = ca->cfg.db_password_file ? ca_path(dir, ca->cfg.db_password_file) : NULL;
+
+		ca->so = &store_pg_ops;
+		sr = ca->cfg.db_password_file != NULL && pw == NULL ? STORE_NOMEM :
+		     store_pg_open(&ca->st, ca->cfg.db, pw);
+		free(pw);
+		store_pg_redact(ca->cfg.db, shown, sizeof shown);
+		if (sr != STORE_OK) {
+			ca_err("cannot open database '%s': %s", shown, ca->st ? ca->so->errmsg(ca->st) : "error");
+			goto out;
+		}
+	} else {
+		path = ca_path(dir, "p11ca.db");
+		ca->so = &store_sqlite_ops;
+		sr = path != NULL ? ca->so->open(&ca->st, path) : STORE_NOMEM;
+		if (sr != STORE_OK) {
+			ca_err("cannot open database '%s': %s", path ? path : "p11ca.db",
+			       ca->st ? ca->so->errmsg(ca->st) : "error");
+			goto out;
+		}
 	}
 	if (need_key) {
 		if (ca_load_key(ca, ca->cfg.key, &ca->tkey, &ca->key) != 0)
@@ -579,6 +596,35 @@ static int new_serial(struct ca *ca, ASN1_INTEGER **out)
 	return rc;
 }
 
+int ca_store_down(const struct ca *ca)
+{
+	return ca->so != NULL && ca->so->down != NULL && ca->so->down(ca->st);
+}
+
+long ca_guess_wait(struct ca *ca, const char *addr)
+{
+	long wait = 0;
+
+	if (ca->so->guess == NULL || !ca->cfg.token_rate_shared || ca->cfg.token_rate_limit <= 0)
+		return 0;
+	/* fail closed: an unreadable count refuses the guess for a while */
+	if (ca->so->guess(ca->st, addr, (unsigned)ca->cfg.token_rate_limit, (unsigned)ca->cfg.token_rate_global, 0,
+			  (int64_t)time(NULL), &wait) != STORE_OK)
+		return 5;
+	return wait;
+}
+
+void ca_guess_fail(struct ca *ca, const char *addr)
+{
+	long wait = 0;
+
+	if (ca->so->guess == NULL || !ca->cfg.token_rate_shared || ca->cfg.token_rate_limit <= 0)
+		return;
+	if (ca->so->guess(ca->st, addr, (unsigned)ca->cfg.token_rate_limit, (unsigned)ca->cfg.token_rate_global, 1,
+			  (int64_t)time(NULL), &wait) != STORE_OK)
+		ca_err("cannot count a wrong HMAC: %s", ca->so->errmsg(ca->st));
+}
+
 int ca_expired(const struct ca *ca, time_t now)
 {
 	return ca->cert == NULL || ca_asn1_time(X509_get0_notAfter(ca->cert)) <= now;
@@ -889,9 +935,19 @@ int ca_crl(struct ca *ca, const char *path, long days)
 	BIO *b = NULL;
 	char *data;
 	long n;
-	int rc = -1;
-	time_t t = time(NULL);
+	int rc = -1, locked = 0;
+	time_t t;
 
+	/* several instances on one database: one CRL at a time, each with
+	 * every revocation committed before it */
+	if (ca->so->exclusive != NULL) {
+		if (ca->so->exclusive(ca->st, "crl", 1) != STORE_OK) {
+			ca_err("cannot lock the CRL: %s", ca->so->errmsg(ca->st));
+			return -1;
+		}
+		locked = 1;
+	}
+	t = time(NULL);
 	cc.crl = X509_CRL_new();
 	now = ASN1_TIME_set(NULL, t);
 	next = ASN1_TIME_adj(NULL, t, (int)days, 0);
@@ -946,6 +1002,8 @@ int ca_crl(struct ca *ca, const char *path, long days)
 	}
 	rc = 0;
 out:
+	if (locked)
+		ca->so->exclusive(ca->st, "crl", 0);
 	BIO_free(b);
 	ASN1_TIME_free(now);
 	ASN1_TIME_free(next);

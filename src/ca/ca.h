@@ -35,6 +35,10 @@ struct ca_config {
 	long max_per_address;  /* connections from one address; 0: max-connections/4 */
 	long token_rate_global; /* wrong HMACs per minute from all addresses (0: none) */
 	long access_log_rows;  /* newest access_log rows kept in the database (0: none) */
+	/* the store (issue 13): NULL is DIR/p11ca.db (SQLite) */
+	char *db;              /* "postgresql://..." */
+	char *db_password_file; /* its password, first line (else libpq's PGPASSFILE / service) */
+	int token_rate_shared; /* wrong HMACs also counted in the database, across instances */
 };
 
 #define CA_CONFIG_FILE "p11ca.conf"
@@ -143,6 +147,16 @@ int ca_add_request(struct ca *ca, const char *pem, size_t len, X509_REQ *req,
  * challengePassword does not change (proto/est.c). */
 int ca_add_request_keyed(struct ca *ca, const char *pem, size_t len, X509_REQ *req,
 			 const char *protocol, req_state state, const char *key, struct store_request *out);
+
+/* 1 when the store is unreachable now (PostgreSQL down): answer 503 */
+int ca_store_down(const struct ca *ca);
+/* Wrong shared-token HMACs across instances (token-rate-limit-shared, a
+ * store with ops->guess):
+ * seconds until addr may guess (0: now; also when the store has no such
+ * count), and counting one.  The in-memory limiter (ratelimit.h) applies
+ * as well. */
+long ca_guess_wait(struct ca *ca, const char *addr);
+void ca_guess_fail(struct ca *ca, const char *addr);
 
 /* Serve until SIGTERM; the main listener's port goes to port_file. */
 int ca_serve(struct ca *ca, const char *port_file);

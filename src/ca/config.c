@@ -18,6 +18,8 @@ const char *const ca_config_names[] = {
 	"san-wildcards",
 	/* resources */
 	"max-connections-per-address", "token-rate-limit-global", "access-log-rows",
+	/* the store (issue 13) */
+	"db", "db-password-file", "token-rate-limit-shared",
 	NULL,
 };
 
@@ -35,6 +37,7 @@ void ca_config_defaults(struct ca_config *c)
 	c->max_per_address = -1;
 	c->token_rate_global = -1;
 	c->access_log_rows = -1;
+	c->token_rate_shared = -1;
 }
 
 static void resolve(struct ca_config *c)
@@ -63,6 +66,8 @@ static void resolve(struct ca_config *c)
 		c->autosign = strdup("none");
 	if (c->san_wildcards < 0)
 		c->san_wildcards = 0;
+	if (c->token_rate_shared < 0)
+		c->token_rate_shared = 0;
 }
 
 void ca_config_free(struct ca_config *c)
@@ -78,6 +83,8 @@ void ca_config_free(struct ca_config *c)
 	free(c->url);
 	free(c->san_patterns);
 	free(c->token_dn_suffix);
+	free(c->db);
+	free(c->db_password_file);
 	memset(c, 0, sizeof *c);
 }
 
@@ -183,6 +190,18 @@ int ca_config_set(struct ca_config *c, const char *name, const char *v, char *er
 		return set_long(&c->token_rate_global, name, v, 0, 100000, err, errlen);
 	if (strcmp(name, "access-log-rows") == 0)
 		return set_long(&c->access_log_rows, name, v, 0, 100000000, err, errlen);
+	/* the store */
+	if (strcmp(name, "db") == 0) {
+		if (!store_is_pg(v)) {
+			snprintf(err, errlen, "db must be a postgresql:// URI (unset: SQLite in DIR/p11ca.db)");
+			return -1;
+		}
+		return set_str(&c->db, v);
+	}
+	if (strcmp(name, "db-password-file") == 0)
+		return set_str(&c->db_password_file, v);
+	if (strcmp(name, "token-rate-limit-shared") == 0)
+		return set_yesno(&c->token_rate_shared, name, v, err, errlen);
 	snprintf(err, errlen, "unknown setting '%s'", name);
 	return -1;
 }
@@ -331,6 +350,10 @@ int ca_config_save(const struct ca_config *c, const char *dir)
 		fprintf(fp, "token-rate-limit-global = %ld\n", c->token_rate_global);
 	if (c->access_log_rows >= 0)
 		fprintf(fp, "access-log-rows = %ld\n", c->access_log_rows);
+	put(fp, "db", c->db);
+	put(fp, "db-password-file", c->db_password_file);
+	if (c->token_rate_shared >= 0)
+		fprintf(fp, "token-rate-limit-shared = %s\n", c->token_rate_shared ? "yes" : "no");
 	if (fclose(fp) != 0) {
 		fp = NULL;
 		goto out;
@@ -357,6 +380,7 @@ void ca_config_merge(struct ca_config *c, const struct ca_config *over)
 		c->f = over->f;
 	MS(key) MS(tls_key) MS(module) MS(pin_file) MS(autosign) MS(listen) MS(token_listen)
 	MS(token_file) MS(url) MS(san_patterns) MS(token_dn_suffix)
+	MS(db) MS(db_password_file) ML(token_rate_shared)
 	ML(short_hours) ML(long_hours) ML(token_days) ML(renew_mtls) ML(token_rate_limit)
 	ML(timeout) ML(max_connections)
 	ML(san_wildcards)

@@ -39,7 +39,8 @@ static const char usage[] =
 	"  --token-lifetime --autosign --renew-mtls --listen --token-listen --token-file\n"
 	"  --url --san-patterns --token-dn-suffix --token-rate-limit --timeout\n"
 	"  --max-connections --san-wildcards --max-connections-per-address\n"
-	"  --token-rate-limit-global --access-log-rows\n"
+	"  --token-rate-limit-global --access-log-rows --db --db-password-file\n"
+	"  --token-rate-limit-shared\n"
 	"\n"
 	"init: [--type ec:P-256|ec:P-384|rsa:2048|rsa:3072|rsa:4096] [--C --ST --L --O --OU --CN]\n"
 	"      [--days N] [--hostname NAME]... (TLS server certificate)\n"
@@ -724,8 +725,15 @@ static int refresh_cb(const struct store_request *r, void *ud)
 static int cmd_refresh(struct ca *ca)
 {
 	struct refresh_ctx x = { ca, 0, 0, 0 };
+	store_result sr;
 
-	if (ca->so->req_list_signed(ca->st, refresh_cb, &x) != STORE_OK) {
+	/* several instances on one database: one refresh at a time */
+	sr = ca->so->exclusive != NULL ? ca->so->exclusive(ca->st, "refresh", 1) : STORE_OK;
+	if (sr == STORE_BUSY) {
+		fprintf(stderr, "p11ca: %s; nothing to do here\n", ca->so->errmsg(ca->st));
+		return 0;
+	}
+	if (sr != STORE_OK || ca->so->req_list_signed(ca->st, refresh_cb, &x) != STORE_OK) {
 		ca_err("%s", ca->so->errmsg(ca->st));
 		return 1;
 	}
@@ -795,7 +803,7 @@ int main(int argc, char **argv)
 	}
 	/* issue 10 points 11, 13: a safe folder, the CA's own database, one
 	 * serve at a time (statedir.h) */
-	if (ca_state_check(o.dir) != 0 ||
+	if (ca_state_check(o.dir, &o.flags) != 0 ||
 	    (strcmp(cmd, "serve") == 0 && ca_state_lock(o.dir, &lock_fd) != 0)) {
 		ca_config_free(&o.flags);
 		return 1;

@@ -75,5 +75,10 @@ void token_renew_handle(const struct ca_request *rq);
 void peer_addr(httpd_req *r, char *buf, size_t len);
 /* application/problem+json reply (proto/caramel.c) */
 void reply_problem(httpd_req *r, int status, const char *title, const char *detail);
+/* When the store is unreachable (ca_store_down): 503 with Retry-After
+ * (problem+json, or the token protocol's JSON), and 1; else 0, nothing
+ * sent (proto/caramel.c; issue 13) */
+#define STORE_RETRY_AFTER "5"
+int reply_store_down(const struct ca_request *rq, int token_json);
 
 #endif

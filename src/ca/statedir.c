@@ -19,7 +19,24 @@ static int owner_ok(const struct stat *st)
 	return st->st_uid == geteuid() || st->st_uid == 0;
 }
 
-int ca_state_check(const char *dir)
+/* The database is a file in the folder: not PostgreSQL (db =
+ * postgresql://... in p11ca.conf, P11CA_DB or --db).  Settings that do not
+ * load are not a file to check: ca_open stops on them with their message. */
+static int db_is_file(const char *dir, const struct ca_config *flags)
+{
+	struct ca_config c;
+	char err[256];
+	int file;
+
+	if (flags != NULL && flags->db != NULL)
+		return 0;
+	ca_config_defaults(&c);
+	file = ca_config_load(&c, dir, err, sizeof err) == 0 && c.db == NULL;
+	ca_config_free(&c);
+	return file;
+}
+
+int ca_state_check(const char *dir, const struct ca_config *flags)
 {
 	struct stat st, wst;
 	char *crt = NULL, *db = NULL, *wal = NULL;
@@ -50,7 +67,7 @@ int ca_state_check(const char *dir)
 	wal = ca_path(dir, "p11ca.db-wal");
 	if (crt == NULL || db == NULL || wal == NULL)
 		goto out;
-	if (stat(crt, &st) == 0) {
+	if (stat(crt, &st) == 0 && db_is_file(dir, flags)) {
 		int missing = stat(db, &st) != 0;
 
 		/* a 0-byte file whose pages are all still in the WAL is fine */
@@ -109,7 +126,8 @@ int ca_state_check_files(struct ca *ca, int serve)
 	int rc = -1;
 
 	if (secret_ok(ca->dir, ca->cfg.key, "CA key file") != 0 ||
-	    secret_ok(ca->dir, ca->cfg.pin_file, "PIN file") != 0)
+	    secret_ok(ca->dir, ca->cfg.pin_file, "PIN file") != 0 ||
+	    secret_ok(ca->dir, ca->cfg.db_password_file, "database password file") != 0)
 		goto out;
 	if (serve) {
 		if ((tls = ca_path(ca->dir, "tls.crt")) == NULL)

@@ -9,9 +9,10 @@
 
 /* Before opening an existing CA (every command but init): the folder is
  * owned by us (or root) and writable by nobody else; when ca.crt exists,
- * p11ca.db exists and is not empty (only init creates a database).
+ * p11ca.db exists and is not empty (only init creates a database) unless
+ * the database is PostgreSQL (flags, or the folder's settings).
  * 0, or -1 with a message. */
-int ca_state_check(const char *dir);
+int ca_state_check(const char *dir, const struct ca_config *flags);
 
 /* After ca_open, for commands that use the CA key (and serve): key, token
  * and PIN files are owned by us (or root) and not accessible to group or

@@ -35,6 +35,7 @@ _ca_cleanup() {
 	# no "Killed" notices from bash for servers a failed test left running
 	exec 2>/dev/null
 	kill_and_reap ${CA_PIDS[@]+"${CA_PIDS[@]}"}
+	declare -F pg_destroy >/dev/null && pg_destroy
 	_cleanup "$rc"
 }
 trap _ca_cleanup EXIT
@@ -52,8 +53,23 @@ fail() {
 	exit 1
 }
 
+# P11CA_TEST_DB=pg (the .pg variants in tests/CMakeLists.txt): the same
+# tests on PostgreSQL.  A throwaway cluster (pg_lib.sh); each `p11ca init`
+# gets a new database (--db, --db-password-file, saved in p11ca.conf, so
+# every later command and serve of that CA uses it).
+if [ "${P11CA_TEST_DB:-sqlite}" = pg ]; then
+	# shellcheck source=pg_lib.sh
+	. "$_ca_lib_dir/pg_lib.sh"
+	pg_start
+fi
+
 # p11ca with a time limit
 p11ca() {
+	if [ "${P11CA_TEST_DB:-sqlite}" = pg ] && [ "${1:-}" = init ]; then
+		pg_newdb
+		shift
+		set -- init --db "$PG_URI" --db-password-file "$PG_PWFILE" "$@"
+	fi
 	timeout -k 5 "$P11C_TIMEOUT" "$P11CA" "$@"
 }
 
@@ -214,7 +230,7 @@ expect_problem() {
 	json_later "$T/body" "
 st = $1
 titles = {400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed',
-          411: 'Length Required', 413: 'Payload Too Large'}
+          411: 'Length Required', 413: 'Payload Too Large', 503: 'Service Unavailable'}
 assert set(j) == {'status', 'title', 'detail'}, 'keys'
 assert j['status'] == st, 'status'
 assert j['title'] == titles[st], 'title'

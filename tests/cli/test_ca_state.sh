@@ -59,7 +59,31 @@ rm -f "$D/token"
 expect_rc 0 p11ca crl --dir "$D" -o "$T/crl.pem"
 
 # --- a database that cannot be written: refused at start, not at the first POST ---
-if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+if [ "${P11CA_TEST_DB:-sqlite}" = pg ]; then
+	# PostgreSQL: a role that may not insert (as a read-only standby would be)
+	pg_sql ca1 "CREATE ROLE ro LOGIN PASSWORD 'ro-pass-not-secret'; GRANT SELECT ON ALL TABLES IN SCHEMA public TO ro" \
+		>/dev/null || fail "CREATE ROLE ro"
+	printf '%s\n' ro-pass-not-secret >"$T/ro.pw"
+	chmod 600 "$T/ro.pw"
+	expect_rc 1 p11ca serve --dir "$D" --db "postgresql://ro@/ca1?host=$PG_SOCK&port=$PG_PORT" --db-password-file "$T/ro.pw"
+	expect_grep "the database of '$D' cannot be written \(the database is read-only \(a standby\) or this role may not insert\)" "$T/err"
+	# the password file is a secret file: others may not read it
+	chmod 644 "$PG_PWFILE"
+	expect_rc 1 p11ca serve --dir "$D"
+	expect_grep "the database password file '$PG_PWFILE' is accessible to everyone \(mode 0644\)" "$T/err"
+	chmod 600 "$PG_PWFILE"
+	# a wrong password: refused, and no password in the message
+	printf '%s\n' wrong-password-xyz >"$T/bad.pw"
+	chmod 600 "$T/bad.pw"
+	expect_rc 1 p11ca list --dir "$D" --db "postgresql://p11ca:uri-secret-xyz@/nosuchdb?host=$PG_SOCK&port=$PG_PORT&password=q-secret-xyz"
+	expect_grep "cannot open database 'postgresql://p11ca:\\*\\*\\*@/nosuchdb.*password=\\*\\*\\*" "$T/err"
+	expect_nogrep q-secret-xyz "$T/err"
+	expect_nogrep uri-secret-xyz "$T/err"
+	expect_rc 1 p11ca list --dir "$D" --db-password-file "$T/bad.pw"
+	expect_grep "password authentication failed" "$T/err"
+	expect_nogrep wrong-password-xyz "$T/err"
+	ro_note="read-only role, password file mode, wrong password refused (PostgreSQL)"
+elif [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
 	chmod 711 "$T"
 	D3=$T/ro
 	cp -a "$D" "$D3"
@@ -72,6 +96,17 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
 	ro_note="read-only database refused"
 else
 	ro_note="read-only database not checked (needs root and setpriv)"
+fi
+
+if [ "${P11CA_TEST_DB:-sqlite}" = pg ]; then
+	# no database file to lose: a database that is not there is refused
+	expect_rc 1 p11ca list --dir "$D" --db "postgresql://p11ca@/nosuchdb?host=$PG_SOCK&port=$PG_PORT"
+	expect_grep "database \"nosuchdb\" does not exist" "$T/err"
+	[ ! -e "$D/p11ca.db" ] || fail "p11ca.db created although the database is PostgreSQL"
+	expect_rc 0 p11ca list --dir "$D" --all --json
+	grep -q state-a "$T/out" || fail "the request is not in PostgreSQL"
+	pass "state folder checks ($ro_note) in $(($(date +%s) - start)) s"
+	exit 0
 fi
 
 # --- a missing or empty database next to the CA: refused, nothing created ---

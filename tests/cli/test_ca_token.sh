@@ -301,9 +301,19 @@ ca_stop
 for f in "$T"/serve?.log "$T"/*.err "$T/err"; do
 	[ "$(grep -c -F "$SECRET" "$f")" = 0 ] || fail "the token is in $(basename "$f")"
 done
-for f in "$D"/p11ca.db* "$D2"/p11ca.db*; do
-	[ "$(strings -n 8 "$f" | grep -c -F "$SECRET")" = 0 ] || fail "the token is in $(basename "$f")"
-done
+if [ "${P11CA_TEST_DB:-sqlite}" = pg ]; then
+	# every database of the cluster, dumped
+	for db in $(pg_sql postgres "SELECT datname FROM pg_database WHERE datname LIKE 'ca%'"); do
+		"$PG_BIN/pg_dump" -h "$PG_SOCK" -p "$PG_PORT" -U p11ca "$db" >"$T/dump-$db.sql" \
+			|| fail "pg_dump $db"
+		grep -q 'CREATE TABLE public.requests' "$T/dump-$db.sql" || fail "pg_dump $db: no requests table"
+		[ "$(grep -c -F "$SECRET" "$T/dump-$db.sql")" = 0 ] || fail "the token is in database $db"
+	done
+else
+	for f in "$D"/p11ca.db* "$D2"/p11ca.db*; do
+		[ "$(strings -n 8 "$f" | grep -c -F "$SECRET")" = 0 ] || fail "the token is in $(basename "$f")"
+	done
+fi
 # the check can fail: the secret is in its own file
 [ "$(strings -n 8 "$D/token" | grep -c -F "$SECRET")" = 1 ] || fail "strings/grep cannot find the token"
 expect_nogrep -F "$SECRET" "$D/p11ca.conf"

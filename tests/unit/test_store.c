@@ -1,6 +1,9 @@
 /*
- * Unit tests for src/ca/store/sqlite.c: the SQLite backend of the p11ca store, on a
- * real database file in a temporary directory.
+ * Unit tests for the p11ca store: src/ca/store/sqlite.c on a real database
+ * file in a temporary directory, or, with P11CA_TEST_PG set (a libpq URI of
+ * a cluster's maintenance database, run by tests/cli/store_pg_run.sh on a
+ * throwaway cluster), src/ca/store/postgresql.c on a new database per
+ * test.  The tests of SQLite's own files and schema skip on PostgreSQL.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
 #include <sqlite3.h>
 
 #include <openssl/evp.h>
@@ -25,13 +29,40 @@
 
 #include "store/store.h"
 
-static const struct store_ops *const ops = &store_sqlite_ops;
+static const struct store_ops *ops = &store_sqlite_ops;
+static const char *pg_admin;   /* P11CA_TEST_PG: PostgreSQL mode */
 
 struct fx {
 	char dir[64];
-	char path[128];
+	char path[512];     /* the file, or the PostgreSQL URI */
+	char dbname[32];
 	store *st;
 };
+
+/* one statement on the maintenance database (PostgreSQL mode) */
+static void pg_admin_exec(const char *sql)
+{
+	PGconn *c = PQconnectdb(pg_admin);
+	PGresult *res;
+
+	assert_int_equal(PQstatus(c), CONNECTION_OK);
+	res = PQexec(c, sql);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		fail_msg("%s: %s", sql, PQerrorMessage(c));
+	PQclear(res);
+	PQfinish(c);
+}
+
+/* pg_admin with its database name replaced by db */
+static void pg_uri(const char *db, char *out, size_t size)
+{
+	const char *q = strchr(pg_admin, '?');
+	const char *slash = strstr(pg_admin, "://");
+
+	slash = slash != NULL ? strchr(slash + 3, '/') : NULL;
+	assert_non_null(slash);
+	snprintf(out, size, "%.*s/%s%s", (int)(slash - pg_admin), pg_admin, db, q != NULL ? q : "");
+}
 
 /* ---- helpers ---- */
 
@@ -43,6 +74,15 @@ static int setup(void **state)
 	strcpy(f->dir, "/tmp/p11ca-store-XXXXXX");
 	assert_non_null(mkdtemp(f->dir));
 	snprintf(f->path, sizeof(f->path), "%s/ca.db", f->dir);
+	if (pg_admin != NULL) {
+		static int n;
+		char sql[64];
+
+		snprintf(f->dbname, sizeof(f->dbname), "t%d_%d", (int)getpid(), ++n);
+		snprintf(sql, sizeof(sql), "CREATE DATABASE %s", f->dbname);
+		pg_admin_exec(sql);
+		pg_uri(f->dbname, f->path, sizeof(f->path));
+	}
 	assert_int_equal(ops->open(&f->st, f->path), STORE_OK);
 	assert_non_null(f->st);
 	*state = f;
@@ -55,9 +95,22 @@ static int teardown(void **state)
 
 	ops->close(&f->st);
 	test_rmdir_flat(f->dir);
+	if (pg_admin != NULL && f->dbname[0] != '\0') {
+		char sql[64];
+
+		snprintf(sql, sizeof(sql), "DROP DATABASE %s WITH (FORCE)", f->dbname);
+		pg_admin_exec(sql);
+	}
 	free(f);
 	return 0;
 }
+
+/* the tests of SQLite's files and schema */
+#define SQLITE_ONLY()                                              \
+	do {                                                       \
+		if (pg_admin != NULL)                              \
+			skip();                                    \
+	} while (0)
 
 static void fill_request(struct store_request *r, int n, req_state state)
 {
@@ -128,11 +181,36 @@ static sqlite3 *raw_open(const char *path)
 	return db;
 }
 
+/* libpq directly, beside the store (PostgreSQL mode) */
+static PGresult *raw_pg(const char *uri, const char *sql, ExecStatusType want, PGconn **c)
+{
+	PGresult *res;
+
+	*c = PQconnectdb(uri);
+	assert_int_equal(PQstatus(*c), CONNECTION_OK);
+	res = PQexec(*c, sql);
+	if (PQresultStatus(res) != want)
+		fail_msg("%s: %s", sql, PQerrorMessage(*c));
+	return res;
+}
+
 static int64_t raw_int(const char *path, const char *sql)
 {
-	sqlite3 *db = raw_open(path);
+	sqlite3 *db;
 	sqlite3_stmt *s = NULL;
 	int64_t v;
+
+	if (pg_admin != NULL) {
+		PGconn *c = NULL;
+		PGresult *res = raw_pg(path, sql, PGRES_TUPLES_OK, &c);
+
+		assert_int_equal(PQntuples(res), 1);
+		v = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		PQclear(res);
+		PQfinish(c);
+		return v;
+	}
+	db = raw_open(path);
 
 	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
@@ -144,7 +222,16 @@ static int64_t raw_int(const char *path, const char *sql)
 
 static void raw_exec(const char *path, const char *sql)
 {
-	sqlite3 *db = raw_open(path);
+	sqlite3 *db;
+
+	if (pg_admin != NULL) {
+		PGconn *c = NULL;
+
+		PQclear(raw_pg(path, sql, PGRES_COMMAND_OK, &c));
+		PQfinish(c);
+		return;
+	}
+	db = raw_open(path);
 
 	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
@@ -190,6 +277,7 @@ static void test_schema_created(void **state)
 	sqlite3 *db = NULL;
 	sqlite3_stmt *s = NULL;
 
+	SQLITE_ONLY();
 	assert_int_equal(raw_int(f->path, "SELECT version FROM schema_version"), 2);
 	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM schema_version"), 1);
 	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name IN"
@@ -240,12 +328,13 @@ static void test_reopen_keeps_data(void **state)
 static void test_file_mode(void **state)
 {
 	struct fx *f = *state;
-	char path[192], wal[200];
+	char path[192], wal[600];
 	struct stat sb;
 	store *st = NULL;
 	mode_t old;
 	FILE *fp = NULL;
 
+	SQLITE_ONLY();
 	assert_int_equal(stat(f->path, &sb), 0);
 	assert_int_equal(sb.st_mode & 07777, 0600);
 	snprintf(wal, sizeof(wal), "%s-wal", f->path);
@@ -868,13 +957,15 @@ static void test_migration_v2(void **state)
 {
 	struct fx *f = *state;
 	char keyid[65], sql[512];
-	char *pem = make_cert_pem(keyid);
+	char *pem = NULL;
 	struct store_cert c;
 	int64_t r1, r2;
 	int rev = -1;
 	sqlite3 *db;
 	sqlite3_stmt *s = NULL;
 
+	SQLITE_ONLY();
+	pem = make_cert_pem(keyid);
 	/* a version 1 database holding a revoked certificate */
 	r1 = add_req(f->st, 1, REQ_PENDING);
 	r2 = add_req(f->st, 2, REQ_PENDING);
@@ -962,6 +1053,7 @@ static void test_open_errors(void **state)
 	char path[192];
 	store *st = NULL;
 
+	SQLITE_ONLY();
 	snprintf(path, sizeof(path), "%s/missing/ca.db", f->dir);
 	assert_int_equal(ops->open(&st, path), STORE_ERROR);
 	assert_non_null(st);
@@ -997,6 +1089,54 @@ static void test_open_errors(void **state)
 	assert_string_equal(store_state_name((req_state)42), "unknown");
 }
 
+/* ---- issue 13: PostgreSQL ---- */
+
+/* the connection string in messages: no password */
+static void test_pg_redact(void **state)
+{
+	char out[256];
+
+	(void)state;
+	store_pg_redact("postgresql://ca:s3cret@db.example/p11ca?sslmode=verify-full", out, sizeof(out));
+	assert_string_equal(out, "postgresql://ca:***@db.example/p11ca?sslmode=verify-full");
+	store_pg_redact("postgresql:///p11ca?host=/run/pg&password=s3cret&user=ca", out, sizeof(out));
+	assert_string_equal(out, "postgresql:///p11ca?host=/run/pg&password=***&user=ca");
+	store_pg_redact("postgresql://ca@db:5432/p11ca", out, sizeof(out));
+	assert_string_equal(out, "postgresql://ca@db:5432/p11ca");
+	store_pg_redact("postgresql://ca:a@b@db/x", out, 12);
+	assert_null(strstr(out, "a@b"));
+	assert_true(store_is_pg("postgres://x") && store_is_pg("postgresql://x") && !store_is_pg("/var/ca.db") &&
+		    !store_is_pg(NULL));
+}
+
+/* the server ends our session (a restart, a failover): the next call
+ * reconnects and succeeds, nothing of the operation having run before */
+static void test_pg_reconnect(void **state)
+{
+	struct fx *f = *state;
+	struct store_request r;
+	char sql[160];
+	int64_t id;
+
+	if (pg_admin == NULL)
+		skip();
+	id = add_req(f->st, 1, REQ_PENDING);
+	snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '%s'"
+		 " AND pid != pg_backend_pid()", f->dbname);
+	{
+		PGconn *c = NULL;
+
+		PQclear(raw_pg(f->path, sql, PGRES_TUPLES_OK, &c));
+		PQfinish(c);
+	}
+	assert_int_equal(ops->req_by_id(f->st, id, &r), STORE_OK);
+	assert_string_equal(r.cn, "host1.example");
+	store_request_clear(&r);
+	assert_int_equal(ops->down(f->st), 0);
+	/* and a write after it */
+	assert_int_equal(add_cert(f->st, id, "0c", 100, 10), STORE_OK);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1020,7 +1160,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cert_add_cas, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_migration_v2, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crl_number, setup, teardown),
+		cmocka_unit_test(test_pg_redact),
+		cmocka_unit_test_setup_teardown(test_pg_reconnect, setup, teardown),
 	};
 
+	pg_admin = getenv("P11CA_TEST_PG");
+	if (pg_admin != NULL)
+		ops = &store_pg_ops;
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

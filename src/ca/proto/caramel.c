@@ -30,6 +30,8 @@ static const char *title_of(int status)
 		return "Payload Too Large";
 	case 429:
 		return "Too Many Requests";
+	case 503:
+		return "Service Unavailable";
 	default:
 		return "Internal Server Error";
 	}
@@ -42,6 +44,23 @@ void reply_problem(httpd_req *r, int status, const char *title, const char *deta
 	httpd_req_note(r, NULL, detail);
 	httpd_reply(r, status, "application/problem+json", NULL, body, body ? strlen(body) : 0);
 	free(body);
+}
+
+int reply_store_down(const struct ca_request *rq, int token_json)
+{
+	static const char msg[] = "the database is unavailable; retry later";
+	const char *hdr[] = { "Retry-After", STORE_RETRY_AFTER, NULL };
+	char *body;
+
+	if (!ca_store_down(rq->ca))
+		return 0;
+	/* never a half answer: nothing this request did is acknowledged */
+	httpd_req_note(rq->r, NULL, "database unavailable");
+	body = token_json ? p11c_token_response_json(NULL, NULL, msg) : p11c_problem_json(503, title_of(503), msg);
+	httpd_reply(rq->r, 503, token_json ? "application/json" : "application/problem+json", hdr, body,
+		    body ? strlen(body) : 0);
+	free(body);
+	return 1;
 }
 
 /* A Host header fit for the URL of a 202 body: a host name, an IPv4 or
@@ -142,7 +161,8 @@ static void do_get(const struct ca_request *rq, httpd_req *r, const char *sha)
 		goto out;
 	}
 	if (sr != STORE_OK) {
-		reply_problem(r, 500, NULL, "database error");
+		if (!reply_store_down(rq, 0))
+			reply_problem(r, 500, NULL, "database error");
 		goto out;
 	}
 	if (q.state == REQ_REJECTED) {
@@ -151,7 +171,8 @@ static void do_get(const struct ca_request *rq, httpd_req *r, const char *sha)
 	}
 	sr = rq->ca->so->cert_latest(rq->ca->st, q.id, &c);
 	if (sr != STORE_OK && sr != STORE_NOT_FOUND) {
-		reply_problem(r, 500, NULL, "database error");
+		if (!reply_store_down(rq, 0))
+			reply_problem(r, 500, NULL, "database error");
 		goto out;
 	}
 	/* autosign = uuid: a pending UUID request without a certificate is
@@ -174,6 +195,8 @@ static void do_get(const struct ca_request *rq, httpd_req *r, const char *sha)
 			sr = rq->ca->so->cert_latest(rq->ca->st, q.id, &c);
 		}
 	}
+	if (sr != STORE_OK && reply_store_down(rq, 0))
+		goto out; /* a signature or a read above failed with the database */
 	if (sr != STORE_OK || c.not_after <= now || c.revoked != 0) {
 		/* never signed, or expired / revoked until refreshed */
 		reply_accepted(rq, r, sha);
@@ -265,7 +288,8 @@ static void do_post(const struct ca_request *rq, httpd_req *r, const char *sha)
 	}
 	rc = ca_add_request(rq->ca, (const char *)body, len, req, "caramel", REQ_PENDING, &q);
 	if (rc < 0) {
-		reply_problem(r, 500, NULL, "database error");
+		if (!reply_store_down(rq, 0))
+			reply_problem(r, 500, NULL, "database error");
 		goto out;
 	}
 	if (rc == 1) {
@@ -291,7 +315,8 @@ static void do_post(const struct ca_request *rq, httpd_req *r, const char *sha)
 		if (rc == 1)
 			httpd_req_note(r, "caramel", "not signed: key revoked");
 		else if (rc != 0) {
-			reply_problem(r, 500, NULL, "signing failed");
+			if (!reply_store_down(rq, 0))
+				reply_problem(r, 500, NULL, "signing failed");
 			goto out;
 		}
 	}
@@ -321,6 +346,9 @@ static void caramel_handle(const struct ca_request *rq)
 		reply_problem(r, 404, NULL, NULL);
 		return;
 	}
+	/* everything below reads or writes the store */
+	if (reply_store_down(rq, 0))
+		return;
 	if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0)
 		do_get(rq, r, path + 1);
 	else if (strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0)

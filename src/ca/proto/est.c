@@ -49,6 +49,19 @@ static void reply_text(httpd_req *r, int status, const char *const *hdr, const c
 		    n > 0 && (size_t)n < sizeof body ? (size_t)n : sizeof body - 1);
 }
 
+/* A store error: 503 + Retry-After while the database is unreachable
+ * (PostgreSQL down, issue 13: never a half answer, the client retries),
+ * else 500 with what failed */
+static void reply_store_error(const struct ca_request *rq, const char *what)
+{
+	static const char *const hdr[] = { "Retry-After", STORE_RETRY_AFTER, NULL };
+
+	if (ca_store_down(rq->ca))
+		reply_text(rq->r, 503, hdr, "the database is unavailable; retry later");
+	else
+		reply_text(rq->r, 500, NULL, what);
+}
+
 /* base64 body with Content-Transfer-Encoding (RFC 7030 s4.1.3) */
 static void reply_b64(httpd_req *r, const char *type, const unsigned char *der, size_t len)
 {
@@ -471,14 +484,14 @@ static void do_enroll(const struct ca_request *rq, const struct est_profile *p, 
 	if (sr == STORE_NOT_FOUND) {
 		rc = ca_add_request_keyed(rq->ca, pem, plen, req, "est", REQ_PENDING, key, &q);
 		if (rc != 0) {
-			reply_text(r, 500, NULL, "database error");
+			reply_store_error(rq, "database error");
 			goto out;
 		}
 		/* committed; a crash from here to the answer leaves it pending,
 		 * and the client's retry finds it (test_est_fault) */
 		p11c_test_stall("est-request-stored");
 	} else if (sr != STORE_OK) {
-		reply_text(r, 500, NULL, "database error");
+		reply_store_error(rq, "database error");
 		goto out;
 	}
 	if (q.state == REQ_REJECTED) {
@@ -487,7 +500,7 @@ static void do_enroll(const struct ca_request *rq, const struct est_profile *p, 
 	}
 	sr = rq->ca->so->cert_latest(rq->ca->st, q.id, &c);
 	if (sr != STORE_OK && sr != STORE_NOT_FOUND) {
-		reply_text(r, 500, NULL, "database error");
+		reply_store_error(rq, "database error");
 		goto out;
 	}
 	/* signed meanwhile (pending, then `p11ca sign`): the same request
@@ -508,7 +521,7 @@ static void do_enroll(const struct ca_request *rq, const struct est_profile *p, 
 		goto out;
 	}
 	if (rc != 0 || issued == NULL) {
-		reply_text(r, 500, NULL, "signing failed");
+		reply_store_error(rq, "signing failed");
 		goto out;
 	}
 	snprintf(note, sizeof note, "%s: request %lld signed (%s)", op, (long long)q.id, who);

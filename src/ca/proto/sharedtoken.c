@@ -189,10 +189,14 @@ static void token_handle(const struct ca_request *rq)
 		reply_json(r, 404, NULL, NULL, "shared-token enrollment is not enabled");
 		goto out;
 	}
+	/* every answer below needs the store */
+	if (reply_store_down(rq, 1))
+		goto out;
 	peer_addr(r, addr, sizeof addr);
 	/* evaluated only while the address and the server may guess: a
 	 * refused request learns nothing about the token (ratelimit.h) */
-	if ((wait = ratelimit_check(rq->rl, addr, ratelimit_now_ms())) > 0) {
+	if ((wait = ratelimit_check(rq->rl, addr, ratelimit_now_ms())) > 0 ||
+	    (wait = ca_guess_wait(rq->ca, addr)) > 0) { /* this instance, then all (PostgreSQL) */
 		char secs[24], msg[128];
 		const char *hdr[] = { "Retry-After", secs, NULL };
 
@@ -220,6 +224,7 @@ static void token_handle(const struct ca_request *rq)
 	}
 	if (!p11c_token_hmac_eq(hmac, want)) {
 		ratelimit_fail(rq->rl, addr, ratelimit_now_ms());
+		ca_guess_fail(rq->ca, addr);
 		reply_json(r, 403, NULL, NULL, "forbidden");
 		goto out;
 	}
@@ -252,12 +257,14 @@ static void token_handle(const struct ca_request *rq)
 	}
 	rc = ca_add_request(rq->ca, csr, strlen(csr), req, "token", REQ_PENDING, &q);
 	if (rc < 0 || (q.state == REQ_REJECTED)) {
-		reply_json(r, rc < 0 ? 500 : 403, NULL, NULL, rc < 0 ? "database error" : "request rejected");
+		if (rc >= 0 || !reply_store_down(rq, 1))
+			reply_json(r, rc < 0 ? 500 : 403, NULL, NULL, rc < 0 ? "database error" : "request rejected");
 		goto out;
 	}
 	rc = ca_sign_request(rq->ca, &q, LIFETIME_SHORT, PROFILE_TOKEN, &cert, now);
 	if (rc != 0) {
-		reply_json(r, rc == 1 ? 403 : 500, NULL, NULL, rc == 1 ? "key revoked" : "signing failed");
+		if (rc == 1 || !reply_store_down(rq, 1))
+			reply_json(r, rc == 1 ? 403 : 500, NULL, NULL, rc == 1 ? "key revoked" : "signing failed");
 		goto out;
 	}
 	/* response HMAC over the CA's public key: the client recomputes it

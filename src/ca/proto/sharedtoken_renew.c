@@ -52,7 +52,12 @@ void token_renew_handle(const struct ca_request *rq)
 		reply(r, 405, NULL, "POST a {\"csr\": PEM} body");
 		goto out;
 	}
+	/* ca_peer_current reads the store: a 403 only when it answered */
+	if (reply_store_down(rq, 1))
+		goto out;
 	if (peer == NULL || !ca_peer_current(rq->ca, peer)) {
+		if (peer != NULL && reply_store_down(rq, 1))
+			goto out;
 		reply(r, 403, NULL, "renewal needs a valid, unrevoked certificate of this CA as TLS client "
 				    "certificate");
 		goto out;
@@ -98,12 +103,14 @@ void token_renew_handle(const struct ca_request *rq)
 	}
 	rc = ca_add_request(rq->ca, csr, strlen(csr), req, "token", REQ_PENDING, &q);
 	if (rc < 0 || q.state == REQ_REJECTED) {
-		reply(r, rc < 0 ? 500 : 403, NULL, rc < 0 ? "database error" : "request rejected");
+		if (rc >= 0 || !reply_store_down(rq, 1))
+			reply(r, rc < 0 ? 500 : 403, NULL, rc < 0 ? "database error" : "request rejected");
 		goto out;
 	}
 	rc = ca_sign_request(rq->ca, &q, LIFETIME_SHORT, PROFILE_TOKEN, &cert, time(NULL));
 	if (rc != 0) {
-		reply(r, rc == 1 ? 403 : 500, NULL, rc == 1 ? "key revoked" : "signing failed");
+		if (rc == 1 || !reply_store_down(rq, 1))
+			reply(r, rc == 1 ? 403 : 500, NULL, rc == 1 ? "key revoked" : "signing failed");
 		goto out;
 	}
 	reply(r, 200, cert, NULL);

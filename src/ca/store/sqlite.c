@@ -34,7 +34,7 @@
 #include <openssl/x509.h>
 #include <sqlite3.h>
 
-#include "store.h"
+#include "common.h"
 
 #define BUSY_TIMEOUT_MS 10000
 #define LIST_PAGE 64
@@ -104,74 +104,12 @@ static const char *const migrations[] = {
 
 #define SCHEMA_VERSION ((int64_t)(sizeof(migrations) / sizeof(migrations[0])))
 
-/* column order read by read_request() */
-#define REQ_COLS \
-	"r.id, r.sha256, r.pem, r.subject, r.cn, r.ou, r.state, r.lifetime," \
-	" r.protocol, r.created, r.updated," \
-	" (SELECT count(*) FROM certificates c WHERE c.request_id = r.id)"
-
-/* column order read by read_cert() */
-#define CERT_COLS \
-	"id, request_id, serial, pem, not_before, not_after, created, revoked," \
-	" revoke_reason"
-
-static const char *const state_names[] = { "pending", "signed", "rejected" };
-static const char *const lifetime_names[] = { "short", "long" };
 
 /* ---- strings and errors ---- */
 
-void store_request_clear(struct store_request *r)
-{
-	if (r == NULL)
-		return;
-	free(r->pem);
-	free(r->subject);
-	free(r->cn);
-	free(r->ou);
-	r->pem = NULL;
-	r->subject = NULL;
-	r->cn = NULL;
-	r->ou = NULL;
-}
 
-void store_cert_clear(struct store_cert *c)
-{
-	if (c == NULL)
-		return;
-	free(c->pem);
-	c->pem = NULL;
-}
 
-const char *store_state_name(req_state s)
-{
-	switch (s) {
-	case REQ_PENDING:
-	case REQ_SIGNED:
-	case REQ_REJECTED:
-		return state_names[s];
-	}
-	return "unknown";
-}
 
-static const char *lifetime_name(req_lifetime l)
-{
-	switch (l) {
-	case LIFETIME_SHORT:
-	case LIFETIME_LONG:
-		return lifetime_names[l];
-	}
-	return NULL;
-}
-
-static int name_index(const char *s, const char *const *names, size_t n)
-{
-	size_t i;
-
-	for (i = 0; s != NULL && i < n; i++)
-		if (strcmp(s, names[i]) == 0)
-			return (int)i;
-	return -1;
-}
 
 __attribute__((format(printf, 2, 3)))
 static void set_err(store *st, const char *fmt, ...)
@@ -229,21 +167,6 @@ static void unlock(store *st)
 	sqlite3_mutex_leave(sqlite3_db_mutex(st->db));
 }
 
-/* lowercase hex, between min and max characters, NUL within size */
-static int is_hex(const char *s, size_t size, size_t min, size_t max)
-{
-	size_t i, n;
-
-	if (s == NULL)
-		return 0;
-	n = strnlen(s, size);
-	if (n == size || n < min || n > max)
-		return 0;
-	for (i = 0; i < n; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-			return 0;
-	return 1;
-}
 
 /* ---- statements and transactions ---- */
 
@@ -365,7 +288,7 @@ static store_result col_name(store *st, sqlite3_stmt *s, int i,
 {
 	const char *t = (const char *)sqlite3_column_text(s, i);
 
-	*out = name_index(t, names, n);
+	*out = store_name_index(t, names, n);
 	if (*out < 0) {
 		set_err(st, "column %s has unknown value '%s'",
 			sqlite3_column_name(s, i), t ? t : "NULL");
@@ -386,8 +309,8 @@ static store_result read_request(store *st, sqlite3_stmt *s, struct store_reques
 	    (res = col_dup(st, s, 3, 0, &r->subject)) != STORE_OK ||
 	    (res = col_dup(st, s, 4, 0, &r->cn)) != STORE_OK ||
 	    (res = col_dup(st, s, 5, 1, &r->ou)) != STORE_OK ||
-	    (res = col_name(st, s, 6, state_names, 3, &state)) != STORE_OK ||
-	    (res = col_name(st, s, 7, lifetime_names, 2, &lifetime)) != STORE_OK ||
+	    (res = col_name(st, s, 6, store_state_names, 3, &state)) != STORE_OK ||
+	    (res = col_name(st, s, 7, store_lifetime_names, 2, &lifetime)) != STORE_OK ||
 	    (res = col_fixed(st, s, 8, r->protocol, sizeof(r->protocol))) != STORE_OK)
 		goto out;
 	r->state = (req_state)state;
@@ -706,9 +629,9 @@ static store_result sq_req_add(store *st, const struct store_request *req, int64
 		r = STORE_ERROR;
 		goto out;
 	}
-	lifetime = lifetime_name(req->lifetime);
-	if (!is_hex(req->sha256, sizeof(req->sha256), 64, 64) ||
-	    name_index(store_state_name(req->state), state_names, 3) < 0 ||
+	lifetime = store_lifetime_name(req->lifetime);
+	if (!store_hex_ok(req->sha256, sizeof(req->sha256), 64, 64) ||
+	    store_name_index(store_state_name(req->state), store_state_names, 3) < 0 ||
 	    lifetime == NULL ||
 	    strnlen(req->protocol, sizeof(req->protocol)) == sizeof(req->protocol)) {
 		set_err(st, "adding request: invalid sha256, state, lifetime or protocol");
@@ -826,8 +749,8 @@ static store_result sq_req_set_state(store *st, int64_t id, req_state state,
 	if (!ready(st))
 		return STORE_ERROR;
 	lock(st);
-	if (name_index(store_state_name(state), state_names, 3) < 0 ||
-	    lifetime_name(lifetime) == NULL) {
+	if (store_name_index(store_state_name(state), store_state_names, 3) < 0 ||
+	    store_lifetime_name(lifetime) == NULL) {
 		set_err(st, "setting request state: invalid state or lifetime");
 		r = STORE_ERROR;
 		goto out;
@@ -837,7 +760,7 @@ static store_result sq_req_set_state(store *st, int64_t id, req_state state,
 			 "setting request state")) != STORE_OK)
 		goto out;
 	if ((rc = bind_text(s, 1, store_state_name(state))) != SQLITE_OK ||
-	    (rc = bind_text(s, 2, lifetime_name(lifetime))) != SQLITE_OK ||
+	    (rc = bind_text(s, 2, store_lifetime_name(lifetime))) != SQLITE_OK ||
 	    (rc = sqlite3_bind_int64(s, 3, now)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_int64(s, 4, id)) != SQLITE_OK) {
 		r = db_fail(st, rc, "setting request state");
@@ -1158,7 +1081,7 @@ static store_result sq_cert_add(store *st, const struct store_cert *c, int64_t n
 		return STORE_ERROR;
 	lock(st);
 	if (c == NULL || c->pem == NULL ||
-	    !is_hex(c->serial, sizeof(c->serial), 1, sizeof(c->serial) - 1)) {
+	    !store_hex_ok(c->serial, sizeof(c->serial), 1, sizeof(c->serial) - 1)) {
 		set_err(st, "adding certificate: no pem or invalid serial");
 		r = STORE_ERROR;
 		goto out;
@@ -1178,8 +1101,8 @@ static store_result sq_cert_add(store *st, const struct store_cert *c, int64_t n
 		goto out;
 	if ((rc = sqlite3_bind_int64(s, 1, now)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_int64(s, 2, c->request_id)) != SQLITE_OK ||
-	    (c->set_lifetime && lifetime_name(c->lifetime) != NULL &&
-	     (rc = bind_text(s, 3, lifetime_name(c->lifetime))) != SQLITE_OK)) {
+	    (c->set_lifetime && store_lifetime_name(c->lifetime) != NULL &&
+	     (rc = bind_text(s, 3, store_lifetime_name(c->lifetime))) != SQLITE_OK)) {
 		r = db_fail(st, rc, "adding certificate");
 		goto out;
 	}

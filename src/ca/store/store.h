@@ -24,6 +24,8 @@ typedef enum {
 	/* a compare-and-set state change lost: the request was rejected, or
 	 * the key (or the request's last certificate) revoked, meanwhile */
 	STORE_CONFLICT,
+	/* the database cannot be reached now (PostgreSQL): retry later */
+	STORE_UNAVAILABLE,
 } store_result;
 
 typedef enum {
@@ -136,10 +138,34 @@ struct store_ops {
 	/* n access-log rows in one transaction (one flush), then only the
 	 * newest `keep` rows stay (keep 0: none are stored) */
 	store_result (*log_access_batch)(store *st, const struct store_access *a, size_t n, int64_t keep);
+
+	/* --- several instances on one database (issue 13); NULL in SQLite --- */
+	/* 1 when the database is unreachable (the last call failed with
+	 * STORE_UNAVAILABLE and a reconnection, tried when due, failed) */
+	int (*down)(store *st);
+	/* take (1) or release (0) the database-wide lock `name`: "refresh"
+	 * (STORE_BUSY at once when another instance holds it) or "crl" (waits) */
+	store_result (*exclusive)(store *st, const char *name, int take);
+	/* wrong shared-token HMACs counted by every instance: at most burst
+	 * per address and global (0: no ceiling) in all per wall-clock minute;
+	 * fail 0: *wait_s = seconds until addr may guess (0: now); fail 1:
+	 * count one */
+	store_result (*guess)(store *st, const char *addr, unsigned burst, unsigned global, int fail,
+			      int64_t now_s, long *wait_s);
 };
 
 /* The SQLite backend: location is the database file path. */
 extern const struct store_ops store_sqlite_ops;
+
+/* The PostgreSQL backend (store/postgresql.c): location is a
+ * postgresql:// URI; store_pg_open also takes the password file
+ * (db-password-file, may be NULL: libpq's PGPASSFILE / service file). */
+extern const struct store_ops store_pg_ops;
+store_result store_pg_open(store **out, const char *uri, const char *password_file);
+/* 1 when location is a postgresql:// (or postgres://) URI */
+int store_is_pg(const char *location);
+/* uri for messages: a password (user:PASSWORD@, password=) shown as *** */
+void store_pg_redact(const char *uri, char *out, size_t size);
 
 /* Free the strings inside (not the struct itself); NULL-safe, idempotent. */
 void store_request_clear(struct store_request *r);
