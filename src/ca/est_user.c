@@ -117,7 +117,7 @@ int est_user_main(int argc, char **argv)
 		return 64;
 	}
 	/* the folder checks of every command (owner, modes, the CA's database) */
-	if (ca_state_check(dir) != 0)
+	if (ca_state_check(dir, NULL) != 0)
 		goto out;
 	if ((path = ca_path(dir, file)) == NULL)
 		goto out;
