@@ -18,6 +18,13 @@ fi
 
 p11ca est-user --help >/dev/null 2>&1 || { skip "p11ca has no EST server (est-user)"; exit 77; }
 
+# p11cert enroll --help lists every protocol, est included
+p11raw enroll --help >"$T/enroll.help" 2>&1 || fail "p11cert enroll --help failed"
+for proto in caramel token est acme; do
+	grep -q "^usage: p11cert enroll $proto " "$T/enroll.help" || fail "enroll --help does not list 'enroll $proto'"
+done
+pass "enroll --help lists enroll est"
+
 new_token ldev
 S=$T/state
 mkdir -m 700 "$S"
