@@ -216,6 +216,24 @@ verify_est "$T/web1.tok.pem"
 p11c show 'pkcs11:object=web1~rekey' >/dev/null 2>&1 && fail "the rekey key is left under its temporary label"
 pass "renew over /simplereenroll keeps key and names; --rekey replaces the key"
 
+# renew keeps --bind and --tls-max of the enrollment, though the profile
+# does not ask for binding: the stored re-enrollment request carries
+# challengePassword = base64 of tls-unique (TLS 1.2: 12 bytes, 16 characters;
+# tls-exporter on TLS 1.3 would be 32 bytes, 44 characters)
+LABEL='' expect_rc 0 enroll --key pkcs11:object=vol12 --ca-file "$D/ca.crt" --user alice --password-file "$T/pw" \
+	--subject "$SUBJ/CN=vol12" --bind --tls-max 1.2
+json_assert "$S/vol12.enroll" 'assert j["bind"] is True and j["tls_max"] == 12'
+expect_rc 0 p11c renew --dir "$S" --id vol12
+p11ca list --dir "$D" --json >"$T/all.json" 2>/dev/null || fail "p11ca list"
+RID=$(python3 -c 'import json,sys; print(max(r["id"] for r in json.load(open(sys.argv[1]))))' "$T/all.json")
+p11ca show --dir "$D" --json "$RID" >"$T/renewed.json" 2>/dev/null || fail "p11ca show $RID"
+python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["csr"])' "$T/renewed.json" >"$T/renewed.csr"
+openssl req -in "$T/renewed.csr" -noout -subject | grep -q "CN *= *vol12" || fail "the last request is not vol12's renewal"
+CPW=$(openssl req -in "$T/renewed.csr" -noout -text | sed -n 's/^ *challengePassword *: *//p')
+[ -n "$CPW" ] || fail "renew of a --bind enrollment sent no channel binding"
+[ "${#CPW}" = 16 ] || fail "renew of a --tls-max 1.2 enrollment: binding '$CPW' is not tls-unique (TLS 1.2)"
+pass "renew keeps the enrollment's --bind and --tls-max 1.2 (tls-unique in the request)"
+
 # --- 8. a man in the middle with another CA ----------------------------------
 SRV_EST=$SRV
 est_ca evil

@@ -462,7 +462,8 @@ out:
  * the new one of a rekey), with the current subject and subjectAltName
  * (s4.2.2: they must be identical).  The certificate is returned
  * unchecked: the caller runs p11c_est_check with the CA certificates it
- * kept.  The channel binding goes in when the server asks for it. */
+ * kept.  The channel binding goes in when the server asks for it or the
+ * record says so (rn->bind, enroll est --bind); rn->tls_max as enrolled. */
 static p11c_result est_renew(p11c_ctx *ctx, struct p11c_renewal *rn)
 {
 	p11c_est_server srv;
@@ -482,7 +483,9 @@ static p11c_result est_renew(p11c_ctx *ctx, struct p11c_renewal *rn)
 	srv.client_key = rn->current;
 	srv.client_cert = rn->current_cert;
 	srv.timeout_ms = rn->timeout_ms;
+	srv.tls_max = rn->tls_max;
 	memset(&rq, 0, sizeof rq);
+	rq.bind = rn->bind;
 	rq.subject = X509_get_subject_name(rn->current_cert);
 	sans = X509_get_ext_d2i(rn->current_cert, NID_subject_alt_name, NULL, NULL);
 	rq.sans = sans;
