@@ -163,6 +163,18 @@ static void say_attrs(struct cli *c, const p11c_est_attrs *a)
 			"the request goes without it\n", c->cmd, cli_safe(a->unknown[i]));
 	if (a->challenge_password)
 		fprintf(stderr, "p11cert: %s: the EST server asks for channel binding (challengePassword)\n", c->cmd);
+	if (a->next > 0) {
+		const unsigned char *q = a->ext;
+		STACK_OF(X509_EXTENSION) *x = d2i_X509_EXTENSIONS(NULL, &q, (long)a->ext_len);
+
+		fprintf(stderr, "p11cert: %s: the EST server asks for extensions; the request carries them:", c->cmd);
+		for (i = 0; i < sk_X509_EXTENSION_num(x); i++)
+			fprintf(stderr, " %s",
+				OBJ_nid2sn(OBJ_obj2nid(X509_EXTENSION_get_object(sk_X509_EXTENSION_value(x, i)))));
+		fputc('\n', stderr);
+		sk_X509_EXTENSION_pop_free(x, X509_EXTENSION_free);
+		ERR_clear_error();
+	}
 }
 
 static const char est_help[] =

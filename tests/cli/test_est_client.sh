@@ -58,6 +58,12 @@ auth = basic
 users = est-users
 approval = pending
 retry-after = 1
+
+[exts]
+auth = basic
+users = est-users
+csrattrs-extensions = clientAuth, serverAuth, digitalSignature
+csrattrs-extensions-required = yes
 EOF
 est_start est
 SRV=https://localhost:$CA_PORT
@@ -136,6 +142,26 @@ done
 LABEL='' expect_rc 0 enroll --key pkcs11:object=vol --ca-file "$D/ca.crt" --user alice --password-file "$T/pw" \
 	--subject "$SUBJ/CN=vol" --bind
 pass "channel binding: TLS 1.2 (tls-unique) and TLS 1.3 (tls-exporter) accepted"
+
+# --- 4b. extensions /csrattrs asks for with their values ---------------------
+LABEL=exts expect_rc 0 enroll --key pkcs11:object=ext1 --ca-file "$D/ca.crt" --user alice --password-file "$T/pw" \
+	--subject "$SUBJ/CN=ext1" --san DNS:ext1
+expect_grep -F "asks for extensions; the request carries them: keyUsage extendedKeyUsage" "$T/err"
+tok_cert ext1
+verify_est "$T/ext1.tok.pem"
+p11ca list --dir "$D" --json >"$T/all.json" 2>/dev/null || fail "p11ca list"
+RID=$(python3 -c 'import json,sys; print(max(r["id"] for r in json.load(open(sys.argv[1]))))' "$T/all.json")
+p11ca show --dir "$D" --json "$RID" >"$T/ext1.json" 2>/dev/null || fail "p11ca show $RID"
+python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["csr"])' "$T/ext1.json" >"$T/ext1.csr"
+openssl req -in "$T/ext1.csr" -noout -text >"$T/ext1.txt" 2>&1 || fail "the stored request does not parse"
+grep -q "CN *= *ext1" "$T/ext1.txt" || fail "the last request is not ext1's"
+grep -A1 "X509v3 Key Usage: critical" "$T/ext1.txt" | grep -q "Digital Signature" || fail "no keyUsage in the request"
+grep -A1 "X509v3 Extended Key Usage" "$T/ext1.txt" | grep -q "TLS Web Server Authentication, TLS Web Client Authentication" \
+	|| fail "no extendedKeyUsage serverAuth, clientAuth in the request"
+grep -A1 "Subject Alternative Name" "$T/ext1.txt" | grep -q "DNS:ext1" || fail "--san lost next to the extensions"
+openssl x509 -in "$T/ext1.tok.pem" -noout -ext extendedKeyUsage | grep -q "Client Authentication" \
+	|| fail "the certificate has no clientAuth"
+pass "csrattrs extensionRequest: keyUsage and extendedKeyUsage in the token-signed request, --san kept"
 
 # --- 5. pending, then p11ca sign ---------------------------------------------
 LABEL=pending expect_rc 69 enroll --key pkcs11:object=pend --ca-file "$D/ca.crt" --user alice \
