@@ -18,6 +18,8 @@ extern "C" {
 /* Bounds of the parsers (every answer is at most 256 KiB too). */
 #define P11C_EST_MAX_CERTS 32 /* certificates in one certs-only answer */
 #define P11C_EST_MAX_ATTRS 64 /* entries of a CSR attributes answer */
+#define P11C_EST_MAX_EXTS 16  /* extensions with values asked in /csrattrs */
+#define P11C_EST_MAX_EXT_DER 2048 /* their DER, at most */
 
 typedef struct {
 	const char *url;         /* "https://host[:port][/LABEL]" (RFC 7030 s3.2.2) */
@@ -48,6 +50,15 @@ typedef struct {
 	char oid[P11C_EST_MAX_ATTRS][48];
 	int nunknown;            /* entries p11cert cannot honour (the key does), */
 	char unknown[P11C_EST_MAX_ATTRS][48]; /* for "cannot do" messages */
+	/* An extensionRequest attribute whose value is Extensions with the
+	 * values wanted (RFC 7030 s4.5.2, the form RFC 9908 makes explicit):
+	 * those p11cert puts into the request before the token signs it
+	 * (keyUsage, extendedKeyUsage, subjectAltName (merged with the
+	 * request's names), basicConstraints CA:FALSE), as the DER of
+	 * Extensions (SEQUENCE OF Extension); the others go to unknown. */
+	int next;
+	size_t ext_len;
+	unsigned char ext[P11C_EST_MAX_EXT_DER];
 } p11c_est_attrs;
 
 typedef enum {

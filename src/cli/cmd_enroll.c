@@ -753,6 +753,11 @@ int cmd_enroll(struct cli *c, int argc, char **argv)
 		fputs(caramel_help, stdout);
 		fputs("\n", stdout);
 		fputs(token_help, stdout);
+		/* enroll est and enroll acme print their own help */
+		fputs("\n", stdout);
+		(void)cmd_enroll_est(c, 2, (char *[]){ "est", "--help", NULL });
+		fputs("\n", stdout);
+		(void)cmd_enroll_acme(c, 2, (char *[]){ "acme", "--help", NULL });
 		return 0;
 	}
 	return cli_usage(c, "enroll needs a protocol: caramel, token, acme or est");

@@ -163,6 +163,18 @@ static void say_attrs(struct cli *c, const p11c_est_attrs *a)
 			"the request goes without it\n", c->cmd, cli_safe(a->unknown[i]));
 	if (a->challenge_password)
 		fprintf(stderr, "p11cert: %s: the EST server asks for channel binding (challengePassword)\n", c->cmd);
+	if (a->next > 0) {
+		const unsigned char *q = a->ext;
+		STACK_OF(X509_EXTENSION) *x = d2i_X509_EXTENSIONS(NULL, &q, (long)a->ext_len);
+
+		fprintf(stderr, "p11cert: %s: the EST server asks for extensions; the request carries them:", c->cmd);
+		for (i = 0; i < sk_X509_EXTENSION_num(x); i++)
+			fprintf(stderr, " %s",
+				OBJ_nid2sn(OBJ_obj2nid(X509_EXTENSION_get_object(sk_X509_EXTENSION_value(x, i)))));
+		fputc('\n', stderr);
+		sk_X509_EXTENSION_pop_free(x, X509_EXTENSION_free);
+		ERR_clear_error();
+	}
 }
 
 static const char est_help[] =
@@ -328,6 +340,12 @@ int cmd_enroll_est(struct cli *c, int argc, char **argv)
 		goto out;
 	if ((rc = cli_lock_run(c, lock, &fd)) != 0)
 		goto out;
+	{
+		/* the temp files a killed run left (NAME's own: we hold its lock) */
+		static const char *const sfx[] = { ".crt", ".cacerts", ".enroll" };
+
+		cli_remove_temps(o.dir, o.id, sfx, sizeof sfx / sizeof sfx[0]);
+	}
 	if (o.password_file != NULL && (rc = read_password(c, o.password_file, &password)) != 0)
 		goto out;
 	rc = EX_FAIL;
@@ -404,6 +422,8 @@ int cmd_enroll_est(struct cli *c, int argc, char **argv)
 			rc = cli_fail(c, r, "token key '%s'", o.uri);
 			goto out;
 		}
+		if (created)
+			p11c_test_stall("keygen");
 	}
 	memset(&rq, 0, sizeof rq);
 	rq.subject = subject;
@@ -442,10 +462,15 @@ int cmd_enroll_est(struct cli *c, int argc, char **argv)
 		rc = cli_fail(c, r, "certificate refused");
 		goto out;
 	}
+	/* killed from here on, a rerun posts the same request (same key,
+	 * subject and extensions) and p11ca answers with the same certificate
+	 * (src/ca/proto/est.c); tests/cli/test_est_client_fault.sh */
+	p11c_test_stall("received");
 	if ((r = p11c_cert_store(c->ctx, key, cert)) != P11C_OK) {
 		rc = cli_fail(c, r, "cannot store the certificate in the token");
 		goto out;
 	}
+	p11c_test_stall("stored");
 	if ((cas_pem = certs_pem(cas)) == NULL)
 		goto out;
 	if ((rc = cli_output(c, cacerts_path, cas_pem, strlen(cas_pem), 0644)) != 0)

@@ -8,11 +8,12 @@
 p11c_result p11c_csr_create(p11c_key *key, const X509_NAME *subject,
 			    const STACK_OF(GENERAL_NAME) *sans, const EVP_MD *md, X509_REQ **out)
 {
-	return p11c_csr_build(key, subject, sans, md, NULL, out);
+	return p11c_csr_build(key, subject, sans, NULL, md, NULL, out);
 }
 
 p11c_result p11c_csr_build(p11c_key *key, const X509_NAME *subject, const STACK_OF(GENERAL_NAME) *sans,
-			   const EVP_MD *md, const char *challenge, X509_REQ **out)
+			   const STACK_OF(X509_EXTENSION) *extra, const EVP_MD *md, const char *challenge,
+			   X509_REQ **out)
 {
 	p11c_ctx *ctx;
 	X509_REQ *req = NULL;
@@ -20,6 +21,7 @@ p11c_result p11c_csr_build(p11c_key *key, const X509_NAME *subject, const STACK_
 	X509_EXTENSION *ext = NULL;
 	EVP_PKEY *signer = NULL;
 	p11c_result r;
+	int i;
 
 	if (key == NULL || subject == NULL || out == NULL)
 		return P11C_ERR_ARG;
@@ -35,15 +37,28 @@ p11c_result p11c_csr_build(p11c_key *key, const X509_NAME *subject, const STACK_
 		r = p11c_ossl(ctx, "build CSR");
 		goto out;
 	}
+	/* RFC 2985 s5.4.2 extensionRequest: subjectAltName, then extra */
+	if ((exts = sk_X509_EXTENSION_new_null()) == NULL) {
+		r = P11C_ERR_NOMEM;
+		goto out;
+	}
 	if (sans != NULL && sk_GENERAL_NAME_num(sans) > 0) {
-		/* RFC 2985 s5.4.2 extensionRequest with subjectAltName */
 		ext = X509V3_EXT_i2d(NID_subject_alt_name, 0, (void *)(uintptr_t)sans);
-		exts = sk_X509_EXTENSION_new_null();
-		if (ext == NULL || exts == NULL || !sk_X509_EXTENSION_push(exts, ext)) {
+		if (ext == NULL || !sk_X509_EXTENSION_push(exts, ext)) {
 			r = p11c_ossl(ctx, "encode subjectAltName");
 			goto out;
 		}
 		ext = NULL;
+	}
+	for (i = 0; extra != NULL && i < sk_X509_EXTENSION_num(extra); i++) {
+		ext = X509_EXTENSION_dup(sk_X509_EXTENSION_value(extra, i));
+		if (ext == NULL || !sk_X509_EXTENSION_push(exts, ext)) {
+			r = p11c_ossl(ctx, "copy an extension into the CSR");
+			goto out;
+		}
+		ext = NULL;
+	}
+	if (sk_X509_EXTENSION_num(exts) > 0) {
 		if (!X509_REQ_add_extensions(req, exts)) {
 			r = p11c_ossl(ctx, "add extensionRequest");
 			goto out;

@@ -167,10 +167,13 @@ P11C_HIDDEN void p11c_key_desc(EVP_PKEY *pk, char *buf, size_t len);
 
 /* wipe */
 P11C_HIDDEN void p11c_wipe(void *p, size_t n);
-/* p11c_csr_create with a challengePassword attribute (challenge, may be
- * NULL) signed in with the rest (csr.c; EST channel binding) */
+/* p11c_csr_create with more extensions in the extensionRequest (extra,
+ * may be NULL; copied after subjectAltName, which must not be among them)
+ * and a challengePassword attribute (challenge, may be NULL) signed in
+ * with the rest (csr.c; EST csrattrs and channel binding) */
 P11C_HIDDEN p11c_result p11c_csr_build(p11c_key *key, const X509_NAME *subject,
-				       const STACK_OF(GENERAL_NAME) *sans, const EVP_MD *md,
+				       const STACK_OF(GENERAL_NAME) *sans,
+				       const STACK_OF(X509_EXTENSION) *extra, const EVP_MD *md,
 				       const char *challenge, X509_REQ **out);
 
 #endif

@@ -28,7 +28,9 @@
 # is /.well-known/est/LABEL/; settings auth = basic|cert|basic,cert,
 # users = FILE, bootstrap-ca = FILE, approval = auto|pending,
 # binding = required|off, subject-change = yes|no, key-type =
-# ec:P-256|ec:P-384|rsa:BITS|none, lifetime = short|long, retry-after = N;
+# ec:P-256|ec:P-384|rsa:BITS|none, lifetime = short|long, retry-after = N,
+# csrattrs-extensions = NAMES (keyUsage bits, extendedKeyUsage purposes),
+# csrattrs-extensions-required = yes|no;
 # before any section: rate-limit = N (failed authentications per address
 # per minute, 0 none).
 #

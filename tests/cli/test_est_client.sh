@@ -18,6 +18,13 @@ fi
 
 p11ca est-user --help >/dev/null 2>&1 || { skip "p11ca has no EST server (est-user)"; exit 77; }
 
+# p11cert enroll --help lists every protocol, est included
+p11raw enroll --help >"$T/enroll.help" 2>&1 || fail "p11cert enroll --help failed"
+for proto in caramel token est acme; do
+	grep -q "^usage: p11cert enroll $proto " "$T/enroll.help" || fail "enroll --help does not list 'enroll $proto'"
+done
+pass "enroll --help lists enroll est"
+
 new_token ldev
 S=$T/state
 mkdir -m 700 "$S"
@@ -51,6 +58,12 @@ auth = basic
 users = est-users
 approval = pending
 retry-after = 1
+
+[exts]
+auth = basic
+users = est-users
+csrattrs-extensions = clientAuth, serverAuth, digitalSignature
+csrattrs-extensions-required = yes
 EOF
 est_start est
 SRV=https://localhost:$CA_PORT
@@ -130,6 +143,26 @@ LABEL='' expect_rc 0 enroll --key pkcs11:object=vol --ca-file "$D/ca.crt" --user
 	--subject "$SUBJ/CN=vol" --bind
 pass "channel binding: TLS 1.2 (tls-unique) and TLS 1.3 (tls-exporter) accepted"
 
+# --- 4b. extensions /csrattrs asks for with their values ---------------------
+LABEL=exts expect_rc 0 enroll --key pkcs11:object=ext1 --ca-file "$D/ca.crt" --user alice --password-file "$T/pw" \
+	--subject "$SUBJ/CN=ext1" --san DNS:ext1
+expect_grep -F "asks for extensions; the request carries them: keyUsage extendedKeyUsage" "$T/err"
+tok_cert ext1
+verify_est "$T/ext1.tok.pem"
+p11ca list --dir "$D" --json >"$T/all.json" 2>/dev/null || fail "p11ca list"
+RID=$(python3 -c 'import json,sys; print(max(r["id"] for r in json.load(open(sys.argv[1]))))' "$T/all.json")
+p11ca show --dir "$D" --json "$RID" >"$T/ext1.json" 2>/dev/null || fail "p11ca show $RID"
+python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["csr"])' "$T/ext1.json" >"$T/ext1.csr"
+openssl req -in "$T/ext1.csr" -noout -text >"$T/ext1.txt" 2>&1 || fail "the stored request does not parse"
+grep -q "CN *= *ext1" "$T/ext1.txt" || fail "the last request is not ext1's"
+grep -A1 "X509v3 Key Usage: critical" "$T/ext1.txt" | grep -q "Digital Signature" || fail "no keyUsage in the request"
+grep -A1 "X509v3 Extended Key Usage" "$T/ext1.txt" | grep -q "TLS Web Server Authentication, TLS Web Client Authentication" \
+	|| fail "no extendedKeyUsage serverAuth, clientAuth in the request"
+grep -A1 "Subject Alternative Name" "$T/ext1.txt" | grep -q "DNS:ext1" || fail "--san lost next to the extensions"
+openssl x509 -in "$T/ext1.tok.pem" -noout -ext extendedKeyUsage | grep -q "Client Authentication" \
+	|| fail "the certificate has no clientAuth"
+pass "csrattrs extensionRequest: keyUsage and extendedKeyUsage in the token-signed request, --san kept"
+
 # --- 5. pending, then p11ca sign ---------------------------------------------
 LABEL=pending expect_rc 69 enroll --key pkcs11:object=pend --ca-file "$D/ca.crt" --user alice \
 	--password-file "$T/pw" --subject "$SUBJ/CN=pend" --once
@@ -208,6 +241,24 @@ verify_est "$T/web1.tok.pem"
 [ "$(pub_of_key web1)" != "$P1" ] || fail "rekey kept the key"
 p11c show 'pkcs11:object=web1~rekey' >/dev/null 2>&1 && fail "the rekey key is left under its temporary label"
 pass "renew over /simplereenroll keeps key and names; --rekey replaces the key"
+
+# renew keeps --bind and --tls-max of the enrollment, though the profile
+# does not ask for binding: the stored re-enrollment request carries
+# challengePassword = base64 of tls-unique (TLS 1.2: 12 bytes, 16 characters;
+# tls-exporter on TLS 1.3 would be 32 bytes, 44 characters)
+LABEL='' expect_rc 0 enroll --key pkcs11:object=vol12 --ca-file "$D/ca.crt" --user alice --password-file "$T/pw" \
+	--subject "$SUBJ/CN=vol12" --bind --tls-max 1.2
+json_assert "$S/vol12.enroll" 'assert j["bind"] is True and j["tls_max"] == 12'
+expect_rc 0 p11c renew --dir "$S" --id vol12
+p11ca list --dir "$D" --json >"$T/all.json" 2>/dev/null || fail "p11ca list"
+RID=$(python3 -c 'import json,sys; print(max(r["id"] for r in json.load(open(sys.argv[1]))))' "$T/all.json")
+p11ca show --dir "$D" --json "$RID" >"$T/renewed.json" 2>/dev/null || fail "p11ca show $RID"
+python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["csr"])' "$T/renewed.json" >"$T/renewed.csr"
+openssl req -in "$T/renewed.csr" -noout -subject | grep -q "CN *= *vol12" || fail "the last request is not vol12's renewal"
+CPW=$(openssl req -in "$T/renewed.csr" -noout -text | sed -n 's/^ *challengePassword *: *//p')
+[ -n "$CPW" ] || fail "renew of a --bind enrollment sent no channel binding"
+[ "${#CPW}" = 16 ] || fail "renew of a --tls-max 1.2 enrollment: binding '$CPW' is not tls-unique (TLS 1.2)"
+pass "renew keeps the enrollment's --bind and --tls-max 1.2 (tls-unique in the request)"
 
 # --- 8. a man in the middle with another CA ----------------------------------
 SRV_EST=$SRV

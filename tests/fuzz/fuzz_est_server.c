@@ -3,7 +3,7 @@
  * through serve.c's ca_dispatch) on in-memory requests, against a real CA
  * (ca_open on a temporary folder with the fixture key, SQLite) with the
  * est.conf below: Basic and bootstrap-certificate authentication, channel
- * binding, pending approval.
+ * binding, pending approval, csrattrs extensions required.
  *
  * Input: one to four requests separated by the line "@@NEXT@@\n"; each is
  *   METHOD SP TARGET [SP FLAGS] LF BODY
@@ -48,7 +48,9 @@ static const char *const est_conf =
 	"rate-limit = 3\n"
 	"[default]\nauth = basic, cert\nusers = est-users\nbootstrap-ca = ca.crt\nkey-type = ec:P-256\n"
 	"[bound]\nauth = basic\nusers = est-users\nbinding = required\nkey-type = rsa:2048\n"
-	"[pending]\nauth = cert\nbootstrap-ca = ca.crt\napproval = pending\nsubject-change = yes\n";
+	"[pending]\nauth = cert\nbootstrap-ca = ca.crt\napproval = pending\nsubject-change = yes\n"
+	"[exts]\nauth = basic\nusers = est-users\ncsrattrs-extensions = clientAuth, digitalSignature\n"
+	"csrattrs-extensions-required = yes\n";
 
 static const char *const files[] = {
 	"ca.key", "ca.crt", "p11ca.conf", "est.conf", "est-users", "p11ca.db", "p11ca.db-wal", "p11ca.db-shm", NULL,

@@ -17,6 +17,9 @@
 #include <openssl/evp.h>
 #include <openssl/pkcs7.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include <p11cert/est.h>
 
 #include "proto/est.h"
 
@@ -411,6 +414,81 @@ static void test_challenge_and_pkcs7(void **state)
 	X509_REQ_free(r);
 }
 
+/* csrattrs-extensions: the extensionRequest attribute with the values
+ * wanted (keyUsage critical, extendedKeyUsage), read back by the client's
+ * parser; the policy check of csrattrs-extensions-required. */
+static void test_csrattrs_extensions(void **state)
+{
+	struct est_server s;
+	const struct est_profile *p;
+	unsigned char *der = NULL, b64[1024];
+	const unsigned char *q;
+	STACK_OF(X509_EXTENSION) *exts;
+	p11c_est_attrs a;
+	char err[512], why[160];
+	size_t n = 0;
+	int blen;
+	X509_REQ *r;
+
+	(void)state;
+	assert_int_equal(parse("[default]\nusers = u\ncsrattrs-extensions = clientAuth, serverAuth digitalSignature\n"
+			       "csrattrs-extensions-required = yes\n",
+			       err, sizeof err, &s),
+			 0);
+	p = est_profile_find(&s, "");
+	assert_non_null(p);
+	assert_int_equal(p->ext_required, 1);
+	assert_int_equal(est_csrattrs_der(p, &der, &n), 0);
+	/* SEQUENCE { SEQUENCE { extensionRequest, SET { Extensions } } } */
+	assert_non_null(memmem(der, n, "\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x09\x0e\x31", 12));
+	blen = EVP_EncodeBlock(b64, der, (int)n);
+	free(der);
+	assert_int_equal(p11c_est_csrattrs_parse(b64, (size_t)blen, &a, err, sizeof err), P11C_OK);
+	assert_int_equal(a.next, 2);
+	assert_int_equal(a.nunknown, 0);
+	q = a.ext;
+	exts = d2i_X509_EXTENSIONS(NULL, &q, (long)a.ext_len);
+	assert_non_null(exts);
+	assert_int_equal(OBJ_obj2nid(X509_EXTENSION_get_object(sk_X509_EXTENSION_value(exts, 0))), NID_key_usage);
+	assert_int_equal(X509_EXTENSION_get_critical(sk_X509_EXTENSION_value(exts, 0)), 1);
+	assert_int_equal(OBJ_obj2nid(X509_EXTENSION_get_object(sk_X509_EXTENSION_value(exts, 1))), NID_ext_key_usage);
+	/* a request without them fails the check, with them passes */
+	r = mk_req(NULL, 0);
+	assert_int_equal(est_exts_ok(p, r, why, sizeof why), 0);
+	assert_non_null(strstr(why, "keyUsage digitalSignature"));
+	X509_REQ_free(r);
+	{
+		EVP_PKEY *k = EVP_EC_gen("P-256");
+
+		r = X509_REQ_new();
+		assert_int_equal(X509_REQ_set_pubkey(r, k), 1);
+		assert_int_equal(X509_REQ_add_extensions(r, exts), 1);
+		assert_int_equal(est_exts_ok(p, r, why, sizeof why), 1);
+		X509_REQ_free(r);
+		/* keyUsage only: extendedKeyUsage clientAuth lacks */
+		X509_EXTENSION_free(sk_X509_EXTENSION_pop(exts));
+		r = X509_REQ_new();
+		assert_int_equal(X509_REQ_set_pubkey(r, k), 1);
+		assert_int_equal(X509_REQ_add_extensions(r, exts), 1);
+		assert_int_equal(est_exts_ok(p, r, why, sizeof why), 0);
+		assert_non_null(strstr(why, "extendedKeyUsage serverAuth"));
+		X509_REQ_free(r);
+		EVP_PKEY_free(k);
+	}
+	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+	{
+		struct est_server *sp = malloc(sizeof *sp);
+
+		assert_non_null(sp);
+		*sp = s;
+		est_server_free(&sp);
+	}
+	assert_int_equal(parse("[default]\nusers = u\ncsrattrs-extensions = clientAuth, ipsecUser\n", err, sizeof err, &s),
+			 -1);
+	assert_non_null(strstr(err, "bad value for csrattrs-extensions"));
+	assert_int_equal(parse("[default]\nusers = u\ncsrattrs-extensions-required = maybe\n", err, sizeof err, &s), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -421,6 +499,7 @@ int main(void)
 		cmocka_unit_test(test_path),
 		cmocka_unit_test(test_csrattrs),
 		cmocka_unit_test(test_challenge_and_pkcs7),
+		cmocka_unit_test(test_csrattrs_extensions),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -160,6 +160,109 @@ static void test_csrattrs_bound(void **state)
 }
 
 /* The same two certificates however the body is encoded, in order. */
+/* CsrAttrs { extensionRequest { SET { Extensions (conf: "name:value" ...) } } },
+ * base64, into b64 (at least 4096 bytes); its length */
+static int ext_attrs(const char *const *conf, size_t n, unsigned char *b64)
+{
+	STACK_OF(X509_EXTENSION) *exts = sk_X509_EXTENSION_new_null();
+	unsigned char *x = NULL, der[3000];
+	size_t i, o = 0;
+	int xl;
+
+	assert_non_null(exts);
+	for (i = 0; i < n; i++) {
+		const char *colon = strchr(conf[i], ':');
+		char name[64];
+		X509_EXTENSION *e;
+
+		assert_non_null(colon);
+		snprintf(name, sizeof name, "%.*s", (int)(colon - conf[i]), conf[i]);
+		e = X509V3_EXT_conf_nid(NULL, NULL, OBJ_sn2nid(name), colon + 1);
+		assert_non_null(e);
+		assert_true(sk_X509_EXTENSION_push(exts, e) > 0);
+	}
+	xl = i2d_X509_EXTENSIONS(exts, &x);
+	assert_true(xl > 0 && xl < 2900);
+	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+	/* 30 82 LL LL { 30 82 LL LL { 06 09 <extReq> 31 82 LL LL { x } } } */
+#define LEN2(v) (unsigned char)((v) >> 8), (unsigned char)(v)
+	{
+		const unsigned char hd[] = { 0x30, 0x82, LEN2(xl + 19), 0x30, 0x82, LEN2(xl + 15), 0x06, 0x09, 0x2a, 0x86,
+					     0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x0e, 0x31, 0x82, LEN2(xl) };
+
+		memcpy(der, hd, sizeof hd);
+		o = sizeof hd;
+	}
+#undef LEN2
+	memcpy(der + o, x, (size_t)xl);
+	OPENSSL_free(x);
+	return EVP_EncodeBlock(b64, der, (int)(o + (size_t)xl));
+}
+
+/* An extensionRequest with the values wanted (RFC 9908's template form):
+ * keyUsage, extendedKeyUsage, subjectAltName, basicConstraints CA:FALSE
+ * kept for the request; nsComment and CA:TRUE named as what
+ * p11cert cannot honour; bounded; not Extensions refused. */
+static void test_csrattrs_extensions(void **state)
+{
+	static const char *const ok[] = {
+		"keyUsage:critical,digitalSignature", "extendedKeyUsage:clientAuth,serverAuth",
+		"subjectAltName:DNS:dev.example", "basicConstraints:CA:FALSE", "nsComment:not for p11cert",
+	};
+	static const char *const ca[] = { "basicConstraints:critical,CA:TRUE" };
+	const char *many[P11C_EST_MAX_EXTS + 1];
+	unsigned char b64[4096];
+	const unsigned char *q;
+	STACK_OF(X509_EXTENSION) *exts;
+	p11c_est_attrs a;
+	char err[256] = "";
+	int blen, i;
+
+	(void)state;
+	blen = ext_attrs(ok, 5, b64);
+	assert_int_equal(p11c_est_csrattrs_parse(b64, (size_t)blen, &a, err, sizeof err), P11C_OK);
+	assert_int_equal(a.n, 1);
+	assert_string_equal(a.oid[0], "1.2.840.113549.1.9.14");
+	assert_int_equal(a.next, 4);
+	assert_int_equal(a.nunknown, 1);
+	assert_string_equal(a.unknown[0], "2.16.840.1.113730.1.13");
+	q = a.ext;
+	exts = d2i_X509_EXTENSIONS(NULL, &q, (long)a.ext_len);
+	assert_non_null(exts);
+	assert_int_equal(sk_X509_EXTENSION_num(exts), 4);
+	assert_int_equal(OBJ_obj2nid(X509_EXTENSION_get_object(sk_X509_EXTENSION_value(exts, 0))), NID_key_usage);
+	assert_int_equal(X509_EXTENSION_get_critical(sk_X509_EXTENSION_value(exts, 0)), 1);
+	assert_int_equal(OBJ_obj2nid(X509_EXTENSION_get_object(sk_X509_EXTENSION_value(exts, 3))),
+			 NID_basic_constraints);
+	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+	/* CA:TRUE is not for a token key's end-entity request */
+	blen = ext_attrs(ca, 1, b64);
+	assert_int_equal(p11c_est_csrattrs_parse(b64, (size_t)blen, &a, err, sizeof err), P11C_OK);
+	assert_int_equal(a.next, 0);
+	assert_int_equal(a.ext_len, 0);
+	assert_int_equal(a.nunknown, 1);
+	assert_string_equal(a.unknown[0], "2.5.29.19 (CA:TRUE)");
+	/* more than P11C_EST_MAX_EXTS: refused */
+	for (i = 0; i <= P11C_EST_MAX_EXTS; i++)
+		many[i] = "keyUsage:digitalSignature";
+	blen = ext_attrs(many, P11C_EST_MAX_EXTS + 1, b64);
+	assert_int_equal(p11c_est_csrattrs_parse(b64, (size_t)blen, &a, err, sizeof err), P11C_ERR_PARSE);
+	assert_non_null(strstr(err, "more than"));
+	/* the same type twice: the first kept */
+	blen = ext_attrs(many, 2, b64);
+	assert_int_equal(p11c_est_csrattrs_parse(b64, (size_t)blen, &a, err, sizeof err), P11C_OK);
+	assert_int_equal(a.next, 1);
+	/* SEQUENCE { SEQUENCE { extensionRequest, SET { SEQUENCE { INTEGER 1 } } } }: not Extensions */
+	{
+		static const char bad[] = "MBYwFAYJKoZIhvcNAQkOMQcwBQIBAQUA";
+
+		err[0] = '\0';
+		assert_int_equal(p11c_est_csrattrs_parse((const unsigned char *)bad, strlen(bad), &a, err, sizeof err),
+				 P11C_ERR_PARSE);
+		assert_non_null(strstr(err, "not DER Extensions"));
+	}
+}
+
 static void test_certs_encodings(void **state)
 {
 	static const char *const names[] = { "cacerts.b64", "cacerts-oneline.b64", "cacerts.der", "cacerts.p7.pem" };
@@ -444,6 +547,7 @@ int main(void)
 		cmocka_unit_test(test_certs_malformed),	 cmocka_unit_test(test_certs_bounds),
 		cmocka_unit_test(test_b64),		 cmocka_unit_test(test_fingerprint),
 		cmocka_unit_test(test_binding),		 cmocka_unit_test(test_bad_urls),
+		cmocka_unit_test(test_csrattrs_extensions),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

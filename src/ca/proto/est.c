@@ -438,7 +438,7 @@ static void do_enroll(const struct ca_request *rq, const struct est_profile *p, 
 	httpd_req *r = rq->r;
 	const char *ct = httpd_req_header(r, "Content-Type");
 	const char *op = reenroll ? "simplereenroll" : "simpleenroll";
-	char who[EST_USER_MAX + 32], key[65], note[320];
+	char who[EST_USER_MAX + 32], key[65], note[320], why[160];
 	size_t blen = 0, plen = 0;
 	X509_REQ *req = NULL;
 	char *pem = NULL, *issued = NULL;
@@ -471,6 +471,11 @@ static void do_enroll(const struct ca_request *rq, const struct est_profile *p, 
 		goto out;
 	if (p->binding && !binding_ok(r, req))
 		goto out;
+	/* what /csrattrs asked for, when the profile insists (s4.5.2) */
+	if (p->ext_required && !est_exts_ok(p, req, why, sizeof why)) {
+		reply_text(r, 400, NULL, why);
+		goto out;
+	}
 	if (reenroll && !p->subject_change && !same_names(httpd_req_peer_cert(r), req)) {
 		reply_text(r, 403, NULL,
 			   "simplereenroll: subject and subjectAltName must be those of the current certificate");

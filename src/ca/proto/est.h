@@ -39,6 +39,9 @@ struct est_profile {
 	int key_nid;                   /* csrattrs: EVP_PKEY_EC or EVP_PKEY_RSA (0: none) */
 	int key_param;                 /* curve NID, or RSA bits */
 	int lifetime_long;             /* certificates get long-lifetime */
+	unsigned ext_ku;               /* csrattrs-extensions: keyUsage bits (KU_*) */
+	unsigned ext_eku;              /* ... and extendedKeyUsage (EST_EKU_* bits) */
+	int ext_required;              /* csrattrs-extensions-required: the CSR must carry them */
 	long retry_after;              /* seconds, in 202 answers */
 };
 
@@ -115,6 +118,14 @@ int est_user_check(struct est_cred_cache *cache, const char *text, size_t len, c
 /* A user name: 1-64 of [A-Za-z0-9._@-]. */
 int est_user_name_ok(const char *name);
 
+/* The extensions of csrattrs-extensions as one would have them (keyUsage
+ * critical, then extendedKeyUsage), or NULL (none asked, or no memory:
+ * then *err is set). */
+STACK_OF(X509_EXTENSION) *est_profile_exts(const struct est_profile *p, int *err);
+/* 1 when req's extensionRequest has every keyUsage bit and extendedKeyUsage
+ * purpose of the profile's csrattrs-extensions; else 0 and what lacks in
+ * why. */
+int est_exts_ok(const struct est_profile *p, X509_REQ *req, char *why, size_t wlen);
 /* csrattrs (RFC 7030 s4.5.2) DER for a profile.  malloc'ed. */
 int est_csrattrs_der(const struct est_profile *p, unsigned char **der, size_t *len);
 /* certs-only PKCS#7 SignedData DER (RFC 5652 s5, RFC 7030 s4.1.3). */

@@ -16,6 +16,7 @@
 #include <openssl/pkcs7.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
+#include <openssl/x509v3.h>
 
 #include "ca.h"
 #include "est.h"
@@ -115,6 +116,51 @@ static int set_key_type(struct est_profile *p, const char *v)
 	return 0;
 }
 
+/* csrattrs-extensions names: keyUsage bits (RFC 5280 s4.2.1.3, the bit
+ * number) and extendedKeyUsage purposes (s4.2.1.12, EST_EKU_* bit <- NID) */
+static const struct {
+	const char *name;
+	int eku;  /* 0: keyUsage */
+	int bit;  /* keyUsage bit number, or EST_EKU_* bit */
+	int nid;  /* the purpose's NID (eku) */
+} ext_names[] = {
+	{ "digitalSignature", 0, 0, 0 },
+	{ "nonRepudiation", 0, 1, 0 },
+	{ "keyEncipherment", 0, 2, 0 },
+	{ "dataEncipherment", 0, 3, 0 },
+	{ "keyAgreement", 0, 4, 0 },
+	{ "serverAuth", 1, 0, NID_server_auth },
+	{ "clientAuth", 1, 1, NID_client_auth },
+	{ "codeSigning", 1, 2, NID_code_sign },
+	{ "emailProtection", 1, 3, NID_email_protect },
+};
+#define EXT_NAMES (sizeof ext_names / sizeof ext_names[0])
+
+/* "clientAuth, serverAuth digitalSignature" (commas or blanks), or "none" */
+static int set_exts(struct est_profile *p, const char *v)
+{
+	char buf[256], *tok, *save = NULL;
+	size_t i;
+
+	if (strlen(v) >= sizeof buf)
+		return -1;
+	p->ext_ku = p->ext_eku = 0;
+	if (strcmp(v, "none") == 0)
+		return 0;
+	snprintf(buf, sizeof buf, "%s", v);
+	for (tok = strtok_r(buf, ", \t", &save); tok != NULL; tok = strtok_r(NULL, ", \t", &save)) {
+		for (i = 0; i < EXT_NAMES && strcmp(tok, ext_names[i].name) != 0; i++)
+			;
+		if (i == EXT_NAMES)
+			return -1;
+		if (ext_names[i].eku)
+			p->ext_eku |= 1U << ext_names[i].bit;
+		else
+			p->ext_ku |= 1U << ext_names[i].bit;
+	}
+	return p->ext_ku != 0 || p->ext_eku != 0 ? 0 : -1;
+}
+
 static int set_option(struct est_profile *p, const char *k, const char *v)
 {
 	long n;
@@ -156,6 +202,14 @@ static int set_option(struct est_profile *p, const char *k, const char *v)
 	}
 	if (strcmp(k, "key-type") == 0)
 		return set_key_type(p, v);
+	if (strcmp(k, "csrattrs-extensions") == 0)
+		return set_exts(p, v);
+	if (strcmp(k, "csrattrs-extensions-required") == 0) {
+		if (yes_no(v, &b) != 0)
+			return -1;
+		p->ext_required = b;
+		return 0;
+	}
 	if (strcmp(k, "lifetime") == 0) {
 		if (strcmp(v, "short") == 0)
 			p->lifetime_long = 0;
@@ -823,17 +877,110 @@ static void der_oid(struct der *d, int nid)
 	OPENSSL_free(buf);
 }
 
+STACK_OF(X509_EXTENSION) *est_profile_exts(const struct est_profile *p, int *err)
+{
+	STACK_OF(X509_EXTENSION) *exts = NULL;
+	ASN1_BIT_STRING *ku = NULL;
+	EXTENDED_KEY_USAGE *eku = NULL;
+	X509_EXTENSION *x = NULL;
+	size_t i;
+
+	*err = 0;
+	if (p->ext_ku == 0 && p->ext_eku == 0)
+		return NULL;
+	if ((exts = sk_X509_EXTENSION_new_null()) == NULL || (ku = ASN1_BIT_STRING_new()) == NULL ||
+	    (eku = sk_ASN1_OBJECT_new_null()) == NULL)
+		goto fail;
+	for (i = 0; i < EXT_NAMES; i++) {
+		if (!ext_names[i].eku && (p->ext_ku & 1U << ext_names[i].bit) != 0 &&
+		    !ASN1_BIT_STRING_set_bit(ku, ext_names[i].bit, 1))
+			goto fail;
+		if (ext_names[i].eku && (p->ext_eku & 1U << ext_names[i].bit) != 0 &&
+		    !sk_ASN1_OBJECT_push(eku, OBJ_nid2obj(ext_names[i].nid)))
+			goto fail;
+	}
+	/* RFC 5280 s4.2.1.3: keyUsage SHOULD be critical */
+	if (p->ext_ku != 0 &&
+	    ((x = X509V3_EXT_i2d(NID_key_usage, 1, ku)) == NULL || !sk_X509_EXTENSION_push(exts, x)))
+		goto fail;
+	x = NULL;
+	if (p->ext_eku != 0 &&
+	    ((x = X509V3_EXT_i2d(NID_ext_key_usage, 0, eku)) == NULL || !sk_X509_EXTENSION_push(exts, x)))
+		goto fail;
+	ASN1_BIT_STRING_free(ku);
+	sk_ASN1_OBJECT_free(eku); /* OBJ_nid2obj's objects are static */
+	return exts;
+fail:
+	*err = 1;
+	X509_EXTENSION_free(x);
+	ASN1_BIT_STRING_free(ku);
+	sk_ASN1_OBJECT_free(eku);
+	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+	ERR_clear_error();
+	return NULL;
+}
+
+int est_exts_ok(const struct est_profile *p, X509_REQ *req, char *why, size_t wlen)
+{
+	STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(req);
+	ASN1_BIT_STRING *ku = X509V3_get_d2i(exts, NID_key_usage, NULL, NULL);
+	EXTENDED_KEY_USAGE *eku = X509V3_get_d2i(exts, NID_ext_key_usage, NULL, NULL);
+	size_t i;
+	int ok = 1, j, found;
+
+	why[0] = '\0';
+	for (i = 0; i < EXT_NAMES && ok; i++) {
+		if (!ext_names[i].eku && (p->ext_ku & 1U << ext_names[i].bit) != 0)
+			ok = ku != NULL && ASN1_BIT_STRING_get_bit(ku, ext_names[i].bit);
+		if (ext_names[i].eku && (p->ext_eku & 1U << ext_names[i].bit) != 0) {
+			for (found = 0, j = 0; eku != NULL && j < sk_ASN1_OBJECT_num(eku); j++)
+				found |= OBJ_obj2nid(sk_ASN1_OBJECT_value(eku, j)) == ext_names[i].nid;
+			ok = found;
+		}
+		if (!ok)
+			snprintf(why, wlen, "the CSR lacks %s %s, which /csrattrs asks for",
+				 ext_names[i].eku ? "extendedKeyUsage" : "keyUsage", ext_names[i].name);
+	}
+	ASN1_BIT_STRING_free(ku);
+	sk_ASN1_OBJECT_pop_free(eku, ASN1_OBJECT_free);
+	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+	ERR_clear_error();
+	return ok;
+}
+
 /* RFC 7030 s4.5.2: CsrAttrs ::= SEQUENCE SIZE (0..MAX) OF AttrOrOID, where
  * AttrOrOID is an OID or an Attribute { type, SET OF value }.  We send the
  * challengePassword OID when the profile requires channel binding (s3.5),
  * the key type (id-ecPublicKey with the curve, or rsaEncryption with the
- * size, as in the s4.5.2 example) and the signature algorithm. */
+ * size, as in the s4.5.2 example), the signature algorithm, and with
+ * csrattrs-extensions an extensionRequest attribute (RFC 2985 s5.4.2)
+ * whose value is Extensions with the values wanted: s4.5.2 has the
+ * attribute name what the client is to fill; RFC 9908 (the clarification
+ * of RFC 7030's CSR attributes) makes this template form explicit. */
 int est_csrattrs_der(const struct est_profile *p, unsigned char **der, size_t *len)
 {
-	struct der body = { 0 }, out = { 0 }, attr = { 0 }, set = { 0 };
+	struct der body = { 0 }, out = { 0 }, attr = { 0 }, set = { 0 }, xattr = { 0 }, xset = { 0 };
+	STACK_OF(X509_EXTENSION) *exts;
+	unsigned char *xder = NULL;
+	int xlen, xerr = 0;
 
 	*der = NULL;
 	*len = 0;
+	exts = est_profile_exts(p, &xerr);
+	if (xerr)
+		return -1;
+	if (exts != NULL) {
+		xlen = i2d_X509_EXTENSIONS(exts, &xder);
+		sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+		if (xlen <= 0)
+			return -1;
+		der_tlv(&xset, 0x31, xder, (size_t)xlen);
+		OPENSSL_free(xder);
+		der_oid(&xattr, NID_ext_req);
+		der_put(&xattr, xset.p, xset.n);
+		if (xset.bad)
+			xattr.bad = 1;
+	}
 	if (p->binding)
 		der_oid(&body, NID_pkcs9_challengePassword);
 	if (p->key_nid == EVP_PKEY_EC) {
@@ -858,11 +1005,15 @@ int est_csrattrs_der(const struct est_profile *p, unsigned char **der, size_t *l
 		der_tlv(&body, 0x30, attr.p, attr.n);
 		der_oid(&body, NID_sha256WithRSAEncryption);
 	}
+	if (xattr.n > 0)
+		der_tlv(&body, 0x30, xattr.p, xattr.n);
 	der_tlv(&out, 0x30, body.p, body.n);
 	free(body.p);
 	free(attr.p);
 	free(set.p);
-	if (out.bad || body.bad || attr.bad || set.bad) {
+	free(xattr.p);
+	free(xset.p);
+	if (out.bad || body.bad || attr.bad || set.bad || xattr.bad) {
 		free(out.p);
 		return -1;
 	}

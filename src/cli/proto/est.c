@@ -17,13 +17,22 @@
 #include "../renew.h"
 
 /* The fields an EST record adds to the common ones: the EST CA
- * certificates (a file as safe as the record) and the TLS trust anchors. */
+ * certificates (a file as safe as the record), the TLS trust anchors, and
+ * (optional) bind and tls_max as enroll est was given them. */
 static int est_record_check(struct cli *c, const struct renew_job *j)
 {
 	const char *cacerts = json_string_value(json_object_get(j->rec, "cacerts"));
+	const json_t *tls_max;
 
 	if (cacerts == NULL || j->ca_file == NULL) {
 		fprintf(stderr, "p11cert: %s: the EST record of '%s' lacks cacerts or ca_file\n", c->cmd, j->id);
+		return EX_DATAERR;
+	}
+	tls_max = json_object_get(j->rec, "tls_max");
+	if (tls_max != NULL && (!json_is_integer(tls_max) ||
+				(json_integer_value(tls_max) != 0 && json_integer_value(tls_max) != 12 &&
+				 json_integer_value(tls_max) != 13))) {
+		fprintf(stderr, "p11cert: %s: the EST record of '%s' has a bad tls_max (0, 12 or 13)\n", c->cmd, j->id);
 		return EX_DATAERR;
 	}
 	return cli_state_file("EST CA certificates", cacerts);
@@ -75,6 +84,9 @@ static int renew_est(struct cli *c, const struct renew_job *j)
 	rn.key = nkey != NULL ? nkey : old;
 	rn.current = old;
 	rn.current_cert = old_cert;
+	/* as enrolled: --bind and --tls-max hold for the re-enrollments too */
+	rn.bind = json_is_true(json_object_get(j->rec, "bind"));
+	rn.tls_max = (int)json_integer_value(json_object_get(j->rec, "tls_max"));
 	if ((r = cli_proto_est.lib->renew(c->ctx, &rn)) != P11C_OK) {
 		rc = cli_fail(c, r, "re-enrollment at %s; the current certificate stays in use", cli_safe(j->server));
 		goto out;

@@ -262,12 +262,79 @@ static const EVP_MD *md_for(p11c_key *key, const p11c_est_attrs *a)
 	return md;
 }
 
+/* The extensions /csrattrs asked for with their values (a->ext, parsed by
+ * est_parse.c) into *extra, but subjectAltName: its names are merged with
+ * the request's into *sans (the request's first, no name twice). */
+static p11c_result asked_exts(p11c_ctx *ctx, const p11c_est_request *rq, const p11c_est_attrs *a,
+			      STACK_OF(X509_EXTENSION) **extra, STACK_OF(GENERAL_NAME) **sans)
+{
+	const unsigned char *q = a->ext;
+	X509_EXTENSION *x;
+	GENERAL_NAMES *asked = NULL;
+	GENERAL_NAME *g;
+	int i, j, have;
+
+	*extra = NULL;
+	*sans = NULL;
+	if (a->ext_len == 0 || a->ext_len > sizeof a->ext)
+		return P11C_OK;
+	if ((*extra = d2i_X509_EXTENSIONS(NULL, &q, (long)a->ext_len)) == NULL)
+		goto bad;
+	for (i = 0; i < sk_X509_EXTENSION_num(*extra); i++) {
+		x = sk_X509_EXTENSION_value(*extra, i);
+		if (OBJ_obj2nid(X509_EXTENSION_get_object(x)) != NID_subject_alt_name)
+			continue;
+		if ((asked = X509V3_EXT_d2i(x)) == NULL)
+			goto bad;
+		(void)sk_X509_EXTENSION_delete(*extra, i);
+		X509_EXTENSION_free(x);
+		break;
+	}
+	if (asked == NULL)
+		return P11C_OK;
+	if ((*sans = sk_GENERAL_NAME_new_null()) == NULL)
+		goto nomem;
+	for (i = 0; rq->sans != NULL && i < sk_GENERAL_NAME_num(rq->sans); i++)
+		if ((g = GENERAL_NAME_dup(sk_GENERAL_NAME_value(rq->sans, i))) == NULL ||
+		    !sk_GENERAL_NAME_push(*sans, g)) {
+			GENERAL_NAME_free(g);
+			goto nomem;
+		}
+	for (i = 0; i < sk_GENERAL_NAME_num(asked); i++) {
+		for (have = 0, j = 0; j < sk_GENERAL_NAME_num(*sans); j++)
+			have |= GENERAL_NAME_cmp(sk_GENERAL_NAME_value(asked, i), sk_GENERAL_NAME_value(*sans, j)) == 0;
+		if (!have && ((g = GENERAL_NAME_dup(sk_GENERAL_NAME_value(asked, i))) == NULL ||
+			      !sk_GENERAL_NAME_push(*sans, g))) {
+			GENERAL_NAME_free(g);
+			goto nomem;
+		}
+	}
+	GENERAL_NAMES_free(asked);
+	return P11C_OK;
+bad:
+	p11c_detail(ctx, "the extensions /csrattrs asked for do not decode");
+	GENERAL_NAMES_free(asked);
+	sk_X509_EXTENSION_pop_free(*extra, X509_EXTENSION_free);
+	*extra = NULL;
+	return P11C_ERR_PROTOCOL;
+nomem:
+	GENERAL_NAMES_free(asked);
+	sk_X509_EXTENSION_pop_free(*extra, X509_EXTENSION_free);
+	sk_GENERAL_NAME_pop_free(*sans, GENERAL_NAME_free);
+	*extra = NULL;
+	*sans = NULL;
+	return P11C_ERR_NOMEM;
+}
+
 /* The token-signed request, base64 of its DER (RFC 7030 s4.2.1), with the
- * challengePassword binding when bind. */
+ * extensions /csrattrs asked for and the challengePassword binding when
+ * bind. */
 static p11c_result make_csr(p11c_ctx *ctx, p11c_key *key, const p11c_est_request *rq, const p11c_est_attrs *a,
 			    const unsigned char *bind, size_t bind_len, char **b64, char **pem)
 {
 	X509_REQ *req = NULL;
+	STACK_OF(X509_EXTENSION) *extra = NULL;
+	STACK_OF(GENERAL_NAME) *sans = NULL;
 	unsigned char *der = NULL;
 	char cp[128];
 	int len;
@@ -277,7 +344,10 @@ static p11c_result make_csr(p11c_ctx *ctx, p11c_key *key, const p11c_est_request
 		p11c_detail(ctx, "cannot encode the channel binding");
 		return P11C_ERR_CRYPTO;
 	}
-	r = p11c_csr_build(key, rq->subject, rq->sans, md_for(key, a), bind != NULL ? cp : NULL, &req);
+	if ((r = asked_exts(ctx, rq, a, &extra, &sans)) != P11C_OK)
+		return r;
+	r = p11c_csr_build(key, rq->subject, sans != NULL ? sans : rq->sans, extra, md_for(key, a),
+			   bind != NULL ? cp : NULL, &req);
 	if (r != P11C_OK)
 		goto out;
 	if ((len = i2d_X509_REQ(req, &der)) <= 0 || (*b64 = malloc((size_t)len / 3 * 4 + 8)) == NULL) {
@@ -290,6 +360,8 @@ static p11c_result make_csr(p11c_ctx *ctx, p11c_key *key, const p11c_est_request
 out:
 	OPENSSL_free(der);
 	X509_REQ_free(req);
+	sk_X509_EXTENSION_pop_free(extra, X509_EXTENSION_free);
+	sk_GENERAL_NAME_pop_free(sans, GENERAL_NAME_free);
 	return r;
 }
 
@@ -462,7 +534,8 @@ out:
  * the new one of a rekey), with the current subject and subjectAltName
  * (s4.2.2: they must be identical).  The certificate is returned
  * unchecked: the caller runs p11c_est_check with the CA certificates it
- * kept.  The channel binding goes in when the server asks for it. */
+ * kept.  The channel binding goes in when the server asks for it or the
+ * record says so (rn->bind, enroll est --bind); rn->tls_max as enrolled. */
 static p11c_result est_renew(p11c_ctx *ctx, struct p11c_renewal *rn)
 {
 	p11c_est_server srv;
@@ -482,7 +555,9 @@ static p11c_result est_renew(p11c_ctx *ctx, struct p11c_renewal *rn)
 	srv.client_key = rn->current;
 	srv.client_cert = rn->current_cert;
 	srv.timeout_ms = rn->timeout_ms;
+	srv.tls_max = rn->tls_max;
 	memset(&rq, 0, sizeof rq);
+	rq.bind = rn->bind;
 	rq.subject = X509_get_subject_name(rn->current_cert);
 	sans = X509_get_ext_d2i(rn->current_cert, NID_subject_alt_name, NULL, NULL);
 	rq.sans = sans;

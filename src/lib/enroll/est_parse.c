@@ -15,6 +15,7 @@
 #include <openssl/objects.h>
 #include <openssl/pkcs7.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <p11cert/est.h>
 
@@ -246,6 +247,111 @@ static void attr_oid(p11c_est_attrs *a, int nid, const char *oid)
 	note_unknown(a, oid);
 }
 
+/* Whether p11cert can put extension X as asked into a request: keyUsage,
+ * extendedKeyUsage, subjectAltName (merged with the request's names), and
+ * basicConstraints when it says CA:FALSE.  The value must decode. */
+static int ext_honoured(X509_EXTENSION *x, int nid, char *why, size_t wlen)
+{
+	void *v;
+
+	if (nid != NID_key_usage && nid != NID_ext_key_usage && nid != NID_subject_alt_name &&
+	    nid != NID_basic_constraints)
+		return 0;
+	if ((v = X509V3_EXT_d2i(x)) == NULL) {
+		snprintf(why, wlen, " (bad value)");
+		return 0;
+	}
+	if (nid == NID_basic_constraints) {
+		BASIC_CONSTRAINTS *bc = v;
+		int ca = bc->ca;
+
+		BASIC_CONSTRAINTS_free(bc);
+		if (ca) {
+			snprintf(why, wlen, " (CA:TRUE)");
+			return 0;
+		}
+		return 1;
+	}
+	if (nid == NID_key_usage)
+		ASN1_BIT_STRING_free(v);
+	else if (nid == NID_ext_key_usage)
+		EXTENDED_KEY_USAGE_free(v);
+	else
+		GENERAL_NAMES_free(v);
+	return 1;
+}
+
+/* An extensionRequest value that is Extensions (RFC 2985 s5.4.2; RFC 7030
+ * s4.5.2 lets the server send the values it wants, RFC 9908 spells that
+ * template out): the TLV at (tlv, tlen).  The ones ext_honoured takes are
+ * kept in a->ext (the first of each type; at most P11C_EST_MAX_EXTS and
+ * P11C_EST_MAX_EXT_DER bytes), the others go to unknown. */
+static int ext_values(p11c_est_attrs *a, const unsigned char *tlv, long tlen, char *err, size_t errlen)
+{
+	const unsigned char *q = tlv;
+	STACK_OF(X509_EXTENSION) *got = NULL, *keep = NULL;
+	unsigned char *der = NULL;
+	int i, j, n, ok = 0;
+
+	if ((got = d2i_X509_EXTENSIONS(NULL, &q, tlen)) == NULL || q != tlv + tlen) {
+		SETERR("the extensionRequest value is not DER Extensions");
+		goto out;
+	}
+	if (sk_X509_EXTENSION_num(got) > P11C_EST_MAX_EXTS) {
+		SETERR("more than %d extensions asked for", P11C_EST_MAX_EXTS);
+		goto out;
+	}
+	q = a->ext;
+	keep = a->ext_len > 0 ? d2i_X509_EXTENSIONS(NULL, &q, (long)a->ext_len) : sk_X509_EXTENSION_new_null();
+	if (keep == NULL) {
+		SETERR("out of memory");
+		goto out;
+	}
+	for (i = 0; i < sk_X509_EXTENSION_num(got); i++) {
+		X509_EXTENSION *x = sk_X509_EXTENSION_value(got, i);
+		int nid = OBJ_obj2nid(X509_EXTENSION_get_object(x)), dup = 0;
+		char oid[48] = "?", why[24] = "";
+
+		(void)OBJ_obj2txt(oid, sizeof oid, X509_EXTENSION_get_object(x), 1);
+		for (j = 0; j < sk_X509_EXTENSION_num(keep); j++)
+			dup |= OBJ_obj2nid(X509_EXTENSION_get_object(sk_X509_EXTENSION_value(keep, j))) == nid;
+		if (dup)
+			continue;
+		if (!ext_honoured(x, nid, why, sizeof why)) {
+			char note[48];
+
+			snprintf(note, sizeof note, "%.*s%s", (int)(sizeof note - 1 - strlen(why)), oid, why);
+			note_unknown(a, note);
+			continue;
+		}
+		if (sk_X509_EXTENSION_num(keep) >= P11C_EST_MAX_EXTS || !sk_X509_EXTENSION_push(keep, x)) {
+			SETERR("more than %d extensions asked for", P11C_EST_MAX_EXTS);
+			goto out;
+		}
+		(void)sk_X509_EXTENSION_set(got, i, NULL); /* keep owns it now */
+	}
+	if (sk_X509_EXTENSION_num(keep) == 0) {
+		a->ext_len = 0;
+		a->next = 0;
+		ok = 1;
+		goto out;
+	}
+	n = i2d_X509_EXTENSIONS(keep, &der);
+	if (n <= 0 || (size_t)n > sizeof a->ext) {
+		SETERR("the extensions asked for take more than %d bytes", P11C_EST_MAX_EXT_DER);
+		goto out;
+	}
+	memcpy(a->ext, der, (size_t)n);
+	a->ext_len = (size_t)n;
+	a->next = sk_X509_EXTENSION_num(keep);
+	ok = 1;
+out:
+	OPENSSL_free(der);
+	sk_X509_EXTENSION_pop_free(got, X509_EXTENSION_free);
+	sk_X509_EXTENSION_pop_free(keep, X509_EXTENSION_free);
+	return ok;
+}
+
 /* Attribute ::= SEQUENCE { type OID, values SET OF ANY } */
 static int attr_seq(p11c_est_attrs *a, const unsigned char *c, long clen, char *err, size_t errlen)
 {
@@ -266,6 +372,7 @@ static int attr_seq(p11c_est_attrs *a, const unsigned char *c, long clen, char *
 	}
 	send = set + sl;
 	while (set < send) {
+		const unsigned char *elem = set;
 		char vo[48];
 		int vnid = NID_undef;
 
@@ -288,6 +395,10 @@ static int attr_seq(p11c_est_attrs *a, const unsigned char *c, long clen, char *
 			 * fills subjectAltName only (--san) */
 			if (vnid != NID_subject_alt_name)
 				note_unknown(a, vo);
+		} else if (nid == NID_ext_req && tag == V_ASN1_SEQUENCE) {
+			/* Extensions with the values wanted */
+			if (!ext_values(a, elem, (long)(set - elem), err, errlen))
+				return 0;
 		} else if (nid != NID_ext_req && nid != NID_X9_62_id_ecPublicKey && nid != NID_rsaEncryption) {
 			note_unknown(a, oid);
 			break;

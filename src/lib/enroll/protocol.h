@@ -38,6 +38,9 @@ struct p11c_renewal {
 	const char *csr;       /* the request when the caller made and kept it */
 	size_t csr_len;        /* (needs_csr protocols: a rerun polls the same one) */
 	long timeout_ms;       /* per request; 0: 30 s */
+	/* optional, as the record says (0: the protocol's default; EST only) */
+	int bind;              /* channel binding in the request even unasked */
+	int tls_max;           /* 0 any; 12 or 13: at most TLS 1.2 / 1.3 */
 	/* out (the caller frees cert and cert_pem) */
 	enum p11c_renewal_state state;
 	X509 *cert;            /* ISSUED: the certificate; NULL when the answer does not parse */
