@@ -4,6 +4,12 @@
  *   ca_load --url https://127.0.0.1:PORT --cacert CA.crt --clients N --seconds S
  *           [--no-reuse | --conn-per-request] [--key ec|rsa] [--rate-hint R]
  *
+ * Several servers (p11ca instances on one database): --url may be given up
+ * to 8 times; client i talks to the (i mod n)-th URL only, so the clients
+ * are spread evenly and a kept-alive connection stays with its instance.
+ * --server-pid may be given up to 8 times too: the server CPU and memory
+ * figures are then the sums over those processes.
+ *
  * N threads, one libcurl easy handle each.  Before the clock starts every
  * thread makes its CSRs in memory: a fresh key each (EC P-256; RSA 2048
  * keys are slow to make, so --key rsa reuses one key per thread), subject =
@@ -34,7 +40,8 @@
  *   server_cpu of that process, other_cpu of everything else on the
  *   machine (from /proc/stat: a busy neighbour shows here), and the
  *   server's VmRSS in kB at the start and the end of the timed part, its
- *   highest VmRSS sampled every 20 ms during it, and its VmHWM at the end)
+ *   highest VmRSS sampled every 20 ms during it, and its VmHWM at the end;
+ *   with several URLs or server PIDs also servers= and server_pids=)
  * Exit 0 when the run completed (errors are counted, not fatal), 1 when it
  * could not start, 64 on usage errors.
  *
@@ -72,10 +79,13 @@
 
 #include <p11cert/proto.h>
 
+#include "bench_util.h"
+
 #define MAX_CLIENTS	1024
 #define MAX_BODY	(64 * 1024)
 #define MIN_CSRS	16
 #define MAX_ERR_LINES	5
+#define MAX_SERVERS	8
 
 enum conn_mode { MODE_REUSE, MODE_PER_ENROLLMENT, MODE_PER_REQUEST };
 
@@ -86,7 +96,8 @@ struct csr {
 };
 
 struct opts {
-	const char *url;
+	const char *urls[MAX_SERVERS];
+	int nurl;
 	const char *cacert;
 	int clients;
 	double seconds;
@@ -95,7 +106,8 @@ struct opts {
 	double rate_hint;	/* expected enrollments/s, sizes the CSR pool */
 	int verify_host;
 	long timeout_s;
-	long server_pid;	/* 0: none */
+	long server_pids[MAX_SERVERS];
+	int npid;		/* 0: none */
 	int est;		/* --est: POST /.well-known/est/simpleenroll */
 	const char *est_user, *est_cert, *est_key, *est_label;
 	char est_pass[256];
@@ -113,6 +125,7 @@ struct shared {
 
 struct worker {
 	int id;
+	const char *url;	/* urls[id % nurl] */
 	struct shared *sh;
 	pthread_t th;
 	struct csr *csrs;
@@ -133,29 +146,13 @@ static const char *prog = "ca_load";
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: %s --url https://127.0.0.1:PORT --cacert CA.crt --clients N --seconds S\n"
+		"usage: %s --url https://127.0.0.1:PORT [--url ...] --cacert CA.crt --clients N --seconds S\n"
 		"          [--no-reuse | --conn-per-request] [--key ec|rsa] [--rate-hint R] [--timeout T]\n"
-		"          [--no-verify-host] [--server-pid PID]\n"
+		"          [--no-verify-host] [--server-pid PID [--server-pid PID ...]]\n"
 		"          [--est [--est-label L] [--est-user NAME --est-password-file FILE |\n"
 		"                                  --est-cert FILE --est-key FILE]]\n",
 		prog);
 	exit(64);
-}
-
-static double now_s(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static int past(const struct timespec *d)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec > d->tv_sec || (t.tv_sec == d->tv_sec && t.tv_nsec >= d->tv_nsec);
 }
 
 static void report_error(struct worker *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -358,10 +355,10 @@ static int request(struct worker *w, const char *sha, const struct csr *post, in
 	CURLcode cc;
 
 	if (w->sh->o->est)
-		snprintf(url, sizeof url, "%s/.well-known/est/%s%ssimpleenroll", w->sh->o->url,
+		snprintf(url, sizeof url, "%s/.well-known/est/%s%ssimpleenroll", w->url,
 			 w->sh->o->est_label ? w->sh->o->est_label : "", w->sh->o->est_label ? "/" : "");
 	else
-		snprintf(url, sizeof url, "%s/%s", w->sh->o->url, sha);
+		snprintf(url, sizeof url, "%s/%s", w->url, sha);
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, (long)fresh);
 	curl_easy_setopt(c, CURLOPT_FORBID_REUSE, (long)close_after);
@@ -479,7 +476,7 @@ static void *worker_main(void *arg)
 struct sample {
 	double wall;		/* s, monotonic */
 	double self_cpu;	/* s, this process */
-	double server_cpu;	/* s, --server-pid */
+	double server_cpu;	/* s, the --server-pid processes */
 	double busy;		/* s, all CPUs, everything not idle or iowait */
 	long server_rss_kb;
 };
@@ -491,51 +488,6 @@ static double ticks_to_s(unsigned long long t)
 	if (hz <= 0)
 		hz = sysconf(_SC_CLK_TCK);
 	return (double)t / (double)(hz > 0 ? hz : 100);
-}
-
-static void take_sample(long pid, struct sample *s)
-{
-	struct rusage ru;
-	char path[64], buf[4096], *p;
-	unsigned long long v[8] = { 0 }, ut = 0, st = 0;
-	FILE *fp;
-	size_t n;
-
-	memset(s, 0, sizeof *s);
-	s->server_rss_kb = -1;
-	s->wall = now_s();
-	if (getrusage(RUSAGE_SELF, &ru) == 0)
-		s->self_cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-			      (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-	if ((fp = fopen("/proc/stat", "r")) != NULL) {
-		/* cpu user nice system idle iowait irq softirq steal */
-		/* kernel-formatted numbers; a failed parse leaves the field out */
-		if (fscanf(fp, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], // NOLINT(cert-err34-c)
-			   &v[5], &v[6], &v[7]) == 8)
-			s->busy = ticks_to_s(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]);
-		fclose(fp);
-	}
-	if (pid <= 0)
-		return;
-	snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-	if ((fp = fopen(path, "r")) != NULL) {
-		n = fread(buf, 1, sizeof buf - 1, fp);
-		buf[n] = '\0';
-		fclose(fp);
-		/* fields after the ")" closing comm: state is field 3; utime
-		 * and stime are fields 14 and 15 */
-		if ((p = strrchr(buf, ')')) != NULL &&
-		    sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) == 2) // NOLINT(cert-err34-c)
-			s->server_cpu = ticks_to_s(ut + st);
-	}
-	snprintf(path, sizeof path, "/proc/%ld/status", pid);
-	if ((fp = fopen(path, "r")) != NULL) {
-		while (fgets(buf, sizeof buf, fp) != NULL) {
-			if (strncmp(buf, "VmRSS:", 6) == 0)
-				s->server_rss_kb = strtol(buf + 6, NULL, 10);
-		}
-		fclose(fp);
-	}
 }
 
 /* VmRSS / VmHWM (kB) of pid, -1 when unknown */
@@ -559,6 +511,68 @@ static long vm_kb(long pid, const char *field)
 	}
 	fclose(fp);
 	return v;
+}
+
+/* CPU seconds of pid (utime + stime); 0 when unknown */
+static double proc_cpu_s(long pid)
+{
+	char path[64], buf[4096], *p;
+	unsigned long long ut = 0, st = 0;
+	FILE *fp;
+	size_t n;
+
+	snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+	if ((fp = fopen(path, "r")) == NULL)
+		return 0;
+	n = fread(buf, 1, sizeof buf - 1, fp);
+	buf[n] = '\0';
+	fclose(fp);
+	/* fields after the ")" closing comm: state is field 3; utime and
+	 * stime are fields 14 and 15 */
+	if ((p = strrchr(buf, ')')) != NULL &&
+	    sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) == 2) // NOLINT(cert-err34-c)
+		return ticks_to_s(ut + st);
+	return 0;
+}
+
+/* the sum of VmRSS / VmHWM (kB) over the --server-pid processes; -1 when
+ * none is known */
+static long vm_sum_kb(const struct opts *o, const char *field)
+{
+	long sum = -1, v;
+	int i;
+
+	for (i = 0; i < o->npid; i++) {
+		if ((v = vm_kb(o->server_pids[i], field)) >= 0)
+			sum = (sum < 0 ? 0 : sum) + v;
+	}
+	return sum;
+}
+
+static void take_sample(const struct opts *o, struct sample *s)
+{
+	struct rusage ru;
+	unsigned long long v[8] = { 0 };
+	FILE *fp;
+	int i;
+
+	memset(s, 0, sizeof *s);
+	s->server_rss_kb = -1;
+	s->wall = now_s();
+	if (getrusage(RUSAGE_SELF, &ru) == 0)
+		s->self_cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+			      (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+	if ((fp = fopen("/proc/stat", "r")) != NULL) {
+		/* cpu user nice system idle iowait irq softirq steal */
+		/* kernel-formatted numbers; a failed parse leaves the field out */
+		if (fscanf(fp, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], // NOLINT(cert-err34-c)
+			   &v[5], &v[6], &v[7]) == 8)
+			s->busy = ticks_to_s(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]);
+		fclose(fp);
+	}
+	for (i = 0; i < o->npid; i++)
+		s->server_cpu += proc_cpu_s(o->server_pids[i]);
+	s->server_rss_kb = vm_sum_kb(o, "VmRSS");
 }
 
 /* ---- main ---------------------------------------------------------------- */
@@ -596,27 +610,12 @@ static double pct(const double *v, size_t n, double p)
 	return v[k > 0 ? k - 1 : 0];
 }
 
-static double num_arg(const char *name, const char *v, double lo, double hi)
-{
-	char *end = NULL;
-	double d;
-
-	errno = 0;
-	d = strtod(v, &end);
-	if (errno != 0 || end == v || *end != '\0' || !(d >= lo && d <= hi)) {
-		fprintf(stderr, "%s: %s: expected a number in [%g, %g], got '%s'\n", prog, name, lo, hi, v);
-		exit(64);
-	}
-	return d;
-}
-
 int main(int argc, char **argv)
 {
 	struct opts o = { .clients = 1, .seconds = 5, .mode = MODE_REUSE, .rate_hint = 1000, .timeout_s = 10,
 			 .verify_host = 1 };
 	struct shared sh;
 	struct worker *w;
-	struct timespec start;
 	struct sample s0, s1;
 	double t0, elapsed, *all, rate, pc_self, pc_server, pc_other;
 	size_t total_lat = 0, k;
@@ -648,20 +647,26 @@ int main(int argc, char **argv)
 		if (v == NULL)
 			usage();
 		i++;
-		if (strcmp(a, "--url") == 0)
-			o.url = v;
+		if (strcmp(a, "--url") == 0) {
+			if (o.nurl == MAX_SERVERS)
+				usage();
+			o.urls[o.nurl++] = v;
+		}
 		else if (strcmp(a, "--cacert") == 0)
 			o.cacert = v;
 		else if (strcmp(a, "--clients") == 0)
-			o.clients = (int)num_arg(a, v, 1, MAX_CLIENTS);
+			o.clients = (int)num_arg(prog, a, v, 1, MAX_CLIENTS);
 		else if (strcmp(a, "--seconds") == 0)
-			o.seconds = num_arg(a, v, 0.1, 3600);
+			o.seconds = num_arg(prog, a, v, 0.1, 3600);
 		else if (strcmp(a, "--rate-hint") == 0)
-			o.rate_hint = num_arg(a, v, 1, 1e6);
-		else if (strcmp(a, "--server-pid") == 0)
-			o.server_pid = (long)num_arg(a, v, 1, 1 << 30);
+			o.rate_hint = num_arg(prog, a, v, 1, 1e6);
+		else if (strcmp(a, "--server-pid") == 0) {
+			if (o.npid == MAX_SERVERS)
+				usage();
+			o.server_pids[o.npid++] = (long)num_arg(prog, a, v, 1, 1 << 30);
+		}
 		else if (strcmp(a, "--timeout") == 0)
-			o.timeout_s = (long)num_arg(a, v, 1, 300);
+			o.timeout_s = (long)num_arg(prog, a, v, 1, 300);
 		else if (strcmp(a, "--est-user") == 0)
 			o.est_user = v;
 		else if (strcmp(a, "--est-label") == 0)
@@ -686,13 +691,15 @@ int main(int argc, char **argv)
 		else
 			usage();
 	}
-	if (o.url == NULL || o.cacert == NULL || (o.est_user != NULL) != (o.est_pass[0] != '\0') ||
+	if (o.nurl == 0 || o.cacert == NULL || (o.est_user != NULL) != (o.est_pass[0] != '\0') ||
 	    (o.est_cert != NULL) != (o.est_key != NULL) || (!o.est && (o.est_user || o.est_cert)))
 		usage();
-	if (!loopback_url(o.url)) {
-		fprintf(stderr, "%s: --url must be https://127.0.0.1:PORT, https://[::1]:PORT or "
-			"https://localhost:PORT, without a path (loopback only)\n", prog);
-		return 64;
+	for (i = 0; i < o.nurl; i++) {
+		if (!loopback_url(o.urls[i])) {
+			fprintf(stderr, "%s: --url must be https://127.0.0.1:PORT, https://[::1]:PORT or "
+				"https://localhost:PORT, without a path (loopback only)\n", prog);
+			return 64;
+		}
 	}
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		fprintf(stderr, "%s: libcurl could not start\n", prog);
@@ -710,6 +717,7 @@ int main(int argc, char **argv)
 	t0 = now_s();
 	for (i = 0; i < o.clients; i++) {
 		w[i].id = i;
+		w[i].url = o.urls[i % o.nurl];
 		w[i].sh = &sh;
 		if (pthread_create(&w[i].th, NULL, worker_main, &w[i]) != 0) {
 			fprintf(stderr, "%s: cannot start thread %d\n", prog, i);
@@ -719,20 +727,13 @@ int main(int argc, char **argv)
 	pthread_barrier_wait(&sh.ready);	/* every thread has its CSRs */
 	fprintf(stderr, "%s: %d client(s) ready (CSRs made in %.2f s), running %.1f s\n", prog, o.clients,
 		now_s() - t0, o.seconds);
-	take_sample(o.server_pid, &s0);
-	clock_gettime(CLOCK_MONOTONIC, &start);
-	t0 = (double)start.tv_sec + (double)start.tv_nsec / 1e9;
-	sh.deadline.tv_sec = start.tv_sec + (time_t)o.seconds;
-	sh.deadline.tv_nsec = start.tv_nsec + (long)((o.seconds - floor(o.seconds)) * 1e9);
-	if (sh.deadline.tv_nsec >= 1000000000L) {
-		sh.deadline.tv_sec++;
-		sh.deadline.tv_nsec -= 1000000000L;
-	}
+	take_sample(&o, &s0);
+	t0 = deadline_in(o.seconds, &sh.deadline);
 	pthread_barrier_wait(&sh.ready);	/* go */
 	/* the server's peak VmRSS during the run: sampled every 20 ms */
 	rss_peak = s0.server_rss_kb;
-	while (o.server_pid > 0 && atomic_load(&sh.finished) < o.clients) {
-		long v = vm_kb(o.server_pid, "VmRSS");
+	while (o.npid > 0 && atomic_load(&sh.finished) < o.clients) {
+		long v = vm_sum_kb(&o, "VmRSS");
 		struct timespec ts = { 0, 20 * 1000 * 1000 };
 
 		if (v > rss_peak)
@@ -742,7 +743,7 @@ int main(int argc, char **argv)
 	for (i = 0; i < o.clients; i++)
 		pthread_join(w[i].th, NULL);
 	elapsed = now_s() - t0;
-	take_sample(o.server_pid, &s1);
+	take_sample(&o, &s1);
 	if (atomic_load(&sh.setup_failed)) {
 		free(w);
 		return 1;
@@ -773,11 +774,13 @@ int main(int argc, char **argv)
 	       o.clients, o.seconds, enr, rate, pct(all, total_lat, 50), pct(all, total_lat, 99), errs,
 	       o.mode == MODE_REUSE ? "reuse" : o.mode == MODE_PER_ENROLLMENT ? "no-reuse" : "conn-per-request",
 	       o.rsa ? "rsa" : "ec", elapsed, refills, pc_self);
-	if (o.server_pid > 0)
+	if (o.npid > 0)
 		printf(" server_cpu=%.0f other_cpu=%.0f server_rss_start_kb=%ld server_rss_end_kb=%ld"
 		       " server_rss_peak_kb=%ld server_hwm_kb=%ld", pc_server,
 		       pc_other < 0 ? 0 : pc_other, s0.server_rss_kb, s1.server_rss_kb,
-		       rss_peak > s1.server_rss_kb ? rss_peak : s1.server_rss_kb, vm_kb(o.server_pid, "VmHWM"));
+		       rss_peak > s1.server_rss_kb ? rss_peak : s1.server_rss_kb, vm_sum_kb(&o, "VmHWM"));
+	if (o.nurl > 1 || o.npid > 1)
+		printf(" servers=%d server_pids=%d", o.nurl, o.npid);
 	if (o.est)
 		printf(" proto=est auth=%s", o.est_user != NULL ? "basic" : o.est_cert != NULL ? "cert" : "none");
 	printf("\n");
