@@ -115,6 +115,19 @@ for stage in keygen-generated keygen-id-half keygen received cert-created stored
 	scenario "$n" "$stage"
 done
 
+# renew (/simplereenroll) killed while writing ID.crt: the next renew
+# removes the temp file the killed one left and finishes
+id=ef-1 S=$T/s1
+stall_and_kill krenew "write:$id.crt" "$P11CERT" --module "$MOD" --pin-file "$PINF" renew --id "$id" --dir "$S"
+tmp=$(files_sane "$S")
+[ -n "$tmp" ] || fail "renew killed at write:$id.crt left no temp file (the stage moved?)"
+expect_rc 0 p11c renew --id "$id" --dir "$S"
+tmp=$(files_sane "$S")
+[ -z "$tmp" ] || fail "renew: temp files left after the rerun: $tmp"
+cert_next_to_key "$id" "$S/$id.crt" >/dev/null
+[ "$(n_objects certificate "$id")" = 1 ] || fail "renew: $(n_objects certificate "$id") certificates"
+pass "renew killed while writing $id.crt: the rerun removes the temp file and finishes"
+
 # pending approval: killed while waiting after the 202; the rerun polls the
 # same request (no second one), which p11ca sign then lets through
 id=ef-pend S=$T/spend

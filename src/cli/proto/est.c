@@ -57,6 +57,13 @@ static int renew_est(struct cli *c, const struct renew_job *j)
 		goto out;
 	if ((rc = cli_lock_run(c, lock, &fd)) != 0)
 		goto out;
+	{
+		/* the temp file of ID.crt a killed renew left (ours: we hold
+		 * the lock) */
+		static const char *const sfx[] = { ".crt" };
+
+		cli_remove_temps(j->dir, j->id, sfx, 1);
+	}
 	if ((rc = est_read_cacerts(c, cacerts, &cas)) != 0)
 		goto out;
 	rc = EX_FAIL;
