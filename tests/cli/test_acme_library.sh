@@ -2,7 +2,7 @@
 # ACME in library mode (docs/library.md "ACME in memory"): examples/acme_mem,
 # on the public API and the shared library, against pebble with dns-01
 # through a hook (acme_dns_hook: challtestsrv's set-txt/clear-txt).  Like
-# test_enroll_library: run as user nobody in a read-only folder under
+# test_enroll_library: run as an unprivileged uid in a read-only folder under
 # strace, every file-creating system call must be inside the SoftHSM token
 # folder.  Checks: exit 0, the chain verifies to pebble's root, the leaf
 # in the token next to the key, both keys sensitive and not extractable,
@@ -19,7 +19,14 @@ command -v strace >/dev/null && HAVE_STRACE=1
 if [ "$HAVE_STRACE" = 1 ]; then
 	export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 fi
-NOBODY=65534
+# The application's user: an unprivileged uid of its own, not nobody
+# (65534), whose files in /tmp could come from anyone (the PostgreSQL
+# clusters of the .pg tests run as nobody, so may other sessions): every
+# file this uid owns after the run is the library's.
+NOBODY=64977
+if getent passwd "$NOBODY" >/dev/null || getent group "$NOBODY" >/dev/null; then
+	fail "uid/gid $NOBODY belongs to an account here: the test needs it unused"
+fi
 
 acme_up
 new_token acme-lib
@@ -62,7 +69,7 @@ if command -v setpriv >/dev/null && chown -R "$NOBODY:$NOBODY" "$TOKDIR" &&
 	can_nobody=1
 fi
 [ "$can_nobody" = 1 ] || [ "$HAVE_STRACE" = 1 ] \
-	|| fail "neither setpriv as nobody nor strace is available: cannot check that no file is written"
+	|| fail "neither setpriv to an unprivileged uid nor strace is available: cannot check that no file is written"
 
 if [ "$can_nobody" = 1 ]; then
 	touch "$T/marker"
@@ -75,7 +82,7 @@ if [ "$can_nobody" = 1 ]; then
 	[ "$HAVE_STRACE" = 1 ] && run=(strace -f -qq -o "$T/trace1.txt" "${run[@]}")
 	LAST_RC=0
 	(cd "$APP/cwd" && exec timeout -k 5 "$P11C_TIMEOUT" "${run[@]}") </dev/null >"$T/out" 2>"$T/err" || LAST_RC=$?
-	[ "$LAST_RC" = 0 ] || fail_out "acme_mem as nobody exited $LAST_RC"
+	[ "$LAST_RC" = 0 ] || fail_out "acme_mem as uid $NOBODY exited $LAST_RC"
 	grep -q "(created)" "$T/err" || fail_out "no new account on the first run"
 	check_run "$T/out" "$T/err"
 	find /tmp /var/tmp /dev/shm "$APP" -xdev -user $NOBODY -newer "$T/marker" \
@@ -84,9 +91,9 @@ if [ "$can_nobody" = 1 ]; then
 	[ "$HAVE_STRACE" = 1 ] && check_trace "$T/trace1.txt"
 	acme_key_attrs web
 	acme_key_attrs acct
-	pass "as nobody in read-only folders: dns-01 order, chain stored, no file written outside the token, no PIN for the hook"
+	pass "as an unprivileged user (uid $NOBODY) in read-only folders: dns-01 order, chain stored, no file written outside the token, no PIN for the hook"
 else
-	skip "setpriv as nobody unavailable; the strace run below covers file writes"
+	skip "setpriv to an unprivileged uid unavailable; the strace run below covers file writes"
 fi
 
 # --- 2. as root, traced: the account is reused ------------------------------------

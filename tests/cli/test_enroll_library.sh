@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Library mode (docs/enroll.md "Library mode"): examples/enroll_mem, built
 # on the public API and the shared library, against p11ca with autosign
-# uuid.  The program must enroll without writing any file: it runs as user
-# nobody (setpriv) in a read-only working folder with a read-only empty
+# uuid.  The program must enroll without writing any file: it runs as
+# an unprivileged uid (setpriv) in a read-only working folder with a read-only empty
 # HOME, the only writable place it could reach on purpose being the SoftHSM
 # token folder; strace (when installed) records every file-creating system
 # call, which must all be inside the token folder.  A second run as root,
@@ -21,7 +21,14 @@ command -v strace >/dev/null && HAVE_STRACE=1
 if [ "${HAVE_STRACE:-0}" = 1 ]; then
 	export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 fi
-NOBODY=65534
+# The application's user: an unprivileged uid of its own, not nobody
+# (65534), whose files in /tmp could come from anyone (the PostgreSQL
+# clusters of the .pg tests run as nobody, so may other sessions): every
+# file this uid owns after the run is the library's.
+NOBODY=64977
+if getent passwd "$NOBODY" >/dev/null || getent group "$NOBODY" >/dev/null; then
+	fail "uid/gid $NOBODY belongs to an account here: the test needs it unused"
+fi
 
 D=$T/ca
 expect_rc 0 p11ca init --dir "$D" --C SE --O Example --hostname localhost --listen 127.0.0.1:0
@@ -67,7 +74,7 @@ check_output() {
 	[ "$(ca_requests "$D" "$UUID")" = 1 ] || fail "the CA has no single request for $UUID"
 }
 
-# --- 1. as nobody, read-only folders, traced ------------------------------------
+# --- 1. as an unprivileged uid, read-only folders, traced ------------------------------------
 can_nobody=0
 if command -v setpriv >/dev/null &&
 	chown -R "$NOBODY:$NOBODY" "$TOKDIR" &&
@@ -77,7 +84,7 @@ if command -v setpriv >/dev/null &&
 	can_nobody=1
 fi
 [ "$can_nobody" = 1 ] || [ "$HAVE_STRACE" = 1 ] \
-	|| fail "neither setpriv as nobody nor strace is available: cannot check that no file is written"
+	|| fail "neither setpriv to an unprivileged uid nor strace is available: cannot check that no file is written"
 
 if [ "$can_nobody" = 1 ]; then
 	snapshot >"$T/before"
@@ -91,7 +98,7 @@ if [ "$can_nobody" = 1 ]; then
 	[ "$HAVE_STRACE" = 1 ] && run=(strace -f -qq -o "$T/trace1.txt" "${run[@]}")
 	LAST_RC=0
 	(cd "$APP/cwd" && exec timeout -k 5 "$P11C_TIMEOUT" "${run[@]}") </dev/null >"$T/out" 2>"$T/err" || LAST_RC=$?
-	[ "$LAST_RC" = 0 ] || fail_out "enroll_mem as nobody exited $LAST_RC"
+	[ "$LAST_RC" = 0 ] || fail_out "enroll_mem as uid $NOBODY exited $LAST_RC"
 	check_output "$T/out"
 	UUID1=$UUID
 	cp "$T/got.crt" "$T/first.crt"
@@ -101,9 +108,9 @@ if [ "$can_nobody" = 1 ]; then
 		-not -path "$TOKDIR" -not -path "$TOKDIR/*" >"$T/new-files" 2>/dev/null || true
 	[ ! -s "$T/new-files" ] || { cat "$T/new-files" >&2; fail "enroll_mem created files outside the token"; }
 	[ "$HAVE_STRACE" = 1 ] && check_trace "$T/trace1.txt"
-	pass "as nobody in read-only folders: enrolled (UUID $UUID1), no file written outside the token"
+	pass "as an unprivileged user (uid $NOBODY) in read-only folders: enrolled (UUID $UUID1), no file written outside the token"
 else
-	skip "setpriv as nobody unavailable; the strace run below covers file writes"
+	skip "setpriv to an unprivileged uid unavailable; the strace run below covers file writes"
 fi
 
 # the certificate is in the token next to the key
