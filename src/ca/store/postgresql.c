@@ -30,6 +30,12 @@
  * COMMIT whose answer was lost is reported as a failure, so the caller
  * acknowledges nothing it is not sure of.
  *
+ * Statements with parameters are prepared (PQprepare) the first time a
+ * connection runs them, then run with PQexecPrepared: no parse and plan per
+ * call (docs/benchmarks.md, Run 5).  The list belongs to the connection: a
+ * new connection starts with none (prep_forget()), and a PQprepare that
+ * fails is a failure of the statement, as its PQexecParams would have been.
+ *
  * The password comes from db-password-file (open's password_file), or from
  * libpq itself (PGPASSFILE, ~/.pgpass, the service file); never from argv,
  * and errmsg() texts never carry the connection string (store_pg_redact()
@@ -53,6 +59,7 @@
 #define RETRY_WAIT_MS 500
 #define RECONNECT_DEADLINE_S 5
 #define PW_MAX 1024
+#define PREP_MAX 40 /* prepared statements per connection; more: PQexecParams */
 
 /* pg_advisory_*lock(int4, int4): the class, then one of LOCK_* */
 #define LOCK_CLASS 0x70313163 /* "p11c" */
@@ -72,6 +79,8 @@ struct store {
 	PostgresPollingStatusType polling; /* what PQconnectPoll waits for */
 	int down;                    /* the last failure was the connection */
 	int first;                   /* the next statement is an operation's first */
+	char *prep[PREP_MAX];        /* the SQL of prepared statement p11ca_<i> */
+	size_t nprep;                /* prepared on this connection */
 	char err[256];
 };
 
@@ -230,6 +239,16 @@ static void conn_values(const store *st, const char *vals[9], const char *keys[9
 	keys[8] = vals[8] = NULL;
 }
 
+/* a new connection (or none) has no prepared statement */
+static void prep_forget(store *st)
+{
+	while (st->nprep > 0) {
+		st->nprep--;
+		free(st->prep[st->nprep]);
+		st->prep[st->nprep] = NULL;
+	}
+}
+
 static store_result connected(store *st)
 {
 	const char *m;
@@ -255,6 +274,7 @@ static store_result connect_now(store *st)
 	conn_values(st, vals, keys);
 	if (st->conn != NULL)
 		PQfinish(st->conn);
+	prep_forget(st);
 	st->next_try = time(NULL) + RECONNECT_S;
 	st->conn = PQconnectdbParams(keys, vals, 1);
 	if (st->conn == NULL) {
@@ -289,6 +309,7 @@ static store_result reconnect(store *st, int64_t budget)
 		conn_values(st, vals, keys);
 		if (st->conn != NULL)
 			PQfinish(st->conn);
+		prep_forget(st);
 		st->next_try = time(NULL) + RECONNECT_S;
 		st->give_up = time(NULL) + RECONNECT_DEADLINE_S;
 		st->conn = PQconnectStartParams(keys, vals, 1);
@@ -347,6 +368,37 @@ static store_result begin_op(store *st)
 }
 
 /*
+ * sql with n parameters on the connection: prepared there the first time
+ * (p11ca_<i>), then only executed.  The result of the PQprepare that failed,
+ * if it did (the caller sees it as the statement's failure).
+ */
+static PGresult *exec_prepared(store *st, const char *sql, int n, const char *const *params)
+{
+	PGresult *res;
+	char name[24];
+	size_t i;
+
+	for (i = 0; i < st->nprep && strcmp(st->prep[i], sql) != 0; i++)
+		;
+	if (i == st->nprep) {
+		/* a full list, or no memory to remember it: unprepared */
+		if (i == PREP_MAX || (st->prep[i] = strdup(sql)) == NULL)
+			return PQexecParams(st->conn, sql, n, NULL, params, NULL, NULL, 0);
+		snprintf(name, sizeof name, "p11ca_%zu", i);
+		res = PQprepare(st->conn, name, sql, n, NULL);
+		if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
+			free(st->prep[i]);
+			st->prep[i] = NULL;
+			return res;
+		}
+		PQclear(res);
+		st->nprep++;
+	}
+	snprintf(name, sizeof name, "p11ca_%zu", i);
+	return PQexecPrepared(st->conn, name, n, params, NULL, NULL, 0);
+}
+
+/*
  * One statement, parameters as text (NULL: SQL NULL).  *out receives the
  * result when want_rows; otherwise it is freed.  The first statement of an
  * operation is sent again once on a new connection when the old one broke.
@@ -365,7 +417,7 @@ static store_result q(store *st, const char *sql, int n, const char *const *para
 	for (;;) {
 		/* no parameters: PQexec, which takes several statements (the
 		 * migrations) */
-		res = n == 0 ? PQexec(st->conn, sql) : PQexecParams(st->conn, sql, n, NULL, params, NULL, NULL, 0);
+		res = n == 0 ? PQexec(st->conn, sql) : exec_prepared(st, sql, n, params);
 		es = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
 		if (es == PGRES_COMMAND_OK || es == PGRES_TUPLES_OK)
 			break;
@@ -401,15 +453,15 @@ static store_result tx_begin(store *st, int wlock, const char *what)
 {
 	store_result r;
 
-	if ((r = x(st, "BEGIN", what)) != STORE_OK)
-		return r;
-	if (wlock) {
-		char sql[96];
+	char sql[96];
 
-		snprintf(sql, sizeof sql, "SELECT pg_advisory_xact_lock(%d, %d)", LOCK_CLASS, LOCK_WRITE);
-		if ((r = x(st, sql, what)) != STORE_OK)
-			rollback(st);
-	}
+	if (!wlock)
+		return x(st, "BEGIN", what);
+	/* one round trip: PQexec runs both (a failed lock leaves the
+	 * transaction aborted, rolled back here) */
+	snprintf(sql, sizeof sql, "BEGIN; SELECT pg_advisory_xact_lock(%d, %d)", LOCK_CLASS, LOCK_WRITE);
+	if ((r = x(st, sql, what)) != STORE_OK)
+		rollback(st);
 	return r;
 }
 
@@ -656,6 +708,7 @@ static void pg_close(store **st)
 		return;
 	if ((*st)->conn != NULL)
 		PQfinish((*st)->conn);
+	prep_forget(*st);
 	free((*st)->uri);
 	if ((*st)->password != NULL) {
 		OPENSSL_cleanse((*st)->password, strlen((*st)->password));
