@@ -141,10 +141,11 @@ static const char *const migrations[] = {
 
 /* as sqlite.c: a certificate for keyid revoked after the last explicit
  * signature of that key was stored */
-#define KEY_REVOKED_SQL \
-	"SELECT EXISTS(SELECT 1 FROM certificates WHERE keyid = $1 AND revoked != 0" \
+#define KEY_REVOKED(k) \
+	"EXISTS(SELECT 1 FROM certificates WHERE keyid = " k " AND revoked != 0" \
 	" AND coalesce(revoke_seq, 0) >= coalesce((SELECT max(id) FROM certificates" \
-	" WHERE keyid = $1 AND explicit = 1), 0))::int"
+	" WHERE keyid = " k " AND explicit = 1), 0))::int"
+#define KEY_REVOKED_SQL "SELECT " KEY_REVOKED("$1")
 
 /* ---- strings and errors ---- */
 
@@ -1059,34 +1060,37 @@ static store_result query_int(store *st, const char *sql, const char *arg, int64
  * transaction, under the write lock */
 static store_result cas_check(store *st, const struct store_cert *c, const char *rid)
 {
+	const char *p[] = { rid, c->keyid[0] != '\0' ? c->keyid : NULL };
+	PGresult *res = NULL;
 	store_result r;
-	int64_t v = 0;
+	int64_t v[3] = { 0, 0, 0 };
+	int i;
 
-	if ((r = query_int(st, "SELECT CASE state WHEN 'rejected' THEN 2 ELSE 1 END FROM requests"
-			   " WHERE id = $1", rid, &v, "adding certificate")) != STORE_OK)
+	/* one round trip: the request's state, whether its last certificate
+	 * is revoked, whether the key is (a NULL keyid: never) */
+	if ((r = q(st, "SELECT CASE r.state WHEN 'rejected' THEN 2 ELSE 1 END,"
+		   " coalesce((SELECT revoked FROM certificates WHERE request_id = r.id ORDER BY id DESC LIMIT 1), 0),"
+		   " " KEY_REVOKED("$2") " FROM requests r WHERE r.id = $1", 2, p, &res,
+		   "adding certificate")) != STORE_OK)
 		return r;
-	if (v == 0) {
+	for (i = 0; i < 3 && PQntuples(res) > 0; i++)
+		v[i] = col_i64(res, 0, i);
+	PQclear(res);
+	if (v[0] == 0) {
 		set_err(st, "no request with id %s", rid);
 		return STORE_NOT_FOUND;
 	}
-	if (v == 2) {
+	if (v[0] == 2) {
 		set_err(st, "request %s was rejected", rid);
 		return STORE_CONFLICT;
 	}
 	if (c->explicit_sign)
 		return STORE_OK;
-	if ((r = query_int(st, "SELECT revoked FROM certificates WHERE request_id = $1"
-			   " ORDER BY id DESC LIMIT 1", rid, &v, "adding certificate")) != STORE_OK)
-		return r;
-	if (v != 0) {
+	if (v[1] != 0) {
 		set_err(st, "the last certificate of request %s is revoked", rid);
 		return STORE_CONFLICT;
 	}
-	if (c->keyid[0] == '\0')
-		return STORE_OK;
-	if ((r = query_int(st, KEY_REVOKED_SQL, c->keyid, &v, "adding certificate")) != STORE_OK)
-		return r;
-	if (v != 0) {
+	if (v[2] != 0) {
 		set_err(st, "a certificate for this key (SPKI SHA-256 %.16s...) was revoked", c->keyid);
 		return STORE_CONFLICT;
 	}
