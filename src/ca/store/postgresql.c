@@ -453,7 +453,6 @@ static void rollback(store *st)
 static store_result tx_begin(store *st, int wlock, const char *what)
 {
 	store_result r;
-
 	char sql[96];
 
 	if (!wlock)
