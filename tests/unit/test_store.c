@@ -1115,12 +1115,18 @@ static void test_pg_reconnect(void **state)
 {
 	struct fx *f = *state;
 	struct store_request r;
+	struct store_cert cert;
 	char sql[160];
 	int64_t id;
 
 	if (pg_admin == NULL)
 		skip();
 	id = add_req(f->st, 1, REQ_PENDING);
+	/* the statements below prepared on the connection that goes away:
+	 * the new one prepares them again */
+	assert_int_equal(ops->req_by_id(f->st, id, &r), STORE_OK);
+	store_request_clear(&r);
+	assert_int_equal(add_cert(f->st, id, "0b", 100, 10), STORE_OK);
 	snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '%s'"
 		 " AND pid != pg_backend_pid()", f->dbname);
 	{
@@ -1135,6 +1141,9 @@ static void test_pg_reconnect(void **state)
 	assert_int_equal(ops->down(f->st), 0);
 	/* and a write after it */
 	assert_int_equal(add_cert(f->st, id, "0c", 100, 10), STORE_OK);
+	assert_int_equal(ops->cert_latest(f->st, id, &cert), STORE_OK);
+	assert_string_equal(cert.serial, "0c");
+	store_cert_clear(&cert);
 }
 
 int main(void)

@@ -30,6 +30,12 @@
  * COMMIT whose answer was lost is reported as a failure, so the caller
  * acknowledges nothing it is not sure of.
  *
+ * Statements with parameters are prepared (PQprepare) the first time a
+ * connection runs them, then run with PQexecPrepared: no parse and plan per
+ * call (docs/benchmarks.md, Run 5).  The list belongs to the connection: a
+ * new connection starts with none (prep_forget()), and a PQprepare that
+ * fails is a failure of the statement, as its PQexecParams would have been.
+ *
  * The password comes from db-password-file (open's password_file), or from
  * libpq itself (PGPASSFILE, ~/.pgpass, the service file); never from argv,
  * and errmsg() texts never carry the connection string (store_pg_redact()
@@ -53,6 +59,7 @@
 #define RETRY_WAIT_MS 500
 #define RECONNECT_DEADLINE_S 5
 #define PW_MAX 1024
+#define PREP_MAX 40 /* prepared statements per connection; more: PQexecParams */
 
 /* pg_advisory_*lock(int4, int4): the class, then one of LOCK_* */
 #define LOCK_CLASS 0x70313163 /* "p11c" */
@@ -72,6 +79,8 @@ struct store {
 	PostgresPollingStatusType polling; /* what PQconnectPoll waits for */
 	int down;                    /* the last failure was the connection */
 	int first;                   /* the next statement is an operation's first */
+	char *prep[PREP_MAX];        /* the SQL of prepared statement p11ca_<i> */
+	size_t nprep;                /* prepared on this connection */
 	char err[256];
 };
 
@@ -132,10 +141,11 @@ static const char *const migrations[] = {
 
 /* as sqlite.c: a certificate for keyid revoked after the last explicit
  * signature of that key was stored */
-#define KEY_REVOKED_SQL \
-	"SELECT EXISTS(SELECT 1 FROM certificates WHERE keyid = $1 AND revoked != 0" \
+#define KEY_REVOKED(k) \
+	"EXISTS(SELECT 1 FROM certificates WHERE keyid = " k " AND revoked != 0" \
 	" AND coalesce(revoke_seq, 0) >= coalesce((SELECT max(id) FROM certificates" \
-	" WHERE keyid = $1 AND explicit = 1), 0))::int"
+	" WHERE keyid = " k " AND explicit = 1), 0))::int"
+#define KEY_REVOKED_SQL "SELECT " KEY_REVOKED("$1")
 
 /* ---- strings and errors ---- */
 
@@ -230,6 +240,16 @@ static void conn_values(const store *st, const char *vals[9], const char *keys[9
 	keys[8] = vals[8] = NULL;
 }
 
+/* a new connection (or none) has no prepared statement */
+static void prep_forget(store *st)
+{
+	while (st->nprep > 0) {
+		st->nprep--;
+		free(st->prep[st->nprep]);
+		st->prep[st->nprep] = NULL;
+	}
+}
+
 static store_result connected(store *st)
 {
 	const char *m;
@@ -255,6 +275,7 @@ static store_result connect_now(store *st)
 	conn_values(st, vals, keys);
 	if (st->conn != NULL)
 		PQfinish(st->conn);
+	prep_forget(st);
 	st->next_try = time(NULL) + RECONNECT_S;
 	st->conn = PQconnectdbParams(keys, vals, 1);
 	if (st->conn == NULL) {
@@ -289,6 +310,7 @@ static store_result reconnect(store *st, int64_t budget)
 		conn_values(st, vals, keys);
 		if (st->conn != NULL)
 			PQfinish(st->conn);
+		prep_forget(st);
 		st->next_try = time(NULL) + RECONNECT_S;
 		st->give_up = time(NULL) + RECONNECT_DEADLINE_S;
 		st->conn = PQconnectStartParams(keys, vals, 1);
@@ -347,6 +369,37 @@ static store_result begin_op(store *st)
 }
 
 /*
+ * sql with n parameters on the connection: prepared there the first time
+ * (p11ca_<i>), then only executed.  The result of the PQprepare that failed,
+ * if it did (the caller sees it as the statement's failure).
+ */
+static PGresult *exec_prepared(store *st, const char *sql, int n, const char *const *params)
+{
+	PGresult *res;
+	char name[24];
+	size_t i;
+
+	for (i = 0; i < st->nprep && strcmp(st->prep[i], sql) != 0; i++)
+		;
+	if (i == st->nprep) {
+		/* a full list, or no memory to remember it: unprepared */
+		if (i == PREP_MAX || (st->prep[i] = strdup(sql)) == NULL)
+			return PQexecParams(st->conn, sql, n, NULL, params, NULL, NULL, 0);
+		snprintf(name, sizeof name, "p11ca_%zu", i);
+		res = PQprepare(st->conn, name, sql, n, NULL);
+		if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
+			free(st->prep[i]);
+			st->prep[i] = NULL;
+			return res;
+		}
+		PQclear(res);
+		st->nprep++;
+	}
+	snprintf(name, sizeof name, "p11ca_%zu", i);
+	return PQexecPrepared(st->conn, name, n, params, NULL, NULL, 0);
+}
+
+/*
  * One statement, parameters as text (NULL: SQL NULL).  *out receives the
  * result when want_rows; otherwise it is freed.  The first statement of an
  * operation is sent again once on a new connection when the old one broke.
@@ -365,7 +418,7 @@ static store_result q(store *st, const char *sql, int n, const char *const *para
 	for (;;) {
 		/* no parameters: PQexec, which takes several statements (the
 		 * migrations) */
-		res = n == 0 ? PQexec(st->conn, sql) : PQexecParams(st->conn, sql, n, NULL, params, NULL, NULL, 0);
+		res = n == 0 ? PQexec(st->conn, sql) : exec_prepared(st, sql, n, params);
 		es = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
 		if (es == PGRES_COMMAND_OK || es == PGRES_TUPLES_OK)
 			break;
@@ -400,16 +453,15 @@ static void rollback(store *st)
 static store_result tx_begin(store *st, int wlock, const char *what)
 {
 	store_result r;
+	char sql[96];
 
-	if ((r = x(st, "BEGIN", what)) != STORE_OK)
-		return r;
-	if (wlock) {
-		char sql[96];
-
-		snprintf(sql, sizeof sql, "SELECT pg_advisory_xact_lock(%d, %d)", LOCK_CLASS, LOCK_WRITE);
-		if ((r = x(st, sql, what)) != STORE_OK)
-			rollback(st);
-	}
+	if (!wlock)
+		return x(st, "BEGIN", what);
+	/* one round trip: PQexec runs both (a failed lock leaves the
+	 * transaction aborted, rolled back here) */
+	snprintf(sql, sizeof sql, "BEGIN; SELECT pg_advisory_xact_lock(%d, %d)", LOCK_CLASS, LOCK_WRITE);
+	if ((r = x(st, sql, what)) != STORE_OK)
+		rollback(st);
 	return r;
 }
 
@@ -656,6 +708,7 @@ static void pg_close(store **st)
 		return;
 	if ((*st)->conn != NULL)
 		PQfinish((*st)->conn);
+	prep_forget(*st);
 	free((*st)->uri);
 	if ((*st)->password != NULL) {
 		OPENSSL_cleanse((*st)->password, strlen((*st)->password));
@@ -1006,34 +1059,37 @@ static store_result query_int(store *st, const char *sql, const char *arg, int64
  * transaction, under the write lock */
 static store_result cas_check(store *st, const struct store_cert *c, const char *rid)
 {
+	const char *p[] = { rid, c->keyid[0] != '\0' ? c->keyid : NULL };
+	PGresult *res = NULL;
 	store_result r;
-	int64_t v = 0;
+	int64_t v[3] = { 0, 0, 0 };
+	int i;
 
-	if ((r = query_int(st, "SELECT CASE state WHEN 'rejected' THEN 2 ELSE 1 END FROM requests"
-			   " WHERE id = $1", rid, &v, "adding certificate")) != STORE_OK)
+	/* one round trip: the request's state, whether its last certificate
+	 * is revoked, whether the key is (a NULL keyid: never) */
+	if ((r = q(st, "SELECT CASE r.state WHEN 'rejected' THEN 2 ELSE 1 END,"
+		   " coalesce((SELECT revoked FROM certificates WHERE request_id = r.id ORDER BY id DESC LIMIT 1), 0),"
+		   " " KEY_REVOKED("$2") " FROM requests r WHERE r.id = $1", 2, p, &res,
+		   "adding certificate")) != STORE_OK)
 		return r;
-	if (v == 0) {
+	for (i = 0; i < 3 && PQntuples(res) > 0; i++)
+		v[i] = col_i64(res, 0, i);
+	PQclear(res);
+	if (v[0] == 0) {
 		set_err(st, "no request with id %s", rid);
 		return STORE_NOT_FOUND;
 	}
-	if (v == 2) {
+	if (v[0] == 2) {
 		set_err(st, "request %s was rejected", rid);
 		return STORE_CONFLICT;
 	}
 	if (c->explicit_sign)
 		return STORE_OK;
-	if ((r = query_int(st, "SELECT revoked FROM certificates WHERE request_id = $1"
-			   " ORDER BY id DESC LIMIT 1", rid, &v, "adding certificate")) != STORE_OK)
-		return r;
-	if (v != 0) {
+	if (v[1] != 0) {
 		set_err(st, "the last certificate of request %s is revoked", rid);
 		return STORE_CONFLICT;
 	}
-	if (c->keyid[0] == '\0')
-		return STORE_OK;
-	if ((r = query_int(st, KEY_REVOKED_SQL, c->keyid, &v, "adding certificate")) != STORE_OK)
-		return r;
-	if (v != 0) {
+	if (v[2] != 0) {
 		set_err(st, "a certificate for this key (SPKI SHA-256 %.16s...) was revoked", c->keyid);
 		return STORE_CONFLICT;
 	}
