@@ -120,6 +120,26 @@ P11C_API p11c_result p11c_login(p11c_ctx *ctx);
 P11C_API const char *p11c_token_label(const p11c_ctx *ctx);
 P11C_API const char *p11c_module_name(const p11c_ctx *ctx);
 
+#define P11C_SIGN_SESSIONS_MAX 64
+/* Sign with up to n PKCS#11 sessions at once (default 1: the context's one
+ * session, serialised by a lock, as today).  n is capped at
+ * P11C_SIGN_SESSIONS_MAX (64); 0 is P11C_ERR_ARG.  Extra sessions are
+ * opened on demand (after the login, so they are logged in; PKCS#11 login
+ * state is per application) and closed with the ctx.  Where the module
+ * cannot lock (see p11c_ctx_threads_ok) signing stays serialised whatever
+ * n says.  May be called at any time; idle sessions beyond a lowered n are
+ * closed at once, busy ones when their signature is done. */
+P11C_API p11c_result p11c_ctx_set_sign_sessions(p11c_ctx *ctx, unsigned n);
+/* 1 when the module was initialised with CKF_OS_LOCKING_OK (calls from
+ * several threads are safe), 0 when it refused that (CKR_CANT_LOCK) and runs
+ * single-threaded; -1 before a module is loaded.  At 0 the library
+ * serialises its signatures (one process-wide lock, the ctx's session); the
+ * application must not call other functions on the ctx while another
+ * thread signs.  A module someone else initialised before us (the
+ * application, CKR_CRYPTOKI_ALREADY_INITIALIZED) counts as 0 unless an
+ * earlier ctx of this process initialised it with CKF_OS_LOCKING_OK. */
+P11C_API int p11c_ctx_threads_ok(const p11c_ctx *ctx);
+
 /* --- keys -------------------------------------------------------------- */
 
 typedef enum {

@@ -2,6 +2,8 @@
 #ifndef P11C_INTERNAL_H
 #define P11C_INTERNAL_H
 
+#include <pthread.h>
+
 #include <p11cert/p11cert.h>
 #include <p11-kit/pkcs11.h>
 #include <p11-kit/uri.h>
@@ -51,6 +53,12 @@ struct p11c_ctx {
 	/* signer.c: the PIN for CKU_CONTEXT_SPECIFIC logins (keys with
 	 * CKA_ALWAYS_AUTHENTICATE), locked memory, wiped at close */
 	struct p11c_ctx_pin *ctx_pin;
+
+	/* token.c: 1 the module took CKF_OS_LOCKING_OK, 0 it refused
+	 * (CKR_CANT_LOCK) and runs single-threaded, -1 no module yet */
+	int threads_ok;
+	/* signer.c: the signing sessions (p11c_ctx_set_sign_sessions) */
+	struct p11c_sign_pool *sign_pool;
 
 	/* HTTPS (http.c): one libcurl handle kept for the requests of a run,
 	 * so they share a connection.  Reused only for the same trust and the
@@ -134,7 +142,24 @@ P11C_HIDDEN p11c_result p11c_need_session(p11c_ctx *ctx);
 /* signer.c: an EVP_PKEY whose private operations run in the token through
  * ctx's session; the key's public key with our RSA / EC_KEY methods. */
 P11C_HIDDEN p11c_result p11c_signer_new(p11c_key *key, EVP_PKEY **out);
-/* Wipe and free the context-specific PIN (p11c_ctx_free). */
+/* Signing sessions of a ctx beyond ctx->session: used when n > 1 and the
+ * module can lock.  Free ones wait in free_s; every field under mu, cv
+ * signalled when a session comes back or a slot opens. */
+struct p11c_sign_pool {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	unsigned n;                 /* p11c_ctx_set_sign_sessions, 1..64 */
+	unsigned limit;             /* at most this many open: n, or fewer
+	                             * after C_OpenSession refused one */
+	unsigned open;              /* open or being opened (slot reserved) */
+	unsigned nfree;
+	CK_SESSION_HANDLE free_s[P11C_SIGN_SESSIONS_MAX];
+};
+
+/* The pool of a new ctx (p11c_ctx_new); P11C_ERR_NOMEM or P11C_OK. */
+P11C_HIDDEN p11c_result p11c_signer_ctx_init(p11c_ctx *ctx);
+/* Close the signing sessions, destroy the pool, wipe and free the
+ * context-specific PIN (p11c_ctx_free, before C_Finalize). */
 P11C_HIDDEN void p11c_signer_ctx_release(p11c_ctx *ctx);
 
 /* objects.c: find objects in ctx->session. */

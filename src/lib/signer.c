@@ -24,7 +24,18 @@
  * refused PIN is never tried again.
  *
  * Session use is serialized by one process-wide lock: p11ca signs from
- * its worker threads, and a PKCS#11 session is single-threaded.
+ * its worker threads, and a PKCS#11 session is single-threaded.  With
+ * p11c_ctx_set_sign_sessions(ctx, n > 1) and a module initialised with
+ * CKF_OS_LOCKING_OK (ctx->threads_ok), signatures run instead on a pool of
+ * up to n sessions of their own, opened on demand beside ctx->session
+ * (logged in already: login state is per application, PKCS#11 v2.40
+ * s5.6; object handles are valid in every session of the application),
+ * one signature per session at a time, without the lock.  Only what a
+ * signature writes into the ctx (detail, sign_rv, login_refused) is still
+ * done under the lock.  A session the module calls invalid, closed or
+ * removed leaves the pool; the signature is not retried (nothing that
+ * involves the PIN is).  A module that cannot lock, or n == 1, keeps the
+ * one session and the lock.
  */
 #define OPENSSL_SUPPRESS_DEPRECATED 1
 #include <pthread.h>
@@ -89,10 +100,25 @@ static p11c_result ctx_pin_load(p11c_ctx *ctx)
 
 void p11c_signer_ctx_release(p11c_ctx *ctx)
 {
+	struct p11c_sign_pool *p;
 	struct p11c_ctx_pin *cp;
+	unsigned i;
 	int locked;
 
-	if (ctx == NULL || ctx->ctx_pin == NULL)
+	if (ctx == NULL)
+		return;
+	p = ctx->sign_pool;
+	if (p != NULL) {
+		/* no signature runs: the ctx is being freed.  Busy sessions
+		 * (a caller signing meanwhile) go with C_Finalize. */
+		ctx->sign_pool = NULL;
+		for (i = 0; i < p->nfree && ctx->f != NULL; i++)
+			(void)ctx->f->C_CloseSession(p->free_s[i]);
+		(void)pthread_cond_destroy(&p->cv);
+		(void)pthread_mutex_destroy(&p->mu);
+		free(p);
+	}
+	if (ctx->ctx_pin == NULL)
 		return;
 	cp = ctx->ctx_pin;
 	ctx->ctx_pin = NULL;
@@ -104,71 +130,265 @@ void p11c_signer_ctx_release(p11c_ctx *ctx)
 }
 
 /* Report a PKCS#11 failure both in ctx->detail and on OpenSSL's error
- * queue (the caller only sees the OpenSSL call fail). */
-static void sign_err(struct p11c_signer *s, const char *func, CK_RV rv)
+ * queue (the caller only sees the OpenSSL call fail).  locked: sign_lock
+ * is held; else it is taken for the ctx fields. */
+static void sign_err(struct p11c_signer *s, int locked, const char *func, CK_RV rv)
 {
-	p11c_result r = p11c_ckr(s->ctx, func, rv);
+	p11c_result r;
 
+	if (!locked)
+		(void)pthread_mutex_lock(&sign_lock);
+	r = p11c_ckr(s->ctx, func, rv);
 	if (r == P11C_ERR_PIN_INCORRECT || r == P11C_ERR_PIN_LOCKED)
 		s->ctx->login_refused = r;
 	s->ctx->sign_rv = rv;
 	ERR_raise_data(ERR_LIB_USER, ERR_R_OPERATION_FAIL, "key '%s': %s", s->label,
 		       s->ctx->detail);
+	if (!locked)
+		(void)pthread_mutex_unlock(&sign_lock);
 }
 
-/* One signature in the token: C_SignInit, the context-specific login
- * when the key asks for it, C_Sign.  Called with sign_lock held. */
-static int token_sign_locked(struct p11c_signer *s, CK_MECHANISM_TYPE mt, const unsigned char *in,
-			     size_t inlen, unsigned char *out, CK_ULONG *outlen)
+/* The PIN was refused earlier in this run: say so, 1. */
+static int pin_refused(p11c_ctx *ctx, int locked)
+{
+	int refused;
+
+	if (!locked)
+		(void)pthread_mutex_lock(&sign_lock);
+	refused = ctx->login_refused != P11C_OK;
+	if (refused) {
+		p11c_detail(ctx, "the token '%s' refused the PIN earlier in this run; not trying "
+			    "again (tokens lock after a few wrong PINs)", ctx->token_label);
+		ERR_raise_data(ERR_LIB_USER, ERR_R_OPERATION_FAIL, "%s", ctx->detail);
+	}
+	if (!locked)
+		(void)pthread_mutex_unlock(&sign_lock);
+	return refused;
+}
+
+/* The session itself is gone: it leaves the pool. */
+static int session_gone(CK_RV rv)
+{
+	return rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED ||
+	       rv == CKR_DEVICE_REMOVED;
+}
+
+/* One signature in the token on session sh: C_SignInit, the
+ * context-specific login when the key asks for it, C_Sign.  locked:
+ * sign_lock is held (sh is ctx->session); else sh is the caller's alone.
+ * *last: the CKR of the call that failed, CKR_OK on success. */
+static int token_sign_on(struct p11c_signer *s, CK_SESSION_HANDLE sh, int locked,
+			 CK_MECHANISM_TYPE mt, const unsigned char *in, size_t inlen,
+			 unsigned char *out, CK_ULONG *outlen, CK_RV *last)
 {
 	p11c_ctx *ctx = s->ctx;
 	CK_MECHANISM mech = { mt, NULL, 0 };
 	struct p11c_ctx_pin *cp = ctx->ctx_pin;
 	CK_RV rv;
 
-	if (ctx->login_refused != P11C_OK) {
-		p11c_detail(ctx, "the token '%s' refused the PIN earlier in this run; not trying "
-			    "again (tokens lock after a few wrong PINs)", ctx->token_label);
-		ERR_raise_data(ERR_LIB_USER, ERR_R_OPERATION_FAIL, "%s", ctx->detail);
+	*last = CKR_OK;
+	if (pin_refused(ctx, locked))
 		return 0;
-	}
-	rv = ctx->f->C_SignInit(ctx->session, &mech, s->h);
+	rv = ctx->f->C_SignInit(sh, &mech, s->h);
 	if (rv != CKR_OK) {
-		sign_err(s, "C_SignInit", rv);
+		*last = rv;
+		sign_err(s, locked, "C_SignInit", rv);
 		return 0;
 	}
 	if (s->always_auth) {
 		if (cp != NULL)
-			rv = ctx->f->C_Login(ctx->session, CKU_CONTEXT_SPECIFIC,
-					     (CK_UTF8CHAR_PTR)cp->pin, cp->len);
+			rv = ctx->f->C_Login(sh, CKU_CONTEXT_SPECIFIC, (CK_UTF8CHAR_PTR)cp->pin,
+					     cp->len);
 		else
-			rv = ctx->f->C_Login(ctx->session, CKU_CONTEXT_SPECIFIC, NULL, 0);
+			rv = ctx->f->C_Login(sh, CKU_CONTEXT_SPECIFIC, NULL, 0);
 		if (rv != CKR_OK) {
-			sign_err(s, "C_Login(CKU_CONTEXT_SPECIFIC)", rv);
+			*last = rv;
+			sign_err(s, locked, "C_Login(CKU_CONTEXT_SPECIFIC)", rv);
 			/* end the signing operation: a C_Sign the token refuses
 			 * (CKR_USER_NOT_LOGGED_IN) terminates it (PKCS#11 v2.40
 			 * s5.2); a size query would not.  Its result is dropped. */
-			(void)ctx->f->C_Sign(ctx->session, (CK_BYTE_PTR)(uintptr_t)in, inlen, out,
-					     outlen);
+			(void)ctx->f->C_Sign(sh, (CK_BYTE_PTR)(uintptr_t)in, inlen, out, outlen);
 			return 0;
 		}
 	}
-	rv = ctx->f->C_Sign(ctx->session, (CK_BYTE_PTR)(uintptr_t)in, inlen, out, outlen);
+	rv = ctx->f->C_Sign(sh, (CK_BYTE_PTR)(uintptr_t)in, inlen, out, outlen);
 	if (rv != CKR_OK) {
-		sign_err(s, "C_Sign", rv);
+		*last = rv;
+		sign_err(s, locked, "C_Sign", rv);
 		return 0;
 	}
 	return 1;
 }
 
+/* --- signing sessions (p11c_ctx_set_sign_sessions) -------------------------- */
+
+p11c_result p11c_signer_ctx_init(p11c_ctx *ctx)
+{
+	struct p11c_sign_pool *p;
+	p11c_result r = P11C_ERR_NOMEM;
+	int mu = 0;
+
+	p = calloc(1, sizeof *p);
+	if (p == NULL)
+		goto out;
+	if (pthread_mutex_init(&p->mu, NULL) != 0)
+		goto out;
+	mu = 1;
+	if (pthread_cond_init(&p->cv, NULL) != 0)
+		goto out;
+	p->n = 1;
+	p->limit = 1;
+	ctx->sign_pool = p;
+	p = NULL;
+	r = P11C_OK;
+out:
+	if (p != NULL && mu)
+		(void)pthread_mutex_destroy(&p->mu);
+	free(p);
+	return r;
+}
+
+/* Sessions the pool may hold open: none while signing is serialised. */
+static unsigned pool_target(const struct p11c_sign_pool *p)
+{
+	return p->n > 1 ? p->limit : 0;
+}
+
+p11c_result p11c_ctx_set_sign_sessions(p11c_ctx *ctx, unsigned n)
+{
+	struct p11c_sign_pool *p;
+	CK_SESSION_HANDLE idle[P11C_SIGN_SESSIONS_MAX];
+	unsigned nidle = 0, i;
+
+	if (ctx == NULL || ctx->sign_pool == NULL || n == 0)
+		return P11C_ERR_ARG;
+	if (n > P11C_SIGN_SESSIONS_MAX)
+		n = P11C_SIGN_SESSIONS_MAX;
+	p = ctx->sign_pool;
+	if (pthread_mutex_lock(&p->mu) != 0)
+		return P11C_ERR_INTERNAL;
+	p->n = n;
+	p->limit = n; /* also after C_OpenSession refused one: try again */
+	while (p->open > pool_target(p) && p->nfree > 0) {
+		idle[nidle++] = p->free_s[--p->nfree];
+		p->open--;
+	}
+	(void)pthread_cond_broadcast(&p->cv);
+	(void)pthread_mutex_unlock(&p->mu);
+	/* only a module that locks has pool sessions (pool_take) */
+	for (i = 0; i < nidle; i++)
+		(void)ctx->f->C_CloseSession(idle[i]);
+	return P11C_OK;
+}
+
+enum { TAKE_SERIAL, TAKE_OK, TAKE_FAIL };
+
+/* A session of the pool for one signature: a free one, a new one while
+ * fewer than the limit are open, else wait for one.  TAKE_SERIAL: sign on
+ * ctx->session under sign_lock (n == 1, a module that cannot lock, or no
+ * session could be opened at all). */
+static int pool_take(p11c_ctx *ctx, CK_SESSION_HANDLE *out)
+{
+	struct p11c_sign_pool *p = ctx->sign_pool;
+	CK_SESSION_HANDLE h;
+	CK_RV rv;
+	int r;
+
+	if (p == NULL || ctx->threads_ok != 1)
+		return TAKE_SERIAL;
+	if (pthread_mutex_lock(&p->mu) != 0)
+		return TAKE_FAIL;
+	for (;;) {
+		if (p->n <= 1) {
+			r = TAKE_SERIAL;
+			break;
+		}
+		if (p->nfree > 0) {
+			*out = p->free_s[--p->nfree];
+			r = TAKE_OK;
+			break;
+		}
+		if (p->open < p->limit) {
+			p->open++; /* the slot is ours while we open it */
+			(void)pthread_mutex_unlock(&p->mu);
+			h = CK_INVALID_HANDLE;
+			/* read-only is enough to sign; the login covers it */
+			rv = ctx->f->C_OpenSession(ctx->slot_id, CKF_SERIAL_SESSION, NULL, NULL, &h);
+			if (rv == CKR_OK) {
+				*out = h;
+				return TAKE_OK;
+			}
+			if (pthread_mutex_lock(&p->mu) != 0)
+				return TAKE_FAIL;
+			p->open--;
+			(void)pthread_cond_broadcast(&p->cv);
+			if (p->open == 0) {
+				/* not one: the ctx's session, serialised */
+				r = TAKE_SERIAL;
+				break;
+			}
+			/* the token has no more sessions for us (CKR_SESSION_COUNT,
+			 * ...): wait for one of those open, until the next
+			 * p11c_ctx_set_sign_sessions */
+			if (p->open < p->limit)
+				p->limit = p->open;
+			continue;
+		}
+		if (pthread_cond_wait(&p->cv, &p->mu) != 0) {
+			r = TAKE_FAIL;
+			break;
+		}
+	}
+	(void)pthread_mutex_unlock(&p->mu);
+	return r;
+}
+
+/* Give h back after a signature whose failing call returned last. */
+static void pool_give(p11c_ctx *ctx, CK_SESSION_HANDLE h, CK_RV last)
+{
+	struct p11c_sign_pool *p = ctx->sign_pool;
+	int do_close = 0;
+
+	(void)pthread_mutex_lock(&p->mu);
+	if (session_gone(last)) {
+		p->open--;
+		/* an invalid or closed handle is not closed again: the module
+		 * may have given its number to a session opened since */
+		do_close = last == CKR_DEVICE_REMOVED;
+	} else if (p->open > pool_target(p)) {
+		p->open--; /* n was lowered meanwhile */
+		do_close = 1;
+	} else {
+		p->free_s[p->nfree++] = h;
+	}
+	(void)pthread_cond_broadcast(&p->cv);
+	(void)pthread_mutex_unlock(&p->mu);
+	if (do_close)
+		(void)ctx->f->C_CloseSession(h);
+}
+
 static int token_sign(struct p11c_signer *s, CK_MECHANISM_TYPE mt, const unsigned char *in,
 		      size_t inlen, unsigned char *out, CK_ULONG *outlen)
 {
+	CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
+	CK_RV last;
 	int ok;
 
+	switch (pool_take(s->ctx, &h)) {
+	case TAKE_OK:
+		ok = token_sign_on(s, h, 0, mt, in, inlen, out, outlen, &last);
+		pool_give(s->ctx, h, last);
+		return ok;
+	case TAKE_SERIAL:
+		break;
+	default:
+		ERR_raise_data(ERR_LIB_USER, ERR_R_OPERATION_FAIL,
+			       "key '%s': the signing session pool's lock failed", s->label);
+		return 0;
+	}
 	if (pthread_mutex_lock(&sign_lock) != 0)
 		return 0;
-	ok = token_sign_locked(s, mt, in, inlen, out, outlen);
+	ok = token_sign_on(s, s->ctx->session, 1, mt, in, inlen, out, outlen, &last);
 	(void)pthread_mutex_unlock(&sign_lock);
 	return ok;
 }

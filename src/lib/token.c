@@ -8,8 +8,17 @@
  * session and login (PKCS#11 v2.40 s5.6: login state is per application
  * and token).  Nothing else loads the module, so a module that opens one
  * connection per load (p11-kit-client.so, network HSMs) sees one.
+ *
+ * C_Initialize asks for CKF_OS_LOCKING_OK: the module may then be called
+ * from several threads (the signer's session pool).  A module that cannot
+ * lock answers CKR_CANT_LOCK (PKCS#11 v2.40 s5.4); it is initialised again
+ * without arguments, to run single-threaded, and ctx->threads_ok = 0 makes
+ * the signer keep every signature under its process-wide lock.  The other
+ * calls of a ctx were never made from several threads at once by the
+ * library; with such a module the application must not either.
  */
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +36,11 @@ p11c_result p11c_ctx_new(p11c_ctx **out)
 	if (ctx == NULL)
 		return P11C_ERR_NOMEM;
 	ctx->pin_env = 1;
+	ctx->threads_ok = -1;
+	if (p11c_signer_ctx_init(ctx) != P11C_OK) {
+		free(ctx);
+		return P11C_ERR_NOMEM;
+	}
 	*out = ctx;
 	return P11C_OK;
 }
@@ -82,6 +96,56 @@ const char *p11c_module_name(const p11c_ctx *ctx)
 	return ctx->module_desc[0] ? ctx->module_desc : ctx->module_path;
 }
 
+int p11c_ctx_threads_ok(const p11c_ctx *ctx)
+{
+	if (ctx == NULL || ctx->f == NULL)
+		return -1;
+	return ctx->threads_ok;
+}
+
+/* How the modules this process initialised took CKF_OS_LOCKING_OK, for a
+ * ctx that finds one already initialised (CKR_CRYPTOKI_ALREADY_INITIALIZED:
+ * another ctx on the same module; dlopen gives the same function list).  A
+ * module the application initialised itself is not here and counts as
+ * single-threaded: its flags are not ours to know. */
+#define LOCKING_SEEN_MAX 16
+static struct {
+	CK_FUNCTION_LIST_PTR f;
+	int threads_ok;
+} locking_seen[LOCKING_SEEN_MAX];
+static pthread_mutex_t locking_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void locking_note(CK_FUNCTION_LIST_PTR f, int threads_ok)
+{
+	size_t i;
+
+	(void)pthread_mutex_lock(&locking_mu);
+	for (i = 0; i < LOCKING_SEEN_MAX; i++) {
+		if (locking_seen[i].f == f || locking_seen[i].f == NULL) {
+			locking_seen[i].f = f;
+			locking_seen[i].threads_ok = threads_ok;
+			break;
+		}
+	}
+	(void)pthread_mutex_unlock(&locking_mu);
+}
+
+static int locking_seen_for(CK_FUNCTION_LIST_PTR f)
+{
+	int ok = 0;
+	size_t i;
+
+	(void)pthread_mutex_lock(&locking_mu);
+	for (i = 0; i < LOCKING_SEEN_MAX && locking_seen[i].f != NULL; i++) {
+		if (locking_seen[i].f == f) {
+			ok = locking_seen[i].threads_ok;
+			break;
+		}
+	}
+	(void)pthread_mutex_unlock(&locking_mu);
+	return ok;
+}
+
 /* Copy a blank-padded PKCS#11 string field, trimming the padding. */
 static void pk11_str(char *dst, size_t dlen, const CK_UTF8CHAR *src, size_t slen)
 {
@@ -129,12 +193,25 @@ static p11c_result load_module(p11c_ctx *ctx, const char *path)
 	}
 	memset(&args, 0, sizeof args);
 	args.flags = CKF_OS_LOCKING_OK;
+	ctx->threads_ok = 1;
 	rv = ctx->f->C_Initialize(&args);
-	if (rv == CKR_OK)
+	if (rv == CKR_CANT_LOCK) {
+		/* single-threaded module (PKCS#11 v2.40 s5.4): NULL args, and
+		 * the signer serialises (ctx->threads_ok) */
+		ctx->threads_ok = 0;
+		rv = ctx->f->C_Initialize(NULL);
+	}
+	if (rv == CKR_OK) {
 		ctx->we_initialized = 1;
-	else if (rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+		locking_note(ctx->f, ctx->threads_ok);
+	} else if (rv == CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+		ctx->threads_ok = locking_seen_for(ctx->f);
+	} else {
+		p11c_detail(ctx, "C_Initialize of module '%s'%s: %s", path,
+			    ctx->threads_ok == 0 ? " (without CKF_OS_LOCKING_OK)" : "",
+			    p11c_ckr_name(rv));
 		ctx->f = NULL;
-		p11c_detail(ctx, "C_Initialize of module '%s': %s", path, p11c_ckr_name(rv));
+		ctx->threads_ok = -1;
 		return P11C_ERR_MODULE;
 	}
 	/* name modules by file: "libsofthsm2.so" says more than most
@@ -391,12 +468,13 @@ void p11c_ctx_free(p11c_ctx **pctx)
 	*pctx = NULL;
 	/* first: a kept TLS connection may hold the token key */
 	p11c_http_release(ctx);
+	/* the signing sessions first, then the one that logged in */
+	p11c_signer_ctx_release(ctx);
 	if (ctx->f != NULL && ctx->session != CK_INVALID_HANDLE) {
 		if (ctx->logged_in)
 			(void)ctx->f->C_Logout(ctx->session);
 		(void)ctx->f->C_CloseSession(ctx->session);
 	}
-	p11c_signer_ctx_release(ctx);
 	if (ctx->f != NULL && ctx->we_initialized)
 		(void)ctx->f->C_Finalize(NULL);
 	if (ctx->dl != NULL)
