@@ -53,6 +53,14 @@
  * IDevID of the profile's bootstrap CA); the profile must sign at once
  * (approval = auto, no channel binding).
  *
+ * --probe PATH [--probe-interval-ms N]: one more client, not counted in
+ * --clients, GETs PATH (e.g. /root.crt) every N ms (default 10) on one
+ * kept-alive connection to the first URL during the timed part, and the
+ * line gets probe_n=, probe_p50_ms=, probe_p99_ms=, probe_max_ms= and
+ * probe_errors= (a status other than 200 is an error): what a client that
+ * does not enroll sees while the others do (issue 13: root.crt under
+ * signing load).
+ *
  * Bounded: the run stops starting enrollments after S seconds; a request
  * in flight then has at most --timeout seconds (default 10).  Loopback
  * URLs only.
@@ -111,6 +119,8 @@ struct opts {
 	int est;		/* --est: POST /.well-known/est/simpleenroll */
 	const char *est_user, *est_cert, *est_key, *est_label;
 	char est_pass[256];
+	const char *probe;	/* --probe PATH */
+	long probe_ms;
 };
 
 struct shared {
@@ -150,7 +160,8 @@ static void usage(void)
 		"          [--no-reuse | --conn-per-request] [--key ec|rsa] [--rate-hint R] [--timeout T]\n"
 		"          [--no-verify-host] [--server-pid PID [--server-pid PID ...]]\n"
 		"          [--est [--est-label L] [--est-user NAME --est-password-file FILE |\n"
-		"                                  --est-cert FILE --est-key FILE]]\n",
+		"                                  --est-cert FILE --est-key FILE]]\n"
+		"          [--probe PATH [--probe-interval-ms N]]\n",
 		prog);
 	exit(64);
 }
@@ -471,6 +482,42 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+/* --probe: GET PATH every probe_ms on one kept-alive connection */
+static void *probe_main(void *arg)
+{
+	struct worker *w = arg;
+	struct shared *sh = w->sh;
+	const struct opts *o = sh->o;
+	char url[600];
+	long st;
+	double t0;
+	struct timespec ts = { o->probe_ms / 1000, (o->probe_ms % 1000) * 1000000L };
+
+	if (setup_curl(w) != 0) {
+		fprintf(stderr, "%s: probe: libcurl setup failed\n", prog);
+		atomic_store(&sh->setup_failed, 1);
+	}
+	snprintf(url, sizeof url, "%s%s", w->url, o->probe);
+	(void)pthread_barrier_wait(&sh->ready);
+	(void)pthread_barrier_wait(&sh->ready);
+	if (atomic_load(&sh->setup_failed))
+		return NULL;
+	curl_easy_setopt(w->curl, CURLOPT_URL, url);
+	curl_easy_setopt(w->curl, CURLOPT_HTTPGET, 1L);
+	while (!past(&sh->deadline)) {
+		st = 0;
+		w->body_len = 0;
+		t0 = now_s();
+		if (curl_easy_perform(w->curl) == CURLE_OK &&
+		    curl_easy_getinfo(w->curl, CURLINFO_RESPONSE_CODE, &st) == CURLE_OK && st == 200)
+			add_latency(w, (now_s() - t0) * 1000.0);
+		else
+			w->errors++;
+		nanosleep(&ts, NULL);
+	}
+	return NULL;
+}
+
 /* ---- CPU and memory accounting (Linux /proc) ------------------------------ */
 
 struct sample {
@@ -615,7 +662,7 @@ int main(int argc, char **argv)
 	struct opts o = { .clients = 1, .seconds = 5, .mode = MODE_REUSE, .rate_hint = 1000, .timeout_s = 10,
 			 .verify_host = 1 };
 	struct shared sh;
-	struct worker *w;
+	struct worker *w, pw;
 	struct sample s0, s1;
 	double t0, elapsed, *all, rate, pc_self, pc_server, pc_other;
 	size_t total_lat = 0, k;
@@ -669,6 +716,10 @@ int main(int argc, char **argv)
 			o.timeout_s = (long)num_arg(prog, a, v, 1, 300);
 		else if (strcmp(a, "--est-user") == 0)
 			o.est_user = v;
+		else if (strcmp(a, "--probe") == 0 && v[0] == '/')
+			o.probe = v;
+		else if (strcmp(a, "--probe-interval-ms") == 0)
+			o.probe_ms = (long)num_arg(prog, a, v, 1, 10000);
 		else if (strcmp(a, "--est-label") == 0)
 			o.est_label = v;
 		else if (strcmp(a, "--est-cert") == 0)
@@ -709,8 +760,18 @@ int main(int argc, char **argv)
 	sh.o = &o;
 	if ((sh.subject_prefix = subject_prefix(o.cacert)) == NULL)
 		return 1;
-	if (pthread_barrier_init(&sh.ready, NULL, (unsigned)o.clients + 1) != 0)
+	if (o.probe_ms == 0)
+		o.probe_ms = 10;
+	if (pthread_barrier_init(&sh.ready, NULL, (unsigned)o.clients + 1 + (o.probe != NULL)) != 0)
 		return 1;
+	memset(&pw, 0, sizeof pw);
+	pw.id = -1;
+	pw.url = o.urls[0];
+	pw.sh = &sh;
+	if (o.probe != NULL && pthread_create(&pw.th, NULL, probe_main, &pw) != 0) {
+		fprintf(stderr, "%s: cannot start the probe thread\n", prog);
+		return 1;
+	}
 	if ((w = calloc((size_t)o.clients, sizeof *w)) == NULL)
 		return 1;
 
@@ -742,6 +803,8 @@ int main(int argc, char **argv)
 	}
 	for (i = 0; i < o.clients; i++)
 		pthread_join(w[i].th, NULL);
+	if (o.probe != NULL)
+		pthread_join(pw.th, NULL);
 	elapsed = now_s() - t0;
 	take_sample(&o, &s1);
 	if (atomic_load(&sh.setup_failed)) {
@@ -783,6 +846,12 @@ int main(int argc, char **argv)
 		printf(" servers=%d server_pids=%d", o.nurl, o.npid);
 	if (o.est)
 		printf(" proto=est auth=%s", o.est_user != NULL ? "basic" : o.est_cert != NULL ? "cert" : "none");
+	if (o.probe != NULL) {
+		qsort(pw.lat, pw.nlat, sizeof *pw.lat, cmp_double);
+		printf(" probe=%s probe_n=%zu probe_p50_ms=%.2f probe_p99_ms=%.2f probe_max_ms=%.2f probe_errors=%ld",
+		       o.probe, pw.nlat, pct(pw.lat, pw.nlat, 50), pct(pw.lat, pw.nlat, 99),
+		       pw.nlat ? pw.lat[pw.nlat - 1] : 0.0, pw.errors);
+	}
 	printf("\n");
 	OPENSSL_cleanse(o.est_pass, sizeof o.est_pass);
 	if (refills > 0)
@@ -803,6 +872,11 @@ int main(int argc, char **argv)
 			curl_easy_cleanup(w[i].curl);
 		EVP_PKEY_free(w[i].rsa_key);
 	}
+	free(pw.lat);
+	free(pw.body);
+	curl_slist_free_all(pw.post_hdrs);
+	if (pw.curl != NULL)
+		curl_easy_cleanup(pw.curl);
 	free(all);
 	free(w);
 	X509_NAME_free(sh.subject_prefix);

@@ -189,12 +189,47 @@ int ca_load_key(struct ca *ca, const char *spec, p11c_key **tk, EVP_PKEY **out)
 	return rc;
 }
 
+int ca_store_open(const struct ca *ca, store **out)
+{
+	store_result sr;
+	char *path = NULL;
+	int rc = -1;
+
+	*out = NULL;
+	if (ca->cfg.db != NULL) {
+		/* PostgreSQL (issue 13); the password never in a message */
+		char shown[512], *pw = ca->cfg.db_password_file ? ca_path(ca->dir, ca->cfg.db_password_file) : NULL;
+
+		sr = ca->cfg.db_password_file != NULL && pw == NULL ? STORE_NOMEM :
+		     store_pg_open(out, ca->cfg.db, pw);
+		free(pw);
+		store_pg_redact(ca->cfg.db, shown, sizeof shown);
+		if (sr != STORE_OK) {
+			ca_err("cannot open database '%s': %s", shown, *out ? store_pg_ops.errmsg(*out) : "error");
+			goto out;
+		}
+	} else {
+		path = ca_path(ca->dir, "p11ca.db");
+		sr = path != NULL ? store_sqlite_ops.open(out, path) : STORE_NOMEM;
+		if (sr != STORE_OK) {
+			ca_err("cannot open database '%s': %s", path ? path : "p11ca.db",
+			       *out ? store_sqlite_ops.errmsg(*out) : "error");
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	if (rc != 0 && *out != NULL)
+		(ca->cfg.db != NULL ? &store_pg_ops : &store_sqlite_ops)->close(out);
+	free(path);
+	return rc;
+}
+
 int ca_open(struct ca *ca, const char *dir, const struct ca_config *flags, int need_key)
 {
 	char err[512];
 	char *path = NULL;
 	FILE *fp = NULL;
-	store_result sr;
 	int rc = -1;
 
 	memset(ca, 0, sizeof *ca);
@@ -223,29 +258,9 @@ int ca_open(struct ca *ca, const char *dir, const struct ca_config *flags, int n
 	}
 	free(path);
 	path = NULL;
-	if (ca->cfg.db != NULL) {
-		/* PostgreSQL (issue 13); the password never in a message */
-		char shown[512], *pw = ca->cfg.db_password_file ? ca_path(dir, ca->cfg.db_password_file) : NULL;
-
-		ca->so = &store_pg_ops;
-		sr = ca->cfg.db_password_file != NULL && pw == NULL ? STORE_NOMEM :
-		     store_pg_open(&ca->st, ca->cfg.db, pw);
-		free(pw);
-		store_pg_redact(ca->cfg.db, shown, sizeof shown);
-		if (sr != STORE_OK) {
-			ca_err("cannot open database '%s': %s", shown, ca->st ? ca->so->errmsg(ca->st) : "error");
-			goto out;
-		}
-	} else {
-		path = ca_path(dir, "p11ca.db");
-		ca->so = &store_sqlite_ops;
-		sr = path != NULL ? ca->so->open(&ca->st, path) : STORE_NOMEM;
-		if (sr != STORE_OK) {
-			ca_err("cannot open database '%s': %s", path ? path : "p11ca.db",
-			       ca->st ? ca->so->errmsg(ca->st) : "error");
-			goto out;
-		}
-	}
+	ca->so = ca->cfg.db != NULL ? &store_pg_ops : &store_sqlite_ops;
+	if (ca_store_open(ca, &ca->st) != 0)
+		goto out;
 	if (need_key) {
 		if (ca_load_key(ca, ca->cfg.key, &ca->tkey, &ca->key) != 0)
 			goto out;
@@ -659,7 +674,7 @@ out:
 
 const char *ca_not_after_str(const struct ca *ca)
 {
-	static char buf[64];
+	static __thread char buf[64]; /* workers.c's threads sign too */
 
 	ca_http_date(ca_asn1_time(X509_get0_notAfter(ca->cert)), buf, sizeof buf);
 	return buf;

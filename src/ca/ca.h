@@ -39,7 +39,11 @@ struct ca_config {
 	char *db;              /* "postgresql://..." */
 	char *db_password_file; /* its password, first line (else libpq's PGPASSFILE / service) */
 	int token_rate_shared; /* wrong HMACs also counted in the database, across instances */
+	/* signing off the event loop (issue 13; workers.h) */
+	long signers;          /* worker threads; 0: sign on the loop; -1: automatic */
+	long sign_queue;       /* requests waiting for a worker; beyond: 503 */
 };
+#define CA_SIGNERS_MAX 64
 
 #define CA_CONFIG_FILE "p11ca.conf"
 
@@ -80,6 +84,8 @@ struct ca {
 	const struct store_ops *so;
 };
 
+/* A new connection to the CA's store (its own handle: one per thread). */
+int ca_store_open(const struct ca *ca, store **out);
 /* Open the CA in dir: config, certificate, database; with need_key the
  * signing key too (login to the token). */
 int ca_open(struct ca *ca, const char *dir, const struct ca_config *flags, int need_key);

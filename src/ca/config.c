@@ -20,6 +20,8 @@ const char *const ca_config_names[] = {
 	"max-connections-per-address", "token-rate-limit-global", "access-log-rows",
 	/* the store (issue 13) */
 	"db", "db-password-file", "token-rate-limit-shared",
+	/* signing off the event loop (issue 13) */
+	"signers", "sign-queue",
 	NULL,
 };
 
@@ -38,6 +40,8 @@ void ca_config_defaults(struct ca_config *c)
 	c->token_rate_global = -1;
 	c->access_log_rows = -1;
 	c->token_rate_shared = -1;
+	c->signers = -1;
+	c->sign_queue = -1;
 }
 
 static void resolve(struct ca_config *c)
@@ -68,6 +72,9 @@ static void resolve(struct ca_config *c)
 		c->san_wildcards = 0;
 	if (c->token_rate_shared < 0)
 		c->token_rate_shared = 0;
+	/* signers stays -1 (automatic): serve decides from the key (ca.h) */
+	if (c->sign_queue < 0)
+		c->sign_queue = 128;
 }
 
 void ca_config_free(struct ca_config *c)
@@ -202,6 +209,15 @@ int ca_config_set(struct ca_config *c, const char *name, const char *v, char *er
 		return set_str(&c->db_password_file, v);
 	if (strcmp(name, "token-rate-limit-shared") == 0)
 		return set_yesno(&c->token_rate_shared, name, v, err, errlen);
+	if (strcmp(name, "signers") == 0) {
+		if (strcmp(v, "auto") == 0) {
+			c->signers = -1;
+			return 0;
+		}
+		return set_long(&c->signers, name, v, 0, CA_SIGNERS_MAX, err, errlen);
+	}
+	if (strcmp(name, "sign-queue") == 0)
+		return set_long(&c->sign_queue, name, v, 1, 100000, err, errlen);
 	snprintf(err, errlen, "unknown setting '%s'", name);
 	return -1;
 }
@@ -354,6 +370,10 @@ int ca_config_save(const struct ca_config *c, const char *dir)
 	put(fp, "db-password-file", c->db_password_file);
 	if (c->token_rate_shared >= 0)
 		fprintf(fp, "token-rate-limit-shared = %s\n", c->token_rate_shared ? "yes" : "no");
+	if (c->signers >= 0)
+		fprintf(fp, "signers = %ld\n", c->signers);
+	if (c->sign_queue >= 0)
+		fprintf(fp, "sign-queue = %ld\n", c->sign_queue);
 	if (fclose(fp) != 0) {
 		fp = NULL;
 		goto out;
@@ -384,7 +404,7 @@ void ca_config_merge(struct ca_config *c, const struct ca_config *over)
 	ML(short_hours) ML(long_hours) ML(token_days) ML(renew_mtls) ML(token_rate_limit)
 	ML(timeout) ML(max_connections)
 	ML(san_wildcards)
-	ML(max_per_address) ML(token_rate_global) ML(access_log_rows)
+	ML(max_per_address) ML(token_rate_global) ML(access_log_rows) ML(signers) ML(sign_queue)
 #undef MS
 #undef ML
 	resolve(c);

@@ -57,6 +57,8 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -145,6 +147,16 @@ struct httpd {
 	struct event *stop_ev;	/* activated by httpd_stop */
 	struct event *poll_ev;	/* graceful stop: every 100 ms */
 	struct event *sig_ev[2];
+	/* detached requests (httpd_req_detach), answered by other threads:
+	 * ndetached is the loop's count of those not sent yet; the finished
+	 * ones wait in the done list (done_mu) and a byte in done_pipe wakes
+	 * the loop (done_ev) */
+	int ndetached;
+	pthread_mutex_t done_mu;
+	int done_mu_ok;
+	httpd_req *done_head, *done_tail;
+	int done_pipe[2];
+	struct event *done_ev;
 	char err[256];
 };
 
@@ -167,6 +179,8 @@ struct httpd_req {
 	char protocol[32];
 	char detail[160];
 	struct mem_req *mem;	/* httpd_req_mem_new: what the reply captured */
+	int detached;		/* httpd_req_detach: ev is answered by httpd_req_done */
+	httpd_req *done_next;
 };
 
 /* An in-memory request owns its inputs and captures the reply. */
@@ -181,6 +195,9 @@ struct mem_req {
 	unsigned char binding[64];	/* httpd_req_mem_set_binding */
 	size_t binding_len;
 	int binding_tls13;
+	/* detached requests own these (references taken from the SSL) */
+	int own_certs;
+	STACK_OF(X509) *chain;
 };
 
 static void set_err(httpd *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -661,7 +678,9 @@ httpd_reply(httpd_req *r, int status, const char *content_type,
 	}
 	r->replied = 1;
 	oh = r->out_headers;
-	ob = r->ev != NULL ? evhttp_request_get_output_buffer(r->ev) : NULL;
+	/* a detached request captures its reply on whatever thread: evhttp
+	 * is touched by the loop only (detached_send) */
+	ob = r->ev != NULL && r->mem == NULL ? evhttp_request_get_output_buffer(r->ev) : NULL;
 	if (status < 200 || status > 599) {
 		httpd_req_note(r, NULL, "invalid status from handler");
 		goto fail;
@@ -710,7 +729,8 @@ fail:
 send:
 	if (r->mem != NULL) {
 		r->mem->status = status;
-		log_request(r, status, len);
+		if (!r->detached)
+			log_request(r, status, len);
 		return;
 	}
 	if (r->h->stopping)
@@ -926,6 +946,8 @@ httpd_req_client_cert(const httpd_req *r)
 STACK_OF(X509) *
 httpd_req_client_chain(const httpd_req *r)
 {
+	if (r->mem != NULL)
+		return r->mem->chain;
 	return r->ssl != NULL ? SSL_get_peer_cert_chain(r->ssl) : NULL;
 }
 
@@ -961,6 +983,166 @@ httpd_req_channel_binding(const httpd_req *r, unsigned char *out, size_t max, in
 	}
 	n = SSL_session_reused(r->ssl) ? SSL_get_finished(r->ssl, out, max) : SSL_get_peer_finished(r->ssl, out, max);
 	return n <= max ? n : 0;
+}
+
+/* ---- detached requests (answered from another thread) ---- */
+
+httpd_req *
+httpd_req_detach(httpd_req *r)
+{
+	httpd_req *d = NULL;
+	struct evkeyval *kv;
+	STACK_OF(X509) *ch;
+	X509 *cc;
+	int tls13 = 0;
+
+	if (r == NULL || r->h == NULL || r->ev == NULL || r->mem != NULL || r->replied)
+		return NULL;
+	if ((d = calloc(1, sizeof(*d))) == NULL || (d->mem = calloc(1, sizeof(*d->mem))) == NULL)
+		goto fail;
+	TAILQ_INIT(&d->mem->in);
+	TAILQ_INIT(&d->mem->out);
+	d->mem->own_certs = 1;
+	d->h = r->h;
+	d->ev = r->ev;
+	d->detached = 1;
+	d->in_headers = &d->mem->in;
+	d->out_headers = &d->mem->out;
+	d->tag = r->tag;
+	d->method = r->method;
+	if ((d->mem->target = strdup(r->target != NULL ? r->target : "")) == NULL ||
+	    (r->path != NULL && (d->path = strdup(r->path)) == NULL))
+		goto fail;
+	d->target = d->mem->target;
+	TAILQ_FOREACH(kv, r->in_headers, next) {
+		if (evhttp_add_header(&d->mem->in, kv->key, kv->value) != 0)
+			goto fail;
+	}
+	d->host = evhttp_find_header(&d->mem->in, "Host");
+	memcpy(d->peer, r->peer, sizeof(d->peer));
+	memcpy(d->protocol, r->protocol, sizeof(d->protocol));
+	memcpy(d->detail, r->detail, sizeof(d->detail));
+	/* what the connection knows, taken now: it may be gone by the time
+	 * the other thread looks */
+	if (r->peer_cert != NULL && X509_up_ref(r->peer_cert))
+		d->peer_cert = r->peer_cert;
+	else if (r->peer_cert != NULL)
+		goto fail;
+	if ((cc = httpd_req_client_cert(r)) != NULL) {
+		if (!X509_up_ref(cc))
+			goto fail;
+		d->mem->client_cert = cc;
+	}
+	if ((ch = httpd_req_client_chain(r)) != NULL && (d->mem->chain = X509_chain_up_ref(ch)) == NULL)
+		goto fail;
+	d->mem->binding_len = httpd_req_channel_binding(r, d->mem->binding, sizeof(d->mem->binding), &tls13);
+	d->mem->binding_tls13 = tls13;
+	/* the body moves to the copy (req_gencb frees what r still has) */
+	d->body = r->body;
+	d->body_len = r->body_len;
+	r->body = NULL;
+	r->body_len = 0;
+	r->replied = 1;
+	r->h->ndetached++;
+	return d;
+fail:
+	if (d != NULL)
+		d->detached = 0;
+	httpd_req_mem_free(&d);
+	ERR_clear_error();
+	return NULL;
+}
+
+void
+httpd_req_done(httpd_req *d)
+{
+	httpd *h;
+	char b = 1;
+
+	if (d == NULL || !d->detached)
+		return;
+	h = d->h;
+	d->done_next = NULL;
+	pthread_mutex_lock(&h->done_mu);
+	if (h->done_tail != NULL)
+		h->done_tail->done_next = d;
+	else
+		h->done_head = d;
+	h->done_tail = d;
+	pthread_mutex_unlock(&h->done_mu);
+	/* non-blocking: a full pipe has woken the loop already */
+	if (write(h->done_pipe[1], &b, 1) < 0 && errno != EAGAIN)
+		fprintf(stderr, "p11ca: waking the event loop: %s\n", strerror(errno));
+}
+
+/* On the loop: the captured reply of a detached request onto its evhttp
+ * request (which evhttp frees when the client has gone meanwhile). */
+static void
+detached_send(httpd_req *d)
+{
+	httpd *h = d->h;
+	struct evkeyvalq *oh = evhttp_request_get_output_headers(d->ev);
+	struct evbuffer *ob = evhttp_request_get_output_buffer(d->ev);
+	struct evkeyval *kv;
+	int status = d->mem->status;
+	size_t len = d->mem->reply_len;
+
+	if (status == 0) {
+		fprintf(stderr, "p11ca: handler did not reply to \"%s %s\"\n", d->method,
+			d->path != NULL ? d->path : "-");
+		if (d->detail[0] == '\0')
+			httpd_req_note(d, NULL, "handler did not reply");
+		goto fail;
+	}
+	TAILQ_FOREACH(kv, &d->mem->out, next) {
+		if (evhttp_add_header(oh, kv->key, kv->value) != 0)
+			goto fail;
+	}
+	if (len > 0 && evbuffer_add(ob, d->mem->reply, len) != 0)
+		goto fail;
+	goto send;
+fail:
+	evhttp_clear_headers(oh);
+	evbuffer_drain(ob, evbuffer_get_length(ob));
+	(void)evhttp_add_header(oh, "Server", "p11ca");
+	status = 500;
+	len = 0;
+send:
+	if (h->stopping)
+		evhttp_add_header(oh, "Connection", "close");
+	evhttp_send_reply(d->ev, status, reason_phrase(status), NULL);
+	log_request(d, status, len);
+	h->ndetached--;
+	d->ev = NULL;
+	httpd_req_mem_free(&d);
+	ERR_clear_error();
+}
+
+/* Send every finished detached request. */
+static void
+done_flush(httpd *h)
+{
+	httpd_req *d, *next;
+
+	pthread_mutex_lock(&h->done_mu);
+	d = h->done_head;
+	h->done_head = h->done_tail = NULL;
+	pthread_mutex_unlock(&h->done_mu);
+	for (; d != NULL; d = next) {
+		next = d->done_next;
+		detached_send(d);
+	}
+}
+
+static void
+done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	char buf[256];
+
+	(void)what;
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	done_flush(arg);
 }
 
 /* ---- in-memory requests ---- */
@@ -1080,6 +1262,11 @@ httpd_req_mem_free(httpd_req **rp)
 		return;
 	r = *rp;
 	*rp = NULL;
+	if (r->mem != NULL && r->mem->own_certs) {
+		X509_free(r->peer_cert);
+		X509_free(r->mem->client_cert);
+		sk_X509_pop_free(r->mem->chain, X509_free);
+	}
 	if (r->mem != NULL) {
 		evhttp_clear_headers(&r->mem->in);
 		evhttp_clear_headers(&r->mem->out);
@@ -1106,6 +1293,7 @@ httpd_new(const struct httpd_limits *lim, httpd_handler handler, void *hud,
 	if ((h = calloc(1, sizeof(*h))) == NULL)
 		goto out;
 	h->ex_idx = -1;
+	h->done_pipe[0] = h->done_pipe[1] = -1;
 	if (lim != NULL)
 		h->lim = *lim;
 	if (h->lim.max_body == 0)
@@ -1131,6 +1319,16 @@ httpd_new(const struct httpd_limits *lim, httpd_handler handler, void *hud,
 	if ((h->stop_ev = event_new(h->base, -1, 0, stop_cb, h)) == NULL)
 		goto out;
 	if ((h->resume_ev = event_new(h->base, -1, 0, resume_cb, h)) == NULL)
+		goto out;
+	if (pthread_mutex_init(&h->done_mu, NULL) != 0)
+		goto out;
+	h->done_mu_ok = 1;
+	if (pipe2(h->done_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+		h->done_pipe[0] = h->done_pipe[1] = -1;
+		goto out;
+	}
+	if ((h->done_ev = event_new(h->base, h->done_pipe[0], EV_READ | EV_PERSIST, done_cb, h)) == NULL ||
+	    event_add(h->done_ev, NULL) != 0)
 		goto out;
 	ret = h;
 	h = NULL;
@@ -1294,7 +1492,7 @@ stop_poll_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	busy = busy_connections(h);
+	busy = busy_connections(h) + h->ndetached;
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	if (busy > 0 && (now.tv_sec < h->deadline.tv_sec ||
 			 (now.tv_sec == h->deadline.tv_sec && now.tv_nsec < h->deadline.tv_nsec)))
@@ -1431,6 +1629,13 @@ httpd_free(httpd **hp)
 	h = *hp;
 	*hp = NULL;
 	h->stopping = 1;	/* no listener re-enabling from here */
+	/* detached requests finished after the loop ended (the caller has
+	 * stopped the threads answering them): their replies are queued and
+	 * go with the connections, and evhttp frees the orphaned ones */
+	if (h->done_mu_ok)
+		done_flush(h);
+	if (h->ndetached > 0)
+		fprintf(stderr, "p11ca: %d detached request(s) never answered\n", h->ndetached);
 	for (l = h->listeners; l != NULL; l = l->next) {
 		if (l->http != NULL)
 			evhttp_free(l->http);	/* listeners and connections */
@@ -1439,6 +1644,8 @@ httpd_free(httpd **hp)
 	}
 	if (h->stop_ev != NULL)
 		event_free(h->stop_ev);
+	if (h->done_ev != NULL)
+		event_free(h->done_ev);
 	if (h->resume_ev != NULL)
 		event_free(h->resume_ev);
 	if (h->poll_ev != NULL)
@@ -1468,5 +1675,11 @@ httpd_free(httpd **hp)
 	}
 	if (h->ex_idx >= 0)
 		CRYPTO_free_ex_index(CRYPTO_EX_INDEX_SSL, h->ex_idx);
+	if (h->done_pipe[0] >= 0)
+		close(h->done_pipe[0]);
+	if (h->done_pipe[1] >= 0)
+		close(h->done_pipe[1]);
+	if (h->done_mu_ok)
+		pthread_mutex_destroy(&h->done_mu);
 	free(h);
 }

@@ -1,7 +1,8 @@
 /*
  * A small HTTPS server on libevent's evhttp with OpenSSL bufferevents.
- * Single-threaded: handlers run to completion on the event loop, so token
- * operations made from handlers are naturally serialized.
+ * Handlers run on the event loop's thread; one that would block the loop
+ * (signing with a slow token) detaches the request and has another
+ * thread answer it (httpd_req_detach, httpd_req_done).
  */
 #ifndef P11CA_HTTPD_H
 #define P11CA_HTTPD_H
@@ -45,6 +46,24 @@ void httpd_reply(httpd_req *r, int status, const char *content_type,
 		 const char *const *extra_headers, const void *body, size_t len);
 /* Annotate the access-log line of this request (short, no secrets). */
 void httpd_req_note(httpd_req *r, const char *protocol, const char *detail);
+
+/*
+ * Answer R from another thread.  Called by the handler (on the loop's
+ * thread) instead of replying: returns a copy that outlives the handler
+ * call, with the request's inputs taken now (method, path, headers, body,
+ * peer address, client certificates and chain, channel binding) and its
+ * reply captured rather than sent.  Any thread then runs a handler on the
+ * copy (every httpd_req_* call works on it; httpd_reply exactly once) and
+ * calls httpd_req_done, which hands it back: the loop sends the reply
+ * (500 when none was made), logs it and frees the copy.  A client that
+ * went away meanwhile gets nothing, and nothing leaks.  The graceful stop
+ * waits for detached requests like for busy connections; httpd_free sends
+ * what finished after the loop ended, so stop the answering threads
+ * before it.  NULL when out of memory (or R is in-memory or answered):
+ * then answer R as usual.
+ */
+httpd_req *httpd_req_detach(httpd_req *r);
+void httpd_req_done(httpd_req *d);
 
 /*
  * In-memory requests, for fuzzing and tests: no socket, no event loop.

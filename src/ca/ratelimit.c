@@ -2,6 +2,7 @@
  * s4).  A token is MILLI units and a bucket of `cap` tokens refills `cap`
  * units per millisecond (cap tokens per minute), lazily from the time of
  * the last update: integer arithmetic without rounding loss. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -21,7 +22,10 @@ struct slot {
 	struct bucket b;
 };
 
+/* checked and counted from the loop and from the signing threads
+ * (workers.h): every public call holds mu */
 struct ratelimit {
+	pthread_mutex_t mu;
 	unsigned burst, global;
 	struct bucket g;
 	size_t nslots;
@@ -86,6 +90,7 @@ ratelimit *ratelimit_new(unsigned burst, unsigned global, int *oom)
 			*oom = 1;
 		return NULL;
 	}
+	pthread_mutex_init(&rl->mu, NULL);
 	rl->burst = burst;
 	rl->global = global;
 	rl->nslots = n;
@@ -97,6 +102,7 @@ void ratelimit_free(ratelimit **rlp)
 {
 	if (rlp == NULL || *rlp == NULL)
 		return;
+	pthread_mutex_destroy(&(*rlp)->mu);
 	free((*rlp)->slots);
 	free(*rlp);
 	*rlp = NULL;
@@ -165,6 +171,7 @@ long ratelimit_check(ratelimit *rl, const char *addr, int64_t now_ms)
 
 	if (rl == NULL)
 		return 0;
+	pthread_mutex_lock(&rl->mu);
 	s = find(rl, addr, now_ms, 0, &can_take);
 	if (s != NULL) {
 		refill(&s->b, rl->burst, now_ms);
@@ -178,6 +185,7 @@ long ratelimit_check(ratelimit *rl, const char *addr, int64_t now_ms)
 	}
 	if (gw > w)
 		w = gw;
+	pthread_mutex_unlock(&rl->mu);
 	return w > 0 ? to_sec(w) : 0;
 }
 
@@ -187,6 +195,7 @@ void ratelimit_fail(ratelimit *rl, const char *addr, int64_t now_ms)
 
 	if (rl == NULL)
 		return;
+	pthread_mutex_lock(&rl->mu);
 	if ((s = find(rl, addr, now_ms, 1, NULL)) != NULL) {
 		refill(&s->b, rl->burst, now_ms);
 		s->b.milli -= MILLI;
@@ -199,4 +208,5 @@ void ratelimit_fail(ratelimit *rl, const char *addr, int64_t now_ms)
 		if (rl->g.milli < 0)
 			rl->g.milli = 0;
 	}
+	pthread_mutex_unlock(&rl->mu);
 }

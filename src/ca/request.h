@@ -27,6 +27,7 @@ struct ca_served {
 	int token_on_main;           /* token protocol at POST / of the main listener */
 	ratelimit *rl;               /* wrong HMACs (NULL: no limit) */
 	struct est_server *est;      /* DIR/est.conf (NULL: EST off), proto/est.h */
+	struct ca_workers *workers;  /* signing threads (NULL: handlers sign on the loop) */
 };
 
 /* One request as a handler gets it: the HTTP exchange (method, path,
@@ -46,11 +47,20 @@ struct ca_request {
 };
 
 /* One route of a served protocol: match() says whether it takes the
- * request (method, path, listener); handle() replies to it. */
+ * request (method, path, listener); handle() replies to it.  offload()
+ * (NULL: never) says whether handle() may sign (or wait on the store's
+ * locks) for this request: then, when the server has signing threads
+ * (workers.h), handle() runs on one of them, with that thread's own
+ * struct ca (its own store connection) in rq->ca and a detached copy of
+ * the request in rq->r; everything else stays on the event loop. */
 struct ca_route {
 	int (*match)(const struct ca_request *rq);
 	void (*handle)(const struct ca_request *rq);
+	int (*offload)(const struct ca_request *rq);
 };
+
+/* The request context of R for a handler using CA (serve.c). */
+void ca_request_init(struct ca_request *rq, const struct ca_served *sv, struct ca *ca, httpd_req *r);
 
 /* A served protocol: one file in src/ca/proto/ defines one of these.
  * serve.c tries the protocols in the order of its table and, within one,
@@ -80,5 +90,9 @@ void reply_problem(httpd_req *r, int status, const char *title, const char *deta
  * sent (proto/caramel.c; issue 13) */
 #define STORE_RETRY_AFTER "5"
 int reply_store_down(const struct ca_request *rq, int token_json);
+/* 503 with Retry-After: every signing thread busy and the queue full
+ * (workers.h); the same shapes as reply_store_down */
+#define BUSY_RETRY_AFTER "2"
+void reply_busy(const struct ca_request *rq, int token_json);
 
 #endif

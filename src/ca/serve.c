@@ -12,6 +12,7 @@
 
 #include "request.h"
 #include "proto/est.h"
+#include "workers.h"
 
 /* Access-log rows wait here and go to the database in one transaction
  * per ALOG_BATCH rows or per second (issue 10 point 8). */
@@ -92,28 +93,52 @@ fail:
 	return NULL;
 }
 
+void ca_request_init(struct ca_request *rq, const struct ca_served *sv, struct ca *ca, httpd_req *r)
+{
+	memset(rq, 0, sizeof *rq);
+	rq->r = r;
+	rq->listener = httpd_req_listener(r);
+	rq->ca = ca;
+	rq->ca_pem = sv->ca_pem;
+	rq->ca_pem_len = sv->ca_pem_len;
+	rq->token = sv->token;
+	rq->token_len = sv->token_len;
+	rq->token_on_main = sv->token_on_main;
+	rq->rl = sv->rl;
+	rq->est = sv->est;
+}
+
 void ca_dispatch(const struct ca_served *sv, httpd_req *r)
 {
 	struct ca_request rq;
+	const struct ca_route *rt;
+	httpd_req *d;
 	size_t i, k;
 
-	memset(&rq, 0, sizeof rq);
-	rq.r = r;
-	rq.listener = httpd_req_listener(r);
-	rq.ca = sv->ca;
-	rq.ca_pem = sv->ca_pem;
-	rq.ca_pem_len = sv->ca_pem_len;
-	rq.token = sv->token;
-	rq.token_len = sv->token_len;
-	rq.token_on_main = sv->token_on_main;
-	rq.rl = sv->rl;
-	rq.est = sv->est;
+	ca_request_init(&rq, sv, sv->ca, r);
 	for (i = 0; i < sizeof served / sizeof served[0]; i++)
-		for (k = 0; k < served[i]->nroutes; k++)
-			if (served[i]->routes[k].match(&rq)) {
-				served[i]->routes[k].handle(&rq);
-				return;
+		for (k = 0; k < served[i]->nroutes; k++) {
+			rt = &served[i]->routes[k];
+			if (!rt->match(&rq))
+				continue;
+			/* what may sign goes to a signing thread (workers.h) */
+			if (sv->workers != NULL && rt->offload != NULL && rt->offload(&rq)) {
+				int token_json = served[i] == &ca_proto_sharedtoken;
+
+				if (ca_workers_full(sv->workers)) {
+					httpd_req_note(r, served[i]->name, NULL);
+					reply_busy(&rq, token_json);
+					return;
+				}
+				if ((d = httpd_req_detach(r)) != NULL) {
+					ca_workers_submit(sv->workers, d, rt, token_json);
+					return;
+				}
+				/* out of memory for the copy: answered here */
 			}
+			rt->handle(&rq);
+			return;
+		}
 	/* Caramel takes everything: not reached */
 	reply_problem(r, 404, NULL, NULL);
 }
@@ -258,6 +283,30 @@ static void connection_caps(const struct ca_config *cfg, struct httpd_limits *li
 		lim->max_connections, lim->max_per_address, nofile);
 }
 
+/* signers = N threads sign (auto: ca_workers_auto), each on its own
+ * PKCS#11 session, plus one for the loop's own (TLS handshakes with a
+ * token key); 0 signs on the loop. */
+static int start_signers(struct server *s)
+{
+	struct ca *ca = s->ca;
+	long n = ca->cfg.signers < 0 ? ca_workers_auto(ca) : ca->cfg.signers;
+
+	if (n == 0) {
+		fprintf(stderr, "p11ca: signing on the event loop (signers = 0)\n");
+		return 0;
+	}
+	if (ca->p11 != NULL && p11c_ctx_set_sign_sessions(ca->p11, (unsigned)(n + 1 < 64 ? n + 1 : 64)) != P11C_OK) {
+		ca_errp(ca->p11, "cannot use %ld signing sessions", n + 1);
+		return -1;
+	}
+	if (ca_workers_start(&s->sv.workers, &s->sv, n, ca->cfg.sign_queue) != 0)
+		return -1;
+	fprintf(stderr, "p11ca: %ld signing thread(s)%s, queue %ld\n", n,
+		ca->p11 != NULL && p11c_ctx_threads_ok(ca->p11) == 0 ? " (the module cannot run threads: one "
+		"signature at a time)" : "", ca->cfg.sign_queue);
+	return 0;
+}
+
 int ca_serve(struct ca *ca, const char *port_file)
 {
 	struct server *s = NULL;
@@ -382,10 +431,16 @@ int ca_serve(struct ca *ca, const char *port_file)
 			goto out;
 		}
 	}
+	if (start_signers(s) != 0)
+		goto out;
 	rc = httpd_run(h, 10) == 0 ? 0 : 1;
+	/* the queued requests get their 503s, the running ones finish */
+	ca_workers_stop(&s->sv.workers);
 	alog_flush(s, time(NULL));
 	fprintf(stderr, "p11ca: stopped\n");
 out:
+	if (s != NULL)
+		ca_workers_stop(&s->sv.workers);
 	httpd_free(&h);
 	SSL_CTX_free(main_ctx);
 	SSL_CTX_free(token_ctx);

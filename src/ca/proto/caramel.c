@@ -63,6 +63,19 @@ int reply_store_down(const struct ca_request *rq, int token_json)
 	return 1;
 }
 
+void reply_busy(const struct ca_request *rq, int token_json)
+{
+	static const char msg[] = "every signer is busy and the signing queue is full; retry later";
+	const char *hdr[] = { "Retry-After", BUSY_RETRY_AFTER, NULL };
+	char *body;
+
+	httpd_req_note(rq->r, NULL, "signing queue full");
+	body = token_json ? p11c_token_response_json(NULL, NULL, msg) : p11c_problem_json(503, title_of(503), msg);
+	httpd_reply(rq->r, 503, token_json ? "application/json" : "application/problem+json", hdr, body,
+		    body ? strlen(body) : 0);
+	free(body);
+}
+
 /* A Host header fit for the URL of a 202 body: a host name, an IPv4 or
  * [IPv6] literal, an optional port.  Anything else (control characters,
  * quotes, '/', '@', '#') would break the JSON or send the client elsewhere. */
@@ -365,8 +378,22 @@ static int caramel_match(const struct ca_request *rq)
 	return 1;
 }
 
+/* What may sign: a CSR posted (autosign), and a poll with a client
+ * certificate (renewal over mTLS).  Plain polls and root.crt stay on the
+ * loop, fast while signers work. */
+static int caramel_offload(const struct ca_request *rq)
+{
+	const char *path = httpd_req_path(rq->r), *m = httpd_req_method(rq->r);
+
+	if (path[0] != '/' || !p11c_is_sha256_hex(path + 1))
+		return 0;
+	if (strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0)
+		return 1;
+	return rq->ca->cfg.renew_mtls && httpd_req_peer_cert(rq->r) != NULL;
+}
+
 static const struct ca_route caramel_routes[] = {
-	{ caramel_match, caramel_handle },
+	{ caramel_match, caramel_handle, caramel_offload },
 };
 
 const struct ca_protocol ca_proto_caramel = {

@@ -17,6 +17,7 @@
  * finds the stored one (s4.2.3: "the client ... resubmits the same
  * request"), pending or signed.  Everything is committed to the store
  * before the answer. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,9 @@
 #include "est.h"
 /* the one internal libp11cert header p11ca uses: the crash tests' hook */
 #include "../../lib/testhook.h"
+
+/* est_server.cache: shared by the loop and the signing threads */
+static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
 
 #define EST_OP_MAX 32
 #define EST_CPW_MAX 256
@@ -168,7 +172,10 @@ static int basic_ok(const struct ca_request *rq, const struct est_profile *p, ch
 		ca_err("EST: cannot read the credentials file %s", path ? path : p->users);
 		rc = -2;
 	} else {
+		/* the cache is shared by the loop and the signing threads */
+		pthread_mutex_lock(&cache_mu);
 		rc = est_user_check(&rq->est->cache, text, len, user, pass, (int64_t)time(NULL));
+		pthread_mutex_unlock(&cache_mu);
 	}
 	OPENSSL_cleanse(pass, sizeof pass);
 	free(text);
@@ -585,8 +592,15 @@ static void est_handle(const struct ca_request *rq)
 	}
 }
 
+/* simpleenroll, simplereenroll and serverkeygen sign (RFC 7030 s4.2,
+ * s4.4); cacerts and csrattrs stay on the loop */
+static int est_offload(const struct ca_request *rq)
+{
+	return strcmp(httpd_req_method(rq->r), "POST") == 0;
+}
+
 static const struct ca_route est_routes[] = {
-	{ est_match, est_handle },
+	{ est_match, est_handle, est_offload },
 };
 
 const struct ca_protocol ca_proto_est = {
