@@ -421,6 +421,9 @@ int ca_serve(struct ca *ca, const char *port_file)
 		}
 		fprintf(stderr, "p11ca: serving shared-token on %s (port %d)\n", ca->cfg.token_listen, port);
 	}
+	/* before the port file: a client that reads it finds the signers up */
+	if (start_signers(s) != 0)
+		goto out;
 	fflush(stderr);
 	if (port_file != NULL) {
 		char line[32];
@@ -431,8 +434,6 @@ int ca_serve(struct ca *ca, const char *port_file)
 			goto out;
 		}
 	}
-	if (start_signers(s) != 0)
-		goto out;
 	rc = httpd_run(h, 10) == 0 ? 0 : 1;
 	/* the queued requests get their 503s, the running ones finish */
 	ca_workers_stop(&s->sv.workers);

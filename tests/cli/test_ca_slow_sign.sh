@@ -66,7 +66,7 @@ inflight() { cat "$T/inflight" 2>/dev/null || echo 0; }
 # --- 1. two signers: the loop keeps answering while the token signs ---
 export SLOWP11_DELAY_MS=3000 SLOWP11_MAX_INFLIGHT_FILE=$T/inflight
 ca_start s1 "$D" --autosign uuid --signers 2
-expect_grep "2 signing thread(s), queue" "$CA_LOG"
+expect_grep -F "2 signing thread(s), queue" "$CA_LOG"
 post 202 "$T/c/pend.csr"
 bg_post 1 "$T/p1"
 p1=$BG_PID
@@ -91,7 +91,7 @@ pass "signers = 2: root.crt and a poll answered in $((t1 - t0)) ms while two 3 s
 # --- 2. signers = 0: the same requests wait for the token ---
 rm -f "$T/inflight"
 ca_start s0 "$D" --autosign uuid --signers 0
-expect_grep "signing on the event loop (signers = 0)" "$CA_LOG"
+expect_grep -F "signing on the event loop (signers = 0)" "$CA_LOG"
 bg_post 3 "$T/p3"
 p3=$BG_PID
 sleep 1
@@ -175,7 +175,7 @@ pass "SIGTERM with signatures queued: exit 0, every 202 stored"
 rm -f "$T/inflight"
 export SLOWP11_DELAY_MS=500 SLOWP11_CANT_LOCK=1
 ca_start nolock "$D" --autosign uuid
-expect_grep "1 signing thread(s) (the module cannot run threads" "$CA_LOG"
+expect_grep -F "1 signing thread(s) (the module cannot run threads" "$CA_LOG"
 pids=()
 for i in 15 16; do
 	bg_post "$i" "$T/n$i"
