@@ -40,7 +40,7 @@ static const char usage[] =
 	"  --url --san-patterns --token-dn-suffix --token-rate-limit --timeout\n"
 	"  --max-connections --san-wildcards --max-connections-per-address\n"
 	"  --token-rate-limit-global --access-log-rows --db --db-password-file\n"
-	"  --token-rate-limit-shared\n"
+	"  --token-rate-limit-shared --signers --sign-queue\n"
 	"\n"
 	"init: [--type ec:P-256|ec:P-384|rsa:2048|rsa:3072|rsa:4096] [--C --ST --L --O --OU --CN]\n"
 	"      [--days N] [--hostname NAME]... (TLS server certificate)\n"
