@@ -6,6 +6,8 @@
 #      GET /root.crt and the poll of a pending request are answered (the
 #      enrollments are still running when they come back), and the two
 #      signatures ran at the same time (slowp11's in-flight maximum is 2);
+#      a client that gives up meanwhile leaves a request that is still
+#      stored and signed, and p11ca serving;
 #   2. signers = 0 (on the loop, as before): root.crt waits for them, which
 #      shows that check 1 can fail;
 #   3. the bounded queue: 2 signers, sign-queue 2, 6 enrollments at once:
@@ -84,7 +86,21 @@ wait_all 30 "$p1" "$p2"
 for k in 1 2; do
 	[ "$(cat "$T/p$k.code")" = 202 ] || fail "enrollment $k: HTTP $(cat "$T/p$k.code")"
 done
+# a client that gives up while its request is being signed: p11ca finishes
+# the request (stored and signed, the reply goes nowhere, nothing leaks:
+# the ASan pass checks) and keeps serving
+sha4=$(cat "$T/c/4.sha")
+code=$(curl -sS --noproxy '*' --max-time 1 --cacert "$D/ca.crt" -o /dev/null -w '%{http_code}' \
+	--data-binary @"$T/c/4.csr" "$CA_URL/$sha4" 2>/dev/null) || true
+[ "$code" = 000 ] || fail "the impatient client got HTTP $code within 1 s"
+for i in $(seq 100); do
+	grep -qF "\"POST /$sha4\" 202" "$CA_LOG" && break
+	sleep 0.1
+done
+expect_grep -F "\"POST /$sha4\" 202" "$CA_LOG"
+req 200 "/$sha4"
 ca_stop
+[ "$STOP_RC" = 0 ] || fail "p11ca exited $STOP_RC"
 [ "$(inflight)" = 2 ] || fail "slowp11 saw $(inflight) signature(s) in flight at most, want 2 (one session per signer)"
 pass "signers = 2: root.crt and a poll answered in $((t1 - t0)) ms while two 3 s signatures ran side by side"
 
