@@ -798,15 +798,58 @@ out:
 	return rc;
 }
 
+/* Issue a certificate for req and describe it for the store (c->pem
+ * allocated; request_id, explicit_sign and the lifetime fields are the
+ * caller's).  0 or -1 (printed). */
+static int issue_for_store(struct ca *ca, X509_REQ *req, enum ca_profile prof, long secs, time_t now,
+			   struct store_cert *c)
+{
+	X509 *x = NULL;
+	BIGNUM *bn = NULL;
+	char *serial = NULL;
+	int rc = -1;
+
+	free(c->pem);
+	c->pem = NULL;
+	if (ca_issue(ca, req, prof, secs, &x) != 0)
+		goto out;
+	bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
+	serial = bn ? BN_bn2hex(bn) : NULL;
+	if (serial == NULL)
+		goto out;
+	for (char *p = serial; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	c->pem = ca_x509_pem(x);
+	if (c->pem == NULL)
+		goto out;
+	snprintf(c->serial, sizeof c->serial, "%s", serial);
+	c->not_before = ca_asn1_time(X509_get0_notBefore(x));
+	c->not_after = ca_asn1_time(X509_get0_notAfter(x));
+	c->created = now;
+	c->revoke_reason = -1;
+	if (ca_spki_keyid(X509_get0_pubkey(x), c->keyid) != 0)
+		goto out;
+	rc = 0;
+out:
+	OPENSSL_free(serial);
+	BN_free(bn);
+	X509_free(x);
+	return rc;
+}
+
+static long lifetime_secs(const struct ca *ca, req_lifetime lt, enum ca_profile prof)
+{
+	if (prof == PROFILE_TOKEN)
+		return ca->cfg.token_days * 86400L;
+	return (lt == LIFETIME_LONG ? ca->cfg.long_hours : ca->cfg.short_hours) * 3600L;
+}
+
 static int sign_request(struct ca *ca, const struct store_request *r, req_lifetime lt,
 			enum ca_profile prof, char **pem_out, time_t now, int explicit_sign)
 {
 	BIO *b = NULL;
 	X509_REQ *req = NULL;
-	X509 *x = NULL;
 	struct store_cert c;
-	BIGNUM *bn = NULL;
-	char *serial = NULL;
 	long secs;
 	int rc = -1, tries;
 
@@ -827,39 +870,16 @@ static int sign_request(struct ca *ca, const struct store_request *r, req_lifeti
 			goto out;
 		}
 	}
-	if (prof == PROFILE_TOKEN)
-		secs = ca->cfg.token_days * 86400L;
-	else
-		secs = (lt == LIFETIME_LONG ? ca->cfg.long_hours : ca->cfg.short_hours) * 3600L;
+	secs = lifetime_secs(ca, lt, prof);
 	for (tries = 0; tries < 3; tries++) {
 		store_result sr;
 
-		X509_free(x);
-		x = NULL;
-		if (ca_issue(ca, req, prof, secs, &x) != 0)
-			goto out;
-		bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), bn);
-		OPENSSL_free(serial);
-		serial = bn ? BN_bn2hex(bn) : NULL;
-		if (serial == NULL)
-			goto out;
-		for (char *p = serial; *p; p++)
-			*p = (char)tolower((unsigned char)*p);
-		free(c.pem);
-		c.pem = ca_x509_pem(x);
-		if (c.pem == NULL)
+		if (issue_for_store(ca, req, prof, secs, now, &c) != 0)
 			goto out;
 		c.request_id = r->id;
-		snprintf(c.serial, sizeof c.serial, "%s", serial);
-		c.not_before = ca_asn1_time(X509_get0_notBefore(x));
-		c.not_after = ca_asn1_time(X509_get0_notAfter(x));
-		c.created = now;
-		c.revoke_reason = -1;
 		c.explicit_sign = explicit_sign;
 		c.set_lifetime = lt != r->lifetime;
 		c.lifetime = lt;
-		if (ca_spki_keyid(X509_get0_pubkey(x), c.keyid) != 0)
-			goto out;
 		/* issued, not stored: a reject or revoke now must still win */
 		p11c_test_stall("ca-issued-not-stored");
 		sr = ca->so->cert_add(ca->st, &c, now);
@@ -884,9 +904,6 @@ static int sign_request(struct ca *ca, const struct store_request *r, req_lifeti
 	rc = 0;
 out:
 	free(c.pem);
-	OPENSSL_free(serial);
-	BN_free(bn);
-	X509_free(x);
 	X509_REQ_free(req);
 	BIO_free(b);
 	return rc;
@@ -1032,41 +1049,56 @@ int ca_add_request(struct ca *ca, const char *pem, size_t len, X509_REQ *req, co
 	return ca_add_request_keyed(ca, pem, len, req, protocol, state, NULL, out);
 }
 
-int ca_add_request_keyed(struct ca *ca, const char *pem, size_t len, X509_REQ *req, const char *protocol,
-			 req_state state, const char *key, struct store_request *out)
+/* What the store keeps of a new request (subject_out: the RFC 2253
+ * subject, allocated; cn and ou: buffers of 256). */
+static int request_fields(const char *pem, size_t len, X509_REQ *req, const char *protocol, req_state state,
+			  const char *key, struct store_request *r, char **subject_out, char *cn, char *ou)
 {
-	struct store_request r;
 	const X509_NAME *subj = X509_REQ_get_subject_name(req);
-	char cn[256], ou[256];
-	char *s = NULL;
-	int64_t id = 0;
-	store_result sr;
 	BIO *b = BIO_new(BIO_s_mem());
 	char *data;
 
-	memset(&r, 0, sizeof r);
+	memset(r, 0, sizeof *r);
+	*subject_out = NULL;
 	if (b == NULL || X509_NAME_print_ex(b, subj, 0, XN_FLAG_RFC2253) < 0 || BIO_write(b, "", 1) != 1) {
 		BIO_free(b);
 		return -1;
 	}
 	(void)BIO_get_mem_data(b, &data);
-	s = strdup(data);
+	*subject_out = strdup(data);
 	BIO_free(b);
-	if (s == NULL)
+	if (*subject_out == NULL)
 		return -1;
 	if (key != NULL)
-		snprintf(r.sha256, sizeof r.sha256, "%s", key);
+		snprintf(r->sha256, sizeof r->sha256, "%s", key);
 	else
-		p11c_sha256_hex(pem, len, r.sha256);
-	ca_name_entry(subj, NID_commonName, cn, sizeof cn);
-	r.pem = (char *)(uintptr_t)pem;
-	r.subject = s;
-	r.cn = cn;
-	r.ou = ca_name_entry(subj, NID_organizationalUnitName, ou, sizeof ou) == 0 ? ou : NULL;
-	r.state = state;
-	r.lifetime = LIFETIME_SHORT;
-	snprintf(r.protocol, sizeof r.protocol, "%s", protocol);
-	r.created = r.updated = time(NULL);
+		p11c_sha256_hex(pem, len, r->sha256);
+	cn[0] = '\0';
+	ca_name_entry(subj, NID_commonName, cn, 256);
+	r->pem = (char *)(uintptr_t)pem;
+	r->subject = *subject_out;
+	r->cn = cn;
+	r->ou = ca_name_entry(subj, NID_organizationalUnitName, ou, 256) == 0 ? ou : NULL;
+	r->state = state;
+	r->lifetime = LIFETIME_SHORT;
+	snprintf(r->protocol, sizeof r->protocol, "%s", protocol);
+	r->created = r->updated = time(NULL);
+	return 0;
+}
+
+int ca_add_request_keyed(struct ca *ca, const char *pem, size_t len, X509_REQ *req, const char *protocol,
+			 req_state state, const char *key, struct store_request *out)
+{
+	struct store_request r;
+	char cn[256], ou[256];
+	char *s = NULL;
+	int64_t id = 0;
+	store_result sr;
+
+	if (request_fields(pem, len, req, protocol, state, key, &r, &s, cn, ou) != 0) {
+		free(s);
+		return -1;
+	}
 	sr = ca->so->req_add(ca->st, &r, &id);
 	free(s);
 	if (sr != STORE_OK && sr != STORE_DUPLICATE) {
@@ -1076,4 +1108,75 @@ int ca_add_request_keyed(struct ca *ca, const char *pem, size_t len, X509_REQ *r
 	if (out != NULL && ca->so->req_by_id(ca->st, id, out) != STORE_OK)
 		return -1;
 	return sr == STORE_DUPLICATE ? 1 : 0;
+}
+
+int ca_add_request_signed(struct ca *ca, const char *pem, size_t len, X509_REQ *req, const char *protocol,
+			  const char *key, req_lifetime lt, enum ca_profile prof, struct store_request *out,
+			  char **pem_out, time_t now)
+{
+	struct store_request r;
+	struct store_cert c;
+	char cn[256], ou[256], err[256];
+	char *s = NULL;
+	int64_t id = 0;
+	int rc = -1, tries, exists = 0;
+	store_result sr = STORE_ERROR;
+
+	memset(&c, 0, sizeof c);
+	if (request_fields(pem, len, req, protocol, REQ_SIGNED, key, &r, &s, cn, ou) != 0)
+		goto out;
+	r.lifetime = lt;
+	if (!ca_csr_ok(req, err, sizeof err)) {
+		ca_err("request %s not signed: %s", r.sha256, err);
+		goto out;
+	}
+	for (tries = 0; tries < 3; tries++) {
+		if (issue_for_store(ca, req, prof, lifetime_secs(ca, lt, prof), now, &c) != 0)
+			goto out;
+		c.lifetime = lt;
+		/* issued, nothing stored: a crash here leaves no trace, and the
+		 * client's retry starts again (test_fault_server_kill) */
+		p11c_test_stall("ca-issued-not-stored");
+		sr = ca->so->req_add_signed(ca->st, &r, &c, now, &id, &exists);
+		if (sr != STORE_DUPLICATE || exists)
+			break; /* else the serial was taken: another one */
+	}
+	if (sr == STORE_DUPLICATE && exists) {
+		rc = 1;
+	} else if (sr == STORE_CONFLICT) {
+		ca_err("request %s not signed: %s", r.sha256, ca->so->errmsg(ca->st));
+		rc = 2;
+		goto out;
+	} else if (sr != STORE_OK) {
+		ca_err("cannot store the request and its certificate: %s", ca->so->errmsg(ca->st));
+		goto out;
+	} else {
+		rc = 0;
+	}
+	if (out != NULL && ca->so->req_by_id(ca->st, id, out) != STORE_OK) {
+		rc = -1;
+		goto out;
+	}
+	if (rc == 0 && pem_out != NULL) {
+		*pem_out = c.pem;
+		c.pem = NULL;
+	}
+out:
+	free(c.pem);
+	free(s);
+	return rc;
+}
+
+int ca_enroll_now(struct ca *ca, const char *pem, size_t len, X509_REQ *req, const char *protocol,
+		  req_lifetime lt, enum ca_profile prof, struct store_request *out, char **pem_out, time_t now)
+{
+	int rc = ca_add_request_signed(ca, pem, len, req, protocol, NULL, lt, prof, out, pem_out, now);
+
+	if (rc != 1)
+		return rc;
+	/* the same CSR again: a new certificate for the stored request */
+	if (out->state == REQ_REJECTED)
+		return 3;
+	rc = ca_sign_request(ca, out, lt, prof, pem_out, now);
+	return rc == 1 ? 2 : rc;
 }

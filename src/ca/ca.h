@@ -154,6 +154,24 @@ int ca_add_request(struct ca *ca, const char *pem, size_t len, X509_REQ *req,
 int ca_add_request_keyed(struct ca *ca, const char *pem, size_t len, X509_REQ *req,
 			 const char *protocol, req_state state, const char *key, struct store_request *out);
 
+/* A new request signed at once: the certificate is issued first (no
+ * database lock held while the token signs), then the request and its
+ * certificate are stored in one transaction (store op req_add_signed: one
+ * commit; a crash before it leaves nothing, and the client's retry starts
+ * again).  key as for ca_add_request_keyed (NULL: the SHA-256 of pem).
+ * 0 signed (out: the request, *pem_out: the certificate when asked), 1 a
+ * request with this key exists (nothing stored; out: that one), 2 not
+ * signed: a certificate for the key was revoked (nothing stored), -1
+ * error (printed). */
+int ca_add_request_signed(struct ca *ca, const char *pem, size_t len, X509_REQ *req, const char *protocol,
+			  const char *key, req_lifetime lt, enum ca_profile prof, struct store_request *out,
+			  char **pem_out, time_t now);
+/* The shared-token protocol's enrollment: ca_add_request_signed, and for
+ * a CSR stored before, a new certificate for it (ca_sign_request).  0
+ * signed, 2 the key revoked, 3 the request rejected, -1 error. */
+int ca_enroll_now(struct ca *ca, const char *pem, size_t len, X509_REQ *req, const char *protocol,
+		  req_lifetime lt, enum ca_profile prof, struct store_request *out, char **pem_out, time_t now);
+
 /* 1 when the store is unreachable now (PostgreSQL down): answer 503 */
 int ca_store_down(const struct ca *ca);
 /* Wrong shared-token HMACs across instances (token-rate-limit-shared, a

@@ -10,8 +10,11 @@
 #     (serials match): no request lost, none signed twice
 #   - the p11cert identities: certificate in the token next to the key, the
 #     same serial in the database
-# First, deterministically (test hook): p11ca killed after a UUID request's
-# commit and before it is autosigned; the next GET must sign it.
+# First, deterministically (test hooks): p11ca killed after a UUID
+# request's certificate is issued and before the request and the
+# certificate are committed together: nothing is stored, and the client's
+# retry is signed; and a request left pending by a crash (stored without
+# autosign, then served with autosign) is signed by the next GET.
 # test_ca_load covers SIGTERM (graceful); this is the crash.
 # shellcheck source=enroll_lib.sh
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/enroll_lib.sh"
@@ -26,24 +29,45 @@ PORT=$SRV_PORT
 URL=https://localhost:$PORT
 new_token fault-srv
 
-# --- deterministic: killed between storing a UUID request and signing it ---
-# (P11CERT_TEST_STALL_AT stops p11ca right after the request's commit)
+# --- deterministic: killed between issuing a UUID request's certificate and storing both ---
+# (P11CERT_TEST_STALL_AT stops p11ca right before the one commit)
 kill_pid "$SRV_PID"
-P11CERT_TEST_STALL_AT=ca-request-stored srv_start stall "$D" --autosign uuid --listen "127.0.0.1:$PORT"
+P11CERT_TEST_STALL_AT=ca-issued-not-stored srv_start stall "$D" --autosign uuid --listen "127.0.0.1:$PORT"
 openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout /dev/null \
 	-subj "/C=SE/O=Example/CN=$(cat /proc/sys/kernel/random/uuid)" -out "$T/u.csr" 2>/dev/null || fail "openssl req"
 USHA=$(sha256sum "$T/u.csr" | cut -c1-64)
 code=$(curl -s --noproxy '*' --max-time 3 --cacert "$D/ca.crt" -o /dev/null -w '%{http_code}' \
 	--data-binary @"$T/u.csr" "$URL/$USHA" 2>/dev/null) || true
 [ "${code:-000}" = 000 ] || fail "POST answered $code although p11ca was to stop before answering"
-wait_for 10 "p11ca stopped at ca-request-stored" grep -qF "stopping at 'ca-request-stored'" "$SRV_LOG"
+wait_for 10 "p11ca stopped at ca-issued-not-stored" grep -qF "stopping at 'ca-issued-not-stored'" "$SRV_LOG"
 kill_pid "$SRV_PID"
 srv_start restart0 "$D" --autosign uuid --listen "127.0.0.1:$PORT"
-[ "$(ca_request_field "$D" "$USHA" state)" = pending ] || fail "the request was not stored before the crash"
+p11ca show --dir "$D" "$USHA" >/dev/null 2>&1 && fail "the request was stored although p11ca died before its one commit"
+code=$(curl -s --noproxy '*' --max-time 10 --cacert "$D/ca.crt" -o /dev/null -w '%{http_code}' "$URL/$USHA" 2>/dev/null) || true
+[ "$code" = 404 ] || fail "GET after the crash: $code, want 404 (nothing stored)"
+code=$(curl -s --noproxy '*' --max-time 10 --cacert "$D/ca.crt" -o /dev/null -w '%{http_code}' \
+	--data-binary @"$T/u.csr" "$URL/$USHA" 2>/dev/null) || true
+[ "$code" = 202 ] || fail "POST again after the crash: $code, want 202"
+[ "$(ca_request_field "$D" "$USHA" state)" = signed ] || fail "the retried request is not signed"
+pass "killed between issuing and the one commit: nothing stored, the retry is signed"
+
+# --- a UUID request left pending (stored while autosign was off), then a
+# crash-free restart with autosign: the next GET signs it ---
+kill_pid "$SRV_PID"
+srv_start noauto "$D" --autosign none --listen "127.0.0.1:$PORT"
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout /dev/null \
+	-subj "/C=SE/O=Example/CN=$(cat /proc/sys/kernel/random/uuid)" -out "$T/v.csr" 2>/dev/null || fail "openssl req"
+USHA=$(sha256sum "$T/v.csr" | cut -c1-64)
+code=$(curl -s --noproxy '*' --max-time 10 --cacert "$D/ca.crt" -o /dev/null -w '%{http_code}' \
+	--data-binary @"$T/v.csr" "$URL/$USHA" 2>/dev/null) || true
+[ "$code" = 202 ] || fail "POST with autosign none: $code, want 202"
+kill_pid "$SRV_PID"
+srv_start restart0 "$D" --autosign uuid --listen "127.0.0.1:$PORT"
+[ "$(ca_request_field "$D" "$USHA" state)" = pending ] || fail "the request was not stored pending"
 code=$(curl -s --noproxy '*' --max-time 10 --cacert "$D/ca.crt" -o "$T/u.crt" -w '%{http_code}' "$URL/$USHA" 2>/dev/null) || true
-[ "$code" = 200 ] || fail "GET of an autosignable request stored just before a crash: $code, want 200 (signed now)"
+[ "$code" = 200 ] || fail "GET of an autosignable pending request: $code, want 200 (signed now)"
 openssl verify -CAfile "$D/ca.crt" "$T/u.crt" >/dev/null 2>&1 || fail "the late-signed certificate does not verify"
-pass "killed between storing a UUID request and signing it: the next GET signs it"
+pass "a UUID request left pending: the next GET signs it"
 
 # --- CSRs, one key per client ---------------------------------------------------
 mkdir "$T/c" "$T/r" "$T/p"

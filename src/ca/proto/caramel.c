@@ -126,6 +126,20 @@ static int pem_sans_only_cn(const char *pem)
 	return ok;
 }
 
+/* A DN as one RFC 2253 line, allocated (NULL when out of memory). */
+static char *name_rfc2253(const X509_NAME *n)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	char *data, *s = NULL;
+
+	if (b != NULL && X509_NAME_print_ex(b, n, 0, XN_FLAG_RFC2253) >= 0 && BIO_write(b, "", 1) == 1) {
+		(void)BIO_get_mem_data(b, &data);
+		s = strdup(data); /* NUL written above: BIO memory has none */
+	}
+	BIO_free(b);
+	return s;
+}
+
 /* A client presenting a valid certificate of ours for the same subject
  * may be re-signed at once (renewal).  Revoked or expired ones may not
  * (ca_peer_current). */
@@ -133,26 +147,13 @@ static int mtls_same_subject(const struct ca_request *rq, httpd_req *r, const ch
 {
 	X509 *peer = httpd_req_peer_cert(r);
 	char *ps = NULL;
-	BIO *b = NULL;
 	int ok = 0;
 
-	if (!rq->ca->cfg.renew_mtls || peer == NULL)
+	if (!rq->ca->cfg.renew_mtls || peer == NULL || subject_rfc2253 == NULL)
 		return 0;
-	b = BIO_new(BIO_s_mem());
-	if (b == NULL || X509_NAME_print_ex(b, X509_get_subject_name(peer), 0, XN_FLAG_RFC2253) < 0 ||
-	    BIO_write(b, "", 1) != 1)
-		goto out;
-	{
-		char *data;
-
-		(void)BIO_get_mem_data(b, &data);
-		ps = strdup(data); /* NUL written above: BIO memory has none */
-	}
-	if (ps == NULL || strcmp(ps, subject_rfc2253) != 0)
-		goto out;
-	ok = ca_peer_current(rq->ca, peer);
-out:
-	BIO_free(b);
+	ps = name_rfc2253(X509_get_subject_name(peer));
+	if (ps != NULL && strcmp(ps, subject_rfc2253) == 0)
+		ok = ca_peer_current(rq->ca, peer);
 	free(ps);
 	return ok;
 }
@@ -189,9 +190,11 @@ static void do_get(const struct ca_request *rq, httpd_req *r, const char *sha)
 		goto out;
 	}
 	/* autosign = uuid: a pending UUID request without a certificate is
-	 * signed now.  do_post stores the request and signs it in two
-	 * transactions; a crash (or a failed signature) between them must
-	 * not leave the client polling a request nobody will sign. */
+	 * signed now.  do_post stores an autosigned request together with its
+	 * certificate (one transaction), but one stored pending (autosign
+	 * turned on later, or by a p11ca that stored and signed in two
+	 * transactions) must not leave the client polling a request nobody
+	 * will sign. */
 	if (sr == STORE_NOT_FOUND && q.state == REQ_PENDING && strcmp(rq->ca->cfg.autosign, "uuid") == 0 &&
 	    q.cn != NULL && is_uuid(q.cn) && pem_sans_only_cn(q.pem) &&
 	    ca_sign_request(rq->ca, &q, LIFETIME_SHORT, PROFILE_CARAMEL, NULL, now) == 0) {
@@ -243,6 +246,7 @@ static void do_post(const struct ca_request *rq, httpd_req *r, const char *sha)
 	BIO *b = NULL;
 	EVP_PKEY *pk;
 	struct store_request q;
+	char *subject = NULL;
 	int rc, sign_now = 0;
 
 	memset(&q, 0, sizeof q);
@@ -299,6 +303,39 @@ static void do_post(const struct ca_request *rq, httpd_req *r, const char *sha)
 		reply_problem(r, 400, NULL, err);
 		goto out;
 	}
+	subject = name_rfc2253(X509_REQ_get_subject_name(req));
+	if (strcmp(rq->ca->cfg.autosign, "uuid") == 0 && is_uuid(cn) && !ca_sans_only_cn(req)) {
+		/* anonymous requests get no names beyond DNS:<CN>: an
+		 * administrator decides on the others */
+		httpd_req_note(r, "caramel", "pending (UUID CN, but asks for subjectAltNames)");
+	} else if (strcmp(rq->ca->cfg.autosign, "uuid") == 0 && is_uuid(cn)) {
+		sign_now = 1;
+		httpd_req_note(r, "caramel", "autosigned (UUID CN)");
+	} else if (mtls_same_subject(rq, r, subject)) {
+		sign_now = 1;
+		httpd_req_note(r, "caramel", "autosigned (mTLS renewal)");
+	} else {
+		httpd_req_note(r, "caramel", "pending");
+	}
+	if (sign_now) {
+		/* the request and its certificate in one transaction (ca.h) */
+		rc = ca_add_request_signed(rq->ca, (const char *)body, len, req, "caramel", NULL, LIFETIME_SHORT,
+					   PROFILE_CARAMEL, &q, NULL, time(NULL));
+		if (rc == 0)
+			goto accepted;
+		if (rc == 1) {
+			reply_problem(r, 400, NULL, "duplicate request");
+			goto out;
+		}
+		if (rc < 0) {
+			if (!reply_store_down(rq, 0))
+				reply_problem(r, 500, NULL, "signing failed");
+			goto out;
+		}
+		/* a certificate for this key was revoked: stored, pending, for
+		 * an administrator */
+		httpd_req_note(r, "caramel", "not signed: key revoked");
+	}
 	rc = ca_add_request(rq->ca, (const char *)body, len, req, "caramel", REQ_PENDING, &q);
 	if (rc < 0) {
 		if (!reply_store_down(rq, 0))
@@ -310,32 +347,11 @@ static void do_post(const struct ca_request *rq, httpd_req *r, const char *sha)
 		goto out;
 	}
 	p11c_test_stall("ca-request-stored");
-	if (strcmp(rq->ca->cfg.autosign, "uuid") == 0 && is_uuid(cn) && !ca_sans_only_cn(req)) {
-		/* anonymous requests get no names beyond DNS:<CN>: an
-		 * administrator decides on the others */
-		httpd_req_note(r, "caramel", "pending (UUID CN, but asks for subjectAltNames)");
-	} else if (strcmp(rq->ca->cfg.autosign, "uuid") == 0 && is_uuid(cn)) {
-		sign_now = 1;
-		httpd_req_note(r, "caramel", "autosigned (UUID CN)");
-	} else if (mtls_same_subject(rq, r, q.subject)) {
-		sign_now = 1;
-		httpd_req_note(r, "caramel", "autosigned (mTLS renewal)");
-	} else {
-		httpd_req_note(r, "caramel", "pending");
-	}
-	if (sign_now) {
-		rc = ca_sign_request(rq->ca, &q, LIFETIME_SHORT, PROFILE_CARAMEL, NULL, time(NULL));
-		if (rc == 1)
-			httpd_req_note(r, "caramel", "not signed: key revoked");
-		else if (rc != 0) {
-			if (!reply_store_down(rq, 0))
-				reply_problem(r, 500, NULL, "signing failed");
-			goto out;
-		}
-	}
+accepted:
 	reply_accepted(rq, r, sha);
 out:
 	store_request_clear(&q);
+	free(subject);
 	free(canon);
 	X509_REQ_free(req);
 	BIO_free(b);

@@ -493,6 +493,27 @@ static void do_enroll(const struct ca_request *rq, const struct est_profile *p, 
 		goto out;
 	}
 	sr = rq->ca->so->req_by_sha256(rq->ca->st, key, &q);
+	if (sr == STORE_NOT_FOUND && (reenroll || !p->pending)) {
+		/* signed at once: the request and its certificate in one
+		 * transaction (ca.h); a crash before it leaves nothing, and the
+		 * client's retry starts again (test_est_fault) */
+		rc = ca_add_request_signed(rq->ca, pem, plen, req, "est", key, lt, PROFILE_CARAMEL, &q, &issued, now);
+		if (rc == 0) {
+			snprintf(note, sizeof note, "%s: request %lld signed (%s)", op, (long long)q.id, who);
+			httpd_req_note(r, "est", note);
+			reply_cert_pem(r, issued);
+			goto out;
+		}
+		if (rc == 2) {
+			reply_text(r, 403, NULL, "not signed: the request was rejected or its key revoked");
+			goto out;
+		}
+		if (rc < 0) {
+			reply_store_error(rq, "signing failed");
+			goto out;
+		}
+		sr = STORE_OK; /* stored meanwhile (the same request twice at once): q is that one */
+	}
 	if (sr == STORE_NOT_FOUND) {
 		rc = ca_add_request_keyed(rq->ca, pem, plen, req, "est", REQ_PENDING, key, &q);
 		if (rc != 0) {

@@ -101,16 +101,13 @@ void token_renew_handle(const struct ca_request *rq)
 		reply(r, 403, NULL, err);
 		goto out;
 	}
-	rc = ca_add_request(rq->ca, csr, strlen(csr), req, "token", REQ_PENDING, &q);
-	if (rc < 0 || q.state == REQ_REJECTED) {
-		if (rc >= 0 || !reply_store_down(rq, 1))
-			reply(r, rc < 0 ? 500 : 403, NULL, rc < 0 ? "database error" : "request rejected");
-		goto out;
-	}
-	rc = ca_sign_request(rq->ca, &q, LIFETIME_SHORT, PROFILE_TOKEN, &cert, time(NULL));
+	/* the request and its certificate in one transaction (ca.h) */
+	rc = ca_enroll_now(rq->ca, csr, strlen(csr), req, "token", LIFETIME_SHORT, PROFILE_TOKEN, &q, &cert,
+			   time(NULL));
 	if (rc != 0) {
-		if (rc == 1 || !reply_store_down(rq, 1))
-			reply(r, rc == 1 ? 403 : 500, NULL, rc == 1 ? "key revoked" : "signing failed");
+		if (rc > 0 || !reply_store_down(rq, 1))
+			reply(r, rc > 0 ? 403 : 500, NULL,
+			      rc == 3 ? "request rejected" : rc == 2 ? "key revoked" : "signing failed");
 		goto out;
 	}
 	reply(r, 200, cert, NULL);
