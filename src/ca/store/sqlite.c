@@ -1190,6 +1190,55 @@ out:
 	return r;
 }
 
+/* req_add then cert_add, in one transaction (store.h) */
+static store_result sq_req_add_signed(store *st, const struct store_request *req,
+				      const struct store_cert *c, int64_t now, int64_t *id,
+				      int *exists)
+{
+	struct store_cert cc;
+	store_result r;
+	int64_t rid = 0;
+	int in_tx = 0;
+
+	if (exists != NULL)
+		*exists = 0;
+	if (!ready(st))
+		return STORE_ERROR;
+	lock(st);
+	if ((r = req_check(st, req, REQ_SIGNED)) != STORE_OK ||
+	    (r = cert_check(st, c)) != STORE_OK)
+		goto out;
+	if ((r = exec(st, "BEGIN IMMEDIATE", "adding signed request")) != STORE_OK)
+		goto out;
+	in_tx = 1;
+	if ((r = req_insert(st, req, REQ_SIGNED, &rid)) != STORE_OK) {
+		/* rid is the request already there: the caller serves it */
+		if (r == STORE_DUPLICATE) {
+			if (exists != NULL)
+				*exists = 1;
+			if (id != NULL)
+				*id = rid;
+		}
+		goto out;
+	}
+	/* the certificate is the new request's; cas_check then finds it
+	 * signed and without a certificate, so only the key rule can refuse */
+	cc = *c;
+	cc.request_id = rid;
+	if ((r = cert_insert(st, &cc, now)) != STORE_OK)
+		goto out;
+	in_tx = 0;
+	if ((r = tx_commit(st)) != STORE_OK)
+		goto out;
+	if (id != NULL)
+		*id = rid;
+out:
+	if (in_tx)
+		tx_rollback(st);
+	unlock(st);
+	return r;
+}
+
 /* One certificate; sql binds ?1 to key_text or key_num.  NOT_FOUND if none. */
 static store_result cert_get(store *st, const char *sql, const char *key_text,
 			     int64_t key_num, struct store_cert *out)
@@ -1545,4 +1594,5 @@ const struct store_ops store_sqlite_ops = {
 	/* state folder checks */
 	.writable = sq_writable,
 	.log_access_batch = sq_log_access_batch,
+	.req_add_signed = sq_req_add_signed,
 };
