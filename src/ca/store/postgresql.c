@@ -13,11 +13,12 @@
  *     then the winner's row is read (STORE_DUPLICATE with its id);
  *   - serials are unique (constraint): cert_add gives STORE_DUPLICATE and
  *     ca.c draws another;
- *   - the compare-and-set writes (cert_add, cert_revoke, req_set_state)
- *     take one transaction-level advisory lock (WRITE_LOCK), as SQLite's
- *     BEGIN IMMEDIATE does: a rejection or revocation that commits first
- *     always wins over a signature in flight, on any instance, and the
- *     certificate ids grow in commit order (revoke_seq relies on it);
+ *   - the compare-and-set writes (cert_add, req_add_signed, cert_revoke,
+ *     req_set_state) take one transaction-level advisory lock (WRITE_LOCK),
+ *     as SQLite's BEGIN IMMEDIATE does: a rejection or revocation that
+ *     commits first always wins over a signature in flight, on any
+ *     instance, and the certificate ids grow in commit order (revoke_seq
+ *     relies on it);
  *   - `refresh` and `crl` hold a session-level advisory lock (exclusive).
  *
  * The database going away: a failed call whose connection is broken gives
@@ -1181,6 +1182,50 @@ out:
 	return r;
 }
 
+/* req_add then cert_add, in one transaction (store.h) */
+static store_result pg_req_add_signed(store *st, const struct store_request *req, const struct store_cert *c,
+				      int64_t now, int64_t *id, int *exists)
+{
+	struct store_cert cc;
+	store_result r;
+	int64_t rid = 0;
+
+	if (exists != NULL)
+		*exists = 0;
+	if ((r = begin_op(st)) != STORE_OK)
+		return r;
+	if ((r = req_check(st, req, REQ_SIGNED)) != STORE_OK || (r = cert_check(st, c)) != STORE_OK)
+		return r;
+	/* the write lock, as cert_add: the key rule is read and the
+	 * certificate stored with no revocation in between */
+	if ((r = tx_begin(st, 1, "adding signed request")) != STORE_OK)
+		return r;
+	if ((r = req_insert(st, req, REQ_SIGNED, &rid)) != STORE_OK) {
+		/* rid is the request already there: the caller serves it */
+		if (r == STORE_DUPLICATE) {
+			if (exists != NULL)
+				*exists = 1;
+			if (id != NULL)
+				*id = rid;
+		}
+		goto out;
+	}
+	/* the certificate is the new request's; cas_check then finds it
+	 * signed and without a certificate, so only the key rule can refuse */
+	cc = *c;
+	cc.request_id = rid;
+	if ((r = cert_insert(st, &cc, now)) != STORE_OK)
+		goto out;
+	if ((r = tx_commit(st, "adding signed request")) != STORE_OK)
+		goto out;
+	if (id != NULL)
+		*id = rid;
+out:
+	if (r != STORE_OK)
+		rollback(st);
+	return r;
+}
+
 static store_result pg_cert_latest(store *st, int64_t request_id, struct store_cert *out)
 {
 	char k[24];
@@ -1462,4 +1507,5 @@ const struct store_ops store_pg_ops = {
 	.down = pg_down,
 	.exclusive = pg_exclusive,
 	.guess = pg_guess,
+	.req_add_signed = pg_req_add_signed,
 };
