@@ -841,19 +841,26 @@ static void test_newer_schema(void **state)
 static const char KEY_A[] = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 static const char KEY_B[] = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 
+/* a certificate for keyid valid from now - 100 to now + 1000 */
+static void fill_cert_key(struct store_cert *c, int64_t req, const char *serial, const char *keyid,
+			  int explicit_sign, int64_t now)
+{
+	memset(c, 0, sizeof(*c));
+	c->request_id = req;
+	snprintf(c->serial, sizeof(c->serial), "%s", serial);
+	snprintf(c->keyid, sizeof(c->keyid), "%s", keyid);
+	c->pem = "-----BEGIN CERTIFICATE-----\nx\n";
+	c->not_before = now - 100;
+	c->not_after = now + 1000;
+	c->explicit_sign = explicit_sign;
+}
+
 static store_result add_cert_key(store *st, int64_t req, const char *serial, const char *keyid,
 				 int explicit_sign, int64_t now)
 {
 	struct store_cert c;
 
-	memset(&c, 0, sizeof(c));
-	c.request_id = req;
-	snprintf(c.serial, sizeof(c.serial), "%s", serial);
-	snprintf(c.keyid, sizeof(c.keyid), "%s", keyid);
-	c.pem = "-----BEGIN CERTIFICATE-----\nx\n";
-	c.not_before = now - 100;
-	c.not_after = now + 1000;
-	c.explicit_sign = explicit_sign;
+	fill_cert_key(&c, req, serial, keyid, explicit_sign, now);
 	return ops->cert_add(st, &c, now);
 }
 
@@ -919,6 +926,115 @@ static void test_cert_add_cas(void **state)
 				 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'"), 3);
 	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM certificates WHERE explicit = 1"), 1);
 	assert_int_equal(ops->key_revoked(f->st, NULL, &rev), STORE_ERROR);
+}
+
+/* req_add_signed of request n (fill_request, as pending: stored signed
+ * all the same) with a certificate for keyid */
+static store_result add_signed(store *st, int n, const char *serial, const char *keyid, int explicit_sign,
+			       int64_t now, int64_t *id, int *exists)
+{
+	struct store_request r;
+	struct store_cert c;
+
+	fill_request(&r, n, REQ_PENDING);
+	/* request_id ignored: the new request's id is used */
+	fill_cert_key(&c, 999, serial, keyid, explicit_sign, now);
+	c.set_lifetime = 1;
+	c.lifetime = LIFETIME_LONG;
+	return ops->req_add_signed(st, &r, &c, now, id, exists);
+}
+
+static void test_req_add_signed(void **state)
+{
+	struct fx *f = *state;
+	struct store_request r, req;
+	struct store_cert c;
+	char sha[65], sql[256];
+	int64_t id = -1, id2 = -1, r3;
+	int exists = -1;
+
+	/* the request, signed, and its certificate */
+	assert_int_equal(add_signed(f->st, 1, "0a", KEY_A, 0, 3000, &id, &exists), STORE_OK);
+	assert_true(id > 0);
+	assert_int_equal(exists, 0);
+	fill_request(&req, 1, REQ_PENDING);
+	assert_int_equal(ops->req_by_sha256(f->st, req.sha256, &r), STORE_OK);
+	assert_int_equal(r.id, id);
+	assert_int_equal(r.state, REQ_SIGNED);
+	assert_int_equal(r.signed_count, 1);
+	assert_int_equal(r.lifetime, LIFETIME_LONG);
+	assert_int_equal(r.created, 1001);
+	assert_int_equal(r.updated, 3000);
+	assert_string_equal(r.cn, "host1.example");
+	store_request_clear(&r);
+	assert_int_equal(ops->cert_latest(f->st, id, &c), STORE_OK);
+	assert_int_equal(c.request_id, id);
+	assert_string_equal(c.serial, "0a");
+	assert_string_equal(c.pem, "-----BEGIN CERTIFICATE-----\nx\n");
+	assert_int_equal(c.not_after, 4000);
+	assert_int_equal(c.created, 3000);
+	assert_int_equal(c.revoked, 0);
+	store_cert_clear(&c);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM certificates WHERE request_id = %lld"
+		 " AND keyid = '%s' AND explicit = 0", (long long)id, KEY_A);
+	assert_int_equal(raw_int(f->path, sql), 1);
+
+	/* the same CSR again: the first request, and no second certificate */
+	assert_int_equal(add_signed(f->st, 1, "0b", KEY_A, 0, 3100, &id2, &exists), STORE_DUPLICATE);
+	assert_int_equal(exists, 1);
+	assert_int_equal(id2, id);
+	assert_int_equal(ops->serial_exists(f->st, "0b"), 0);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM certificates"), 1);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM requests"), 1);
+
+	/* a serial taken: another one is drawn, and nothing is stored */
+	id2 = -1;
+	assert_int_equal(add_signed(f->st, 2, "0a", KEY_B, 0, 3200, &id2, &exists), STORE_DUPLICATE);
+	assert_int_equal(exists, 0);
+	assert_int_equal(id2, -1);
+	assert_non_null(strstr(ops->errmsg(f->st), "0a"));
+	fill_request(&req, 2, REQ_PENDING);
+	snprintf(sha, sizeof(sha), "%s", req.sha256);
+	assert_int_equal(ops->req_by_sha256(f->st, sha, &r), STORE_NOT_FOUND);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM requests"), 1);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM certificates"), 1);
+	/* ...and the same CSR with a free serial is stored then */
+	assert_int_equal(add_signed(f->st, 2, "0c", KEY_B, 0, 3300, &id2, &exists), STORE_OK);
+	assert_true(id2 > id);
+	assert_int_equal(exists, 0);
+
+	/* a revoked key: refused without an administrator, and nothing stored */
+	r3 = add_req(f->st, 3, REQ_PENDING);
+	assert_int_equal(add_cert_key(f->st, r3, "03", KEY_A, 0, 3400), STORE_OK);
+	assert_int_equal(ops->cert_revoke(f->st, "03", 1, 3500), STORE_OK);
+	id2 = -1;
+	assert_int_equal(add_signed(f->st, 4, "04", KEY_A, 0, 3600, &id2, &exists), STORE_CONFLICT);
+	assert_non_null(strstr(ops->errmsg(f->st), "revoked"));
+	assert_int_equal(exists, 0);
+	assert_int_equal(id2, -1);
+	fill_request(&req, 4, REQ_PENDING);
+	snprintf(sha, sizeof(sha), "%s", req.sha256);
+	assert_int_equal(ops->req_by_sha256(f->st, sha, &r), STORE_NOT_FOUND);
+	assert_int_equal(ops->serial_exists(f->st, "04"), 0);
+	/* an explicit signature certifies it again */
+	assert_int_equal(add_signed(f->st, 4, "04", KEY_A, 1, 3700, &id2, &exists), STORE_OK);
+	assert_int_equal(exists, 0);
+	assert_int_equal(ops->req_by_sha256(f->st, sha, &r), STORE_OK);
+	assert_int_equal(r.id, id2);
+	assert_int_equal(r.state, REQ_SIGNED);
+	assert_int_equal(r.signed_count, 1);
+	store_request_clear(&r);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM certificates WHERE explicit = 1"), 1);
+
+	/* what req_add and cert_add refuse */
+	assert_int_equal(ops->req_add_signed(f->st, NULL, NULL, 3800, &id2, &exists), STORE_ERROR);
+	fill_request(&req, 5, REQ_PENDING);
+	memset(&c, 0, sizeof(c));
+	c.pem = "-----BEGIN CERTIFICATE-----\nx\n";
+	snprintf(c.serial, sizeof(c.serial), "0X");
+	assert_int_equal(ops->req_add_signed(f->st, &req, &c, 3800, &id2, &exists), STORE_ERROR);
+	assert_int_equal(ops->req_add_signed(f->st, &req, NULL, 3800, &id2, &exists), STORE_ERROR);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM requests"), 4);
 }
 
 /* a real certificate PEM, for the keyid backfill */
@@ -1167,6 +1283,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_two_handles, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cert_add_cas, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_req_add_signed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_migration_v2, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crl_number, setup, teardown),
 		cmocka_unit_test(test_pg_redact),

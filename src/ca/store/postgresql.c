@@ -13,11 +13,12 @@
  *     then the winner's row is read (STORE_DUPLICATE with its id);
  *   - serials are unique (constraint): cert_add gives STORE_DUPLICATE and
  *     ca.c draws another;
- *   - the compare-and-set writes (cert_add, cert_revoke, req_set_state)
- *     take one transaction-level advisory lock (WRITE_LOCK), as SQLite's
- *     BEGIN IMMEDIATE does: a rejection or revocation that commits first
- *     always wins over a signature in flight, on any instance, and the
- *     certificate ids grow in commit order (revoke_seq relies on it);
+ *   - the compare-and-set writes (cert_add, req_add_signed, cert_revoke,
+ *     req_set_state) take one transaction-level advisory lock (WRITE_LOCK),
+ *     as SQLite's BEGIN IMMEDIATE does: a rejection or revocation that
+ *     commits first always wins over a signature in flight, on any
+ *     instance, and the certificate ids grow in commit order (revoke_seq
+ *     relies on it);
  *   - `refresh` and `crl` hold a session-level advisory lock (exclusive).
  *
  * The database going away: a failed call whose connection is broken gives
@@ -877,31 +878,38 @@ static store_result cert_iterate(store *st, const struct list_arg *a, cert_cb cb
 
 /* ---- requests ---- */
 
-static store_result pg_req_add(store *st, const struct store_request *req, int64_t *id)
+/* req_add's argument checks, the request to be stored in state */
+static store_result req_check(store *st, const struct store_request *req, req_state state)
 {
-	PGresult *res = NULL;
-	const char *lifetime;
-	char created[24], updated[24];
-	store_result r;
-
-	if ((r = begin_op(st)) != STORE_OK)
-		return r;
 	if (req == NULL || req->pem == NULL || req->subject == NULL || req->cn == NULL) {
 		set_err(st, "adding request: pem, subject and cn are required");
 		return STORE_ERROR;
 	}
-	lifetime = store_lifetime_name(req->lifetime);
 	if (!store_hex_ok(req->sha256, sizeof(req->sha256), 64, 64) ||
-	    store_name_index(store_state_name(req->state), store_state_names, 3) < 0 || lifetime == NULL ||
+	    store_name_index(store_state_name(state), store_state_names, 3) < 0 ||
+	    store_lifetime_name(req->lifetime) == NULL ||
 	    strnlen(req->protocol, sizeof(req->protocol)) == sizeof(req->protocol)) {
 		set_err(st, "adding request: invalid sha256, state, lifetime or protocol");
 		return STORE_ERROR;
 	}
+	return STORE_OK;
+}
+
+/* req_add's INSERT, req checked, in state; in the caller's transaction if
+ * any.  STORE_DUPLICATE with *id the existing request's when the sha256 is
+ * there already. */
+static store_result req_insert(store *st, const struct store_request *req, req_state state, int64_t *id)
+{
+	PGresult *res = NULL;
+	char created[24], updated[24];
+	store_result r;
+
 	snprintf(created, sizeof created, "%lld", (long long)req->created);
 	snprintf(updated, sizeof updated, "%lld", (long long)req->updated);
 	{
 		const char *p[] = { req->sha256, req->pem, req->subject, req->cn, req->ou,
-				    store_state_name(req->state), lifetime, req->protocol, created, updated };
+				    store_state_name(state), store_lifetime_name(req->lifetime), req->protocol,
+				    created, updated };
 
 		/* the same CSR posted to two instances at once: one insert
 		 * wins, the other waits for it and finds its row */
@@ -937,6 +945,17 @@ static store_result pg_req_add(store *st, const struct store_request *req, int64
 out:
 	PQclear(res);
 	return r;
+}
+
+static store_result pg_req_add(store *st, const struct store_request *req, int64_t *id)
+{
+	store_result r;
+
+	if ((r = begin_op(st)) != STORE_OK)
+		return r;
+	if ((r = req_check(st, req, req != NULL ? req->state : REQ_PENDING)) != STORE_OK)
+		return r;
+	return req_insert(st, req, req->state, id);
 }
 
 static store_result pg_req_by_sha256(store *st, const char *sha256, struct store_request *out)
@@ -1096,25 +1115,30 @@ static store_result cas_check(store *st, const struct store_cert *c, const char 
 	return STORE_OK;
 }
 
-static store_result pg_cert_add(store *st, const struct store_cert *c, int64_t now)
+/* cert_add's argument checks */
+static store_result cert_check(store *st, const struct store_cert *c)
 {
-	char rid[24], nows[24], nb[24], na[24];
-	store_result r;
-
-	if ((r = begin_op(st)) != STORE_OK)
-		return r;
 	if (c == NULL || c->pem == NULL || !store_hex_ok(c->serial, sizeof(c->serial), 1, sizeof(c->serial) - 1)) {
 		set_err(st, "adding certificate: no pem or invalid serial");
 		return STORE_ERROR;
 	}
+	return STORE_OK;
+}
+
+/* cert_add's writes, c checked, inside the caller's transaction under the
+ * write lock (tx_begin(st, 1, ...)): the compare and set, the request
+ * marked signed, the certificate.  The caller rolls back on failure. */
+static store_result cert_insert(store *st, const struct store_cert *c, int64_t now)
+{
+	char rid[24], nows[24], nb[24], na[24];
+	store_result r;
+
 	snprintf(rid, sizeof rid, "%lld", (long long)c->request_id);
 	snprintf(nows, sizeof nows, "%lld", (long long)now);
 	snprintf(nb, sizeof nb, "%lld", (long long)c->not_before);
 	snprintf(na, sizeof na, "%lld", (long long)c->not_after);
-	if ((r = tx_begin(st, 1, "adding certificate")) != STORE_OK)
-		return r;
 	if ((r = cas_check(st, c, rid)) != STORE_OK)
-		goto out;
+		return r;
 	{
 		const char *p[] = { nows, rid, c->set_lifetime ? store_lifetime_name(c->lifetime) : NULL };
 
@@ -1124,7 +1148,7 @@ static store_result pg_cert_add(store *st, const struct store_cert *c, int64_t n
 			   "UPDATE requests SET state = 'signed', updated = $1 WHERE id = $2"
 			   " AND state != 'rejected'", c->set_lifetime ? 3 : 2, p, NULL,
 			   "adding certificate")) != STORE_OK)
-			goto out;
+			return r;
 	}
 	{
 		const char *p[] = { rid, c->serial, c->pem, nb, na, nows, c->keyid[0] ? c->keyid : NULL,
@@ -1135,10 +1159,67 @@ static store_result pg_cert_add(store *st, const struct store_cert *c, int64_t n
 		      "adding certificate");
 		if (r == STORE_DUPLICATE)
 			set_err(st, "a certificate with serial %s exists", c->serial);
-		if (r != STORE_OK)
-			goto out;
 	}
+	return r;
+}
+
+static store_result pg_cert_add(store *st, const struct store_cert *c, int64_t now)
+{
+	store_result r;
+
+	if ((r = begin_op(st)) != STORE_OK)
+		return r;
+	if ((r = cert_check(st, c)) != STORE_OK)
+		return r;
+	if ((r = tx_begin(st, 1, "adding certificate")) != STORE_OK)
+		return r;
+	if ((r = cert_insert(st, c, now)) != STORE_OK)
+		goto out;
 	r = tx_commit(st, "adding certificate");
+out:
+	if (r != STORE_OK)
+		rollback(st);
+	return r;
+}
+
+/* req_add then cert_add, in one transaction (store.h) */
+static store_result pg_req_add_signed(store *st, const struct store_request *req, const struct store_cert *c,
+				      int64_t now, int64_t *id, int *exists)
+{
+	struct store_cert cc;
+	store_result r;
+	int64_t rid = 0;
+
+	if (exists != NULL)
+		*exists = 0;
+	if ((r = begin_op(st)) != STORE_OK)
+		return r;
+	if ((r = req_check(st, req, REQ_SIGNED)) != STORE_OK || (r = cert_check(st, c)) != STORE_OK)
+		return r;
+	/* the write lock, as cert_add: the key rule is read and the
+	 * certificate stored with no revocation in between */
+	if ((r = tx_begin(st, 1, "adding signed request")) != STORE_OK)
+		return r;
+	if ((r = req_insert(st, req, REQ_SIGNED, &rid)) != STORE_OK) {
+		/* rid is the request already there: the caller serves it */
+		if (r == STORE_DUPLICATE) {
+			if (exists != NULL)
+				*exists = 1;
+			if (id != NULL)
+				*id = rid;
+		}
+		goto out;
+	}
+	/* the certificate is the new request's; cas_check then finds it
+	 * signed and without a certificate, so only the key rule can refuse */
+	cc = *c;
+	cc.request_id = rid;
+	if ((r = cert_insert(st, &cc, now)) != STORE_OK)
+		goto out;
+	if ((r = tx_commit(st, "adding signed request")) != STORE_OK)
+		goto out;
+	if (id != NULL)
+		*id = rid;
 out:
 	if (r != STORE_OK)
 		rollback(st);
@@ -1426,4 +1507,5 @@ const struct store_ops store_pg_ops = {
 	.down = pg_down,
 	.exclusive = pg_exclusive,
 	.guess = pg_guess,
+	.req_add_signed = pg_req_add_signed,
 };

@@ -610,34 +610,37 @@ out:
 	return r;
 }
 
-static store_result sq_req_add(store *st, const struct store_request *req, int64_t *id)
+/* req_add's argument checks, the request to be stored in state */
+static store_result req_check(store *st, const struct store_request *req, req_state state)
+{
+	if (req == NULL || req->pem == NULL || req->subject == NULL || req->cn == NULL) {
+		set_err(st, "adding request: pem, subject and cn are required");
+		return STORE_ERROR;
+	}
+	if (!store_hex_ok(req->sha256, sizeof(req->sha256), 64, 64) ||
+	    store_name_index(store_state_name(state), store_state_names, 3) < 0 ||
+	    store_lifetime_name(req->lifetime) == NULL ||
+	    strnlen(req->protocol, sizeof(req->protocol)) == sizeof(req->protocol)) {
+		set_err(st, "adding request: invalid sha256, state, lifetime or protocol");
+		return STORE_ERROR;
+	}
+	return STORE_OK;
+}
+
+/* req_add's INSERT, req checked, in state; with the handle locked and in
+ * the caller's transaction if any.  STORE_DUPLICATE with *id the existing
+ * request's when the sha256 is there already. */
+static store_result req_insert(store *st, const struct store_request *req, req_state state,
+			       int64_t *id)
 {
 	static const char sql[] =
 		"INSERT INTO requests(sha256, pem, subject, cn, ou, state, lifetime,"
 		" protocol, created, updated)"
 		" VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 	sqlite3_stmt *s = NULL;
-	const char *lifetime;
 	store_result r;
 	int rc;
 
-	if (!ready(st))
-		return STORE_ERROR;
-	lock(st);
-	if (req == NULL || req->pem == NULL || req->subject == NULL || req->cn == NULL) {
-		set_err(st, "adding request: pem, subject and cn are required");
-		r = STORE_ERROR;
-		goto out;
-	}
-	lifetime = store_lifetime_name(req->lifetime);
-	if (!store_hex_ok(req->sha256, sizeof(req->sha256), 64, 64) ||
-	    store_name_index(store_state_name(req->state), store_state_names, 3) < 0 ||
-	    lifetime == NULL ||
-	    strnlen(req->protocol, sizeof(req->protocol)) == sizeof(req->protocol)) {
-		set_err(st, "adding request: invalid sha256, state, lifetime or protocol");
-		r = STORE_ERROR;
-		goto out;
-	}
 	if ((r = prepare(st, sql, &s, "adding request")) != STORE_OK)
 		goto out;
 	if ((rc = bind_text(s, 1, req->sha256)) != SQLITE_OK ||
@@ -645,8 +648,8 @@ static store_result sq_req_add(store *st, const struct store_request *req, int64
 	    (rc = bind_text(s, 3, req->subject)) != SQLITE_OK ||
 	    (rc = bind_text(s, 4, req->cn)) != SQLITE_OK ||
 	    (rc = bind_text(s, 5, req->ou)) != SQLITE_OK ||
-	    (rc = bind_text(s, 6, store_state_name(req->state))) != SQLITE_OK ||
-	    (rc = bind_text(s, 7, lifetime)) != SQLITE_OK ||
+	    (rc = bind_text(s, 6, store_state_name(state))) != SQLITE_OK ||
+	    (rc = bind_text(s, 7, store_lifetime_name(req->lifetime))) != SQLITE_OK ||
 	    (rc = bind_text(s, 8, req->protocol)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_int64(s, 9, req->created)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_int64(s, 10, req->updated)) != SQLITE_OK) {
@@ -670,6 +673,18 @@ static store_result sq_req_add(store *st, const struct store_request *req, int64
 	r = STORE_OK;
 out:
 	sqlite3_finalize(s);
+	return r;
+}
+
+static store_result sq_req_add(store *st, const struct store_request *req, int64_t *id)
+{
+	store_result r;
+
+	if (!ready(st))
+		return STORE_ERROR;
+	lock(st);
+	if ((r = req_check(st, req, req != NULL ? req->state : REQ_PENDING)) == STORE_OK)
+		r = req_insert(st, req, req->state, id);
 	unlock(st);
 	return r;
 }
@@ -1071,24 +1086,26 @@ static store_result cas_check(store *st, const struct store_cert *c)
 	return STORE_OK;
 }
 
-static store_result sq_cert_add(store *st, const struct store_cert *c, int64_t now)
+/* cert_add's argument checks */
+static store_result cert_check(store *st, const struct store_cert *c)
 {
-	sqlite3_stmt *s = NULL;
-	store_result r;
-	int rc, in_tx = 0;
-
-	if (!ready(st))
-		return STORE_ERROR;
-	lock(st);
 	if (c == NULL || c->pem == NULL ||
 	    !store_hex_ok(c->serial, sizeof(c->serial), 1, sizeof(c->serial) - 1)) {
 		set_err(st, "adding certificate: no pem or invalid serial");
-		r = STORE_ERROR;
-		goto out;
+		return STORE_ERROR;
 	}
-	if ((r = exec(st, "BEGIN IMMEDIATE", "adding certificate")) != STORE_OK)
-		goto out;
-	in_tx = 1;
+	return STORE_OK;
+}
+
+/* cert_add's writes, c checked, inside the caller's write transaction
+ * (BEGIN IMMEDIATE) with the handle locked: the compare and set, the
+ * request marked signed, the certificate.  The caller rolls back on
+ * failure. */
+static store_result cert_insert(store *st, const struct store_cert *c, int64_t now)
+{
+	sqlite3_stmt *s = NULL;
+	store_result r;
+	int rc;
 
 	/* compare and set: read the request's state in this transaction */
 	if ((r = cas_check(st, c)) != STORE_OK)
@@ -1143,12 +1160,79 @@ static store_result sq_cert_add(store *st, const struct store_cert *c, int64_t n
 		r = db_fail(st, rc, "adding certificate");
 		goto out;
 	}
+	r = STORE_OK;
+out:
 	sqlite3_finalize(s);
-	s = NULL;
+	return r;
+}
+
+static store_result sq_cert_add(store *st, const struct store_cert *c, int64_t now)
+{
+	store_result r;
+	int in_tx = 0;
+
+	if (!ready(st))
+		return STORE_ERROR;
+	lock(st);
+	if ((r = cert_check(st, c)) != STORE_OK)
+		goto out;
+	if ((r = exec(st, "BEGIN IMMEDIATE", "adding certificate")) != STORE_OK)
+		goto out;
+	in_tx = 1;
+	if ((r = cert_insert(st, c, now)) != STORE_OK)
+		goto out;
 	in_tx = 0;
 	r = tx_commit(st);
 out:
-	sqlite3_finalize(s);
+	if (in_tx)
+		tx_rollback(st);
+	unlock(st);
+	return r;
+}
+
+/* req_add then cert_add, in one transaction (store.h) */
+static store_result sq_req_add_signed(store *st, const struct store_request *req,
+				      const struct store_cert *c, int64_t now, int64_t *id,
+				      int *exists)
+{
+	struct store_cert cc;
+	store_result r;
+	int64_t rid = 0;
+	int in_tx = 0;
+
+	if (exists != NULL)
+		*exists = 0;
+	if (!ready(st))
+		return STORE_ERROR;
+	lock(st);
+	if ((r = req_check(st, req, REQ_SIGNED)) != STORE_OK ||
+	    (r = cert_check(st, c)) != STORE_OK)
+		goto out;
+	if ((r = exec(st, "BEGIN IMMEDIATE", "adding signed request")) != STORE_OK)
+		goto out;
+	in_tx = 1;
+	if ((r = req_insert(st, req, REQ_SIGNED, &rid)) != STORE_OK) {
+		/* rid is the request already there: the caller serves it */
+		if (r == STORE_DUPLICATE) {
+			if (exists != NULL)
+				*exists = 1;
+			if (id != NULL)
+				*id = rid;
+		}
+		goto out;
+	}
+	/* the certificate is the new request's; cas_check then finds it
+	 * signed and without a certificate, so only the key rule can refuse */
+	cc = *c;
+	cc.request_id = rid;
+	if ((r = cert_insert(st, &cc, now)) != STORE_OK)
+		goto out;
+	in_tx = 0;
+	if ((r = tx_commit(st)) != STORE_OK)
+		goto out;
+	if (id != NULL)
+		*id = rid;
+out:
 	if (in_tx)
 		tx_rollback(st);
 	unlock(st);
@@ -1510,4 +1594,5 @@ const struct store_ops store_sqlite_ops = {
 	/* state folder checks */
 	.writable = sq_writable,
 	.log_access_batch = sq_log_access_batch,
+	.req_add_signed = sq_req_add_signed,
 };

@@ -5,7 +5,8 @@
  *
  * Every write is one transaction, committed before the function returns:
  * a caller that acknowledges to a client after a successful call never
- * acknowledges something a crash could lose.
+ * acknowledges something a crash could lose.  req_add_signed stores a
+ * request and its first certificate in one such transaction.
  */
 #ifndef P11CA_STORE_H
 #define P11CA_STORE_H
@@ -152,6 +153,19 @@ struct store_ops {
 	 * count one */
 	store_result (*guess)(store *st, const char *addr, unsigned burst, unsigned global, int fail,
 			      int64_t now_s, long *wait_s);
+
+	/* --- one transaction per request (issue 13) --- */
+	/* A new request stored already signed, with its first certificate, in
+	 * one transaction: one commit where req_add + cert_add make two.  r as
+	 * for req_add (stored in state REQ_SIGNED whatever r->state says); c as
+	 * for cert_add, its request_id ignored (the new request's id is used).
+	 * *id: the new request's id.  STORE_DUPLICATE, nothing stored: with
+	 * *exists = 1 when a request with r->sha256 is there already (*id is
+	 * that one's), with *exists = 0 when c->serial is taken (draw another
+	 * serial).  STORE_CONFLICT, nothing stored: a certificate for c->keyid
+	 * was revoked (the rule of cert_add; c->explicit_sign lifts it). */
+	store_result (*req_add_signed)(store *st, const struct store_request *r, const struct store_cert *c,
+				       int64_t now, int64_t *id, int *exists);
 };
 
 /* The SQLite backend: location is the database file path. */
