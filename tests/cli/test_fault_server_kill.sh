@@ -256,7 +256,7 @@ for r in rows:
     by_sha[r["sha256"]].append(r)
 dup = [s for s, v in by_sha.items() if len(v) > 1]
 assert not dup, "stored twice: %s" % dup
-want = total + ntok + 1          # + the deterministic one
+want = total + ntok + 2          # + the two deterministic ones
 assert len(rows) == want, "%d requests in the database, want %d" % (len(rows), want)
 for i in range(total):
     sha = open("%s/c/%d.sha" % (t, i)).read().strip()
