@@ -80,8 +80,11 @@ t0=$(now_ms)
 req 200 /root.crt
 req 202 "/$(cat "$T/c/pend.sha")"
 t1=$(now_ms)
-running "$p1" && running "$p2" ||
-	fail "root.crt and a poll were answered only after the signatures ($((t1 - t0)) ms): the loop waited for the token"
+# judged by time, not by whether the clients have exited yet (a client
+# answered a moment earlier may still be exiting): 2 s of each signature
+# were left, so an answer within 1.5 s did not wait for one
+[ $((t1 - t0)) -lt 1500 ] ||
+	fail "root.crt and a poll took $((t1 - t0)) ms: the loop waited for the token"
 wait_all 30 "$p1" "$p2"
 for k in 1 2; do
 	[ "$(cat "$T/p$k.code")" = 202 ] || fail "enrollment $k: HTTP $(cat "$T/p$k.code")"
@@ -112,12 +115,16 @@ bg_post 3 "$T/p3"
 p3=$BG_PID
 sleep 1
 running "$p3" || fail "the enrollment ended within 1 s"
+t0=$(now_ms)
 req 200 /root.crt
-running "$p3" && fail "signers = 0: root.crt was answered while the loop signed (check 1 could not fail)"
+t1=$(now_ms)
+# about 2 s of the signature were left when root.crt was asked for
+[ $((t1 - t0)) -ge 1000 ] ||
+	fail "signers = 0: root.crt was answered in $((t1 - t0)) ms while the loop signed (check 1 could not fail)"
 wait_all 30 "$p3"
 [ "$(cat "$T/p3.code")" = 202 ] || fail "enrollment 3: HTTP $(cat "$T/p3.code")"
 ca_stop
-pass "signers = 0: root.crt waited for the signature on the loop"
+pass "signers = 0: root.crt waited $((t1 - t0)) ms for the signature on the loop"
 
 # --- 3. bounded queue: 2 signers + 2 waiting, 6 at once ---
 ca_start q "$D" --autosign uuid --signers 2 --sign-queue 2
