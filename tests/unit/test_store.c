@@ -1163,6 +1163,42 @@ static void test_two_handles(void **state)
 	assert_int_equal(state_of(f->st, ra), REQ_SIGNED);
 }
 
+/*
+ * Statements are reused (sqlite.c keeps them prepared): every read must
+ * still see what another handle committed since.  A statement put back
+ * without a reset would keep its read transaction, and this handle would go
+ * on reading the old snapshot (or fail to bind again).
+ */
+static void test_reused_statements_see_writes(void **state)
+{
+	struct fx *f = *state;
+	struct store_request r;
+	char sha[65];
+	store *b = NULL;
+	int64_t id;
+	int n;
+
+	add_req(f->st, 1, REQ_PENDING);
+	assert_int_equal(ops->open(&b, f->path), STORE_OK);
+	for (n = 2; n < 60; n++) {
+		/* a lookup that stops at its one row */
+		snprintf(sha, sizeof(sha), "%064x", 1);
+		assert_int_equal(ops->req_by_sha256(f->st, sha, &r), STORE_OK);
+		store_request_clear(&r);
+		id = add_req(b, n, REQ_PENDING);
+		/* another statement, then the same one again */
+		assert_int_equal(ops->req_by_id(f->st, id, &r), STORE_OK);
+		store_request_clear(&r);
+		snprintf(sha, sizeof(sha), "%064x", n);
+		assert_int_equal(ops->req_by_sha256(f->st, sha, &r), STORE_OK);
+		assert_int_equal(r.id, id);
+		store_request_clear(&r);
+		assert_int_equal(add_cert(b, id, sha + 56, 100, 10), STORE_OK);
+		assert_int_equal(state_of(f->st, id), REQ_SIGNED);
+	}
+	ops->close(&b);
+}
+
 static void test_open_errors(void **state)
 {
 	struct fx *f = *state;
@@ -1281,6 +1317,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_log_access, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_newer_schema, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_handles, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reused_statements_see_writes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cert_add_cas, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_req_add_signed, setup, teardown),

@@ -19,6 +19,13 @@
  *
  * Output structs are zeroed on entry (store_*_clear() is always safe after a
  * call) and filled only on STORE_OK.
+ *
+ * Statements are kept prepared: prepare() hands out a cached statement for
+ * the same SQL text when one is free (parsing and planning were about a
+ * seventh of p11ca's CPU per enrollment), and finish() resets it, clears its
+ * bindings and puts it back, so that no read transaction stays open.  Past
+ * STMT_CACHE statements, or when the cached one is in use, a statement is
+ * prepared and finalized as before.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -38,10 +45,17 @@
 
 #define BUSY_TIMEOUT_MS 10000
 #define LIST_PAGE 64
+#define STMT_CACHE 32
+
+struct cached_stmt {
+	sqlite3_stmt *s; /* NULL: a free slot */
+	int busy;	 /* handed out by prepare(), not yet finish()ed */
+};
 
 struct store {
 	const struct store_ops *ops; /* first, as every backend's handle */
 	sqlite3 *db;
+	struct cached_stmt cache[STMT_CACHE];
 	char err[256];
 };
 
@@ -173,12 +187,64 @@ static void unlock(store *st)
 static store_result prepare(store *st, const char *sql, sqlite3_stmt **s,
 			    const char *what)
 {
+	struct cached_stmt *free_slot = NULL;
+	size_t i;
 	int rc;
 
-	rc = sqlite3_prepare_v2(st->db, sql, -1, s, NULL);
-	if (rc != SQLITE_OK)
+	*s = NULL;
+	for (i = 0; i < STMT_CACHE; i++) {
+		struct cached_stmt *c = &st->cache[i];
+
+		if (c->s == NULL) {
+			if (free_slot == NULL)
+				free_slot = c;
+		} else if (!c->busy && strcmp(sqlite3_sql(c->s), sql) == 0) {
+			c->busy = 1;
+			*s = c->s;
+			return STORE_OK;
+		}
+	}
+	rc = sqlite3_prepare_v3(st->db, sql, -1, free_slot ? SQLITE_PREPARE_PERSISTENT : 0, s,
+				NULL);
+	if (rc != SQLITE_OK) {
+		*s = NULL;
 		return db_fail(st, rc, what);
+	}
+	if (free_slot != NULL && *s != NULL) {
+		free_slot->s = *s;
+		free_slot->busy = 1;
+	}
 	return STORE_OK;
+}
+
+/* The end of a statement from prepare(): back to the cache, reset and with
+ * its bindings cleared, or finalized if it was not cached.  NULL is a no-op. */
+static void finish(store *st, sqlite3_stmt *s)
+{
+	size_t i;
+
+	if (s == NULL)
+		return;
+	for (i = 0; i < STMT_CACHE; i++) {
+		if (st->cache[i].s == s) {
+			sqlite3_reset(s);
+			sqlite3_clear_bindings(s);
+			st->cache[i].busy = 0;
+			return;
+		}
+	}
+	sqlite3_finalize(s);
+}
+
+static void cache_free(store *st)
+{
+	size_t i;
+
+	for (i = 0; i < STMT_CACHE; i++) {
+		sqlite3_finalize(st->cache[i].s);
+		st->cache[i].s = NULL;
+		st->cache[i].busy = 0;
+	}
 }
 
 /* NULL binds SQL NULL; t must outlive the statement's step */
@@ -400,7 +466,7 @@ static store_result set_wal(store *st, const char *path)
 	}
 	r = STORE_OK;
 out:
-	sqlite3_finalize(s);
+	finish(st, s);
 	return r;
 }
 
@@ -427,7 +493,7 @@ static store_result migrate(store *st)
 	}
 	empty = sqlite3_column_type(s, 0) == SQLITE_NULL;
 	have = sqlite3_column_int64(s, 0);
-	sqlite3_finalize(s);
+	finish(st, s);
 	s = NULL;
 	if (have > SCHEMA_VERSION) {
 		set_err(st, "database schema version %lld is newer than this p11ca"
@@ -467,12 +533,12 @@ static store_result migrate(store *st)
 	}
 	if ((r = step_done(st, s, "schema")) != STORE_OK)
 		goto out;
-	sqlite3_finalize(s);
+	finish(st, s);
 	s = NULL;
 	in_tx = 0;
 	r = tx_commit(st);
 out:
-	sqlite3_finalize(s);
+	finish(st, s);
 	if (in_tx)
 		tx_rollback(st);
 	return r;
@@ -556,6 +622,7 @@ static store_result sq_open(store **out, const char *path)
 	r = STORE_OK;
 out:
 	if (r != STORE_OK && st != NULL && st->db != NULL) {
+		cache_free(st);
 		sqlite3_close_v2(st->db);
 		st->db = NULL;
 	}
@@ -566,6 +633,7 @@ static void sq_close(store **st)
 {
 	if (st == NULL || *st == NULL)
 		return;
+	cache_free(*st);
 	sqlite3_close_v2((*st)->db);
 	free(*st);
 	*st = NULL;
@@ -606,7 +674,7 @@ static store_result find_request_id(store *st, const char *sha256, int64_t *id)
 	*id = sqlite3_column_int64(s, 0);
 	r = STORE_OK;
 out:
-	sqlite3_finalize(s);
+	finish(st, s);
 	return r;
 }
 
@@ -672,7 +740,7 @@ static store_result req_insert(store *st, const struct store_request *req, req_s
 		*id = sqlite3_last_insert_rowid(st->db);
 	r = STORE_OK;
 out:
-	sqlite3_finalize(s);
+	finish(st, s);
 	return r;
 }
 
@@ -729,7 +797,7 @@ static store_result req_get(store *st, const char *sql, const char *key_text,
 	}
 	r = read_request(st, s, out);
 out:
-	sqlite3_finalize(s);
+	finish(st, s);
 	unlock(st);
 	return r;
 }
@@ -790,7 +858,7 @@ static store_result sq_req_set_state(store *st, int64_t id, req_state state,
 	}
 	r = STORE_OK;
 out:
-	sqlite3_finalize(s);
+	finish(st, s);
 	unlock(st);
 	return r;
 }
@@ -855,7 +923,7 @@ static store_result fetch_page(store *st, const char *sql, int64_t after,
 	}
 	r = STORE_OK;
 out:
-	sqlite3_finalize(s);
+	finish(st, s);
 	unlock(st);
 	return r;
 }
@@ -1033,7 +1101,7 @@ static store_result query_int(store *st, const char *sql, const char *t, int64_t
 	}
 	r = STORE_OK;
 out:
-	sqlite3_finalize(s);
+	finish(st, s);
 	return r;
 }
 
@@ -1130,7 +1198,7 @@ static store_result cert_insert(store *st, const struct store_cert *c, int64_t n
 		r = STORE_CONFLICT;
 		goto out;
 	}
-	sqlite3_finalize(s);
+	finish(st, s);
 	s = NULL;
 
 	/* a new certificate is never revoked: that is cert_revoke()'s */
@@ -1162,7 +1230,7 @@ static store_result cert_insert(store *st, const struct store_cert *c, int64_t n
 	}
 	r = STORE_OK;
 out:
-	sqlite3_finalize(s);
+	finish(st, s);
 	return r;
 }
 
@@ -1279,7 +1347,7 @@ static store_result cert_get(store *st, const char *sql, const char *key_text,
 	}
 	r = read_cert(st, s, out);
 out:
-	sqlite3_finalize(s);
+	finish(st, s);
 	unlock(st);
 	return r;
 }
@@ -1326,7 +1394,7 @@ static int serial_exists_locked(store *st, const char *serial)
 	else
 		db_fail(st, rc, "finding certificate");
 out:
-	sqlite3_finalize(s);
+	finish(st, s);
 	return ret;
 }
 
@@ -1375,12 +1443,12 @@ static store_result sq_cert_revoke(store *st, const char *serial, int reason,
 			goto out;
 		}
 	}
-	sqlite3_finalize(s);
+	finish(st, s);
 	s = NULL;
 	in_tx = 0;
 	r = tx_commit(st);
 out:
-	sqlite3_finalize(s);
+	finish(st, s);
 	if (in_tx)
 		tx_rollback(st);
 	unlock(st);
@@ -1437,7 +1505,7 @@ static store_result sq_log_access(store *st, const struct store_access *a)
 	}
 	r = step_done(st, s, "logging access");
 out:
-	sqlite3_finalize(s);
+	finish(st, s);
 	unlock(st);
 	return r;
 }
@@ -1529,7 +1597,7 @@ static store_result sq_log_access_batch(store *st, const struct store_access *a,
 		if ((r = step_done(st, s, "logging access")) != STORE_OK)
 			goto out;
 	}
-	sqlite3_finalize(s);
+	finish(st, s);
 	s = NULL;
 	/* ids only grow (INTEGER PRIMARY KEY, max + 1): keep the newest */
 	if ((r = prepare(st, "DELETE FROM access_log WHERE id <= (SELECT MAX(id) FROM access_log) - ?1", &s,
@@ -1543,7 +1611,7 @@ static store_result sq_log_access_batch(store *st, const struct store_access *a,
 		goto out;
 	r = tx_commit(st);
 out:
-	sqlite3_finalize(s);
+	finish(st, s);
 	if (r != STORE_OK)
 		tx_rollback(st);
 	unlock(st);
