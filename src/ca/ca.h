@@ -120,8 +120,6 @@ int ca_csr_ok(X509_REQ *req, char *err, size_t errlen);
 /* token-dn-suffix (proto/sharedtoken.c): the DN ends with the suffix's parsed RDNs
  * in either reading order.  1 yes, 0 no, -1 the suffix does not parse. */
 int ca_dn_suffix_ok(const char *suffix, const X509_NAME *n);
-/* lowercase hex SHA-256 of the SubjectPublicKeyInfo DER */
-int ca_spki_keyid(EVP_PKEY *pk, char hex[65]);
 /* The CA certificate's notAfter has passed (nothing is signed then). */
 int ca_expired(const struct ca *ca, time_t now);
 /* A client certificate (already verified against the CA by httpd) is

@@ -103,14 +103,25 @@ grep -q 'skipped 1 rejected or revoked' "$T/err" || fail "refresh: $(cat "$T/err
 req 202 "/$S1"
 [ "$(p11ca show --dir "$D" --json "$S1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["certificates"])')" = 1 ] \
 	|| fail "refresh issued a certificate for the revoked request"
-# the same key in a new request (new UUID) is not autosigned
-U2=$(uuid)
-openssl req -new -key "$T/u1.csr.key" -subj "/C=SE/O=Example/CN=$U2" -out "$T/u2.csr" 2>/dev/null || fail "openssl req u2"
-post 202 "$T/u2.csr"
-S2=$(sha256_of "$T/u2.csr")
-req 202 "/$S2"
-[ "$(state "$S2")" = pending ] || fail "a request for the revoked key was autosigned ($(state "$S2"))"
+# revoked_key_pending KEY NAME: a new request (new UUID) with KEY, as
+# $T/NAME.csr, is stored but not autosigned; REQ_SHA is its SHA-256
+revoked_key_pending() {
+	openssl req -new -key "$1" -subj "/C=SE/O=Example/CN=$(uuid)" -out "$T/$2.csr" 2>/dev/null ||
+		fail "openssl req $2"
+	post 202 "$T/$2.csr"
+	REQ_SHA=$(sha256_of "$T/$2.csr")
+	req 202 "/$REQ_SHA"
+	[ "$(state "$REQ_SHA")" = pending ] || fail "$2: a request for the revoked key was autosigned"
+}
+# the same key in a new request is not autosigned
+revoked_key_pending "$T/u1.csr.key" u2
+S2=$REQ_SHA
 grep -q 'was revoked' "$CA_LOG" || fail "no log line for the revoked key"
+# ... nor in the other form of its point (RFC 5480 s2.2: compressed), which
+# p11ca certifies uncompressed: one key, one form, one keyid
+openssl ec -in "$T/u1.csr.key" -conv_form compressed -out "$T/u1c.key" 2>/dev/null || fail "openssl ec compressed"
+revoked_key_pending "$T/u1c.key" u4
+S4=$REQ_SHA
 # ... nor renewed over mTLS with another valid certificate of that subject
 # (the revoked one is refused anyway: mtls_same_subject)
 # an administrator may certify it again, explicitly
@@ -120,6 +131,46 @@ req 200 "/$S2"
 expect_rc 0 p11ca refresh --dir "$D"
 grep -q 're-signed [1-9][0-9]* requests*, skipped 1 rejected or revoked' "$T/err" || fail "refresh: $(cat "$T/err")"
 req 202 "/$S1"
+
+# --- the certificate's subjectPublicKeyInfo, byte for byte ---
+# spki FILE: hex of the SubjectPublicKeyInfo DER exactly as it is in a PEM
+# certificate or CSR (openssl and python-cryptography would encode the
+# parsed key again, which hides a difference)
+spki() {
+	python3 - "$1" <<'PY' || fail "spki $1"
+import base64, sys
+pem = open(sys.argv[1]).read().split("-----")[2]
+der = base64.b64decode("".join(pem.split()))
+def tlv(b, i):
+    n = b[i + 1]; h = 2
+    if n & 0x80:
+        k = n & 0x7F; n = int.from_bytes(b[i + 2:i + 2 + k], "big"); h = 2 + k
+    return i + h, i + h + n  # content start, end
+s, _ = tlv(der, 0)       # Certificate / CertificationRequest
+s, e = tlv(der, s)       # tbsCertificate / certificationRequestInfo
+i, items = s, []
+while i < e:
+    c, end = tlv(der, i); items.append(der[i:end]); i = end
+# certificate: [0] version, serial, signature, issuer, validity, subject, SPKI
+# request: version, subject, SPKI
+print((items[6] if items[0][0] == 0xA0 else items[2]).hex())
+PY
+}
+# EC P-256 (u1, above) and RSA: copied as sent
+[ "$(spki "$T/u1.crt")" = "$(spki "$T/u1.csr")" ] || fail "EC: the certificate's SPKI is not the CSR's"
+U3=$(uuid)
+mk_csr "$T/rsa.csr" "/C=SE/O=Example/CN=$U3" rsa:2048
+post 202 "$T/rsa.csr"
+req 200 "/$(sha256_of "$T/rsa.csr")"
+cp "$T/body" "$T/rsa.crt"
+expect_leaf "$T/rsa.crt" "$U3" "$T/rsa.csr"
+[ "$(spki "$T/rsa.crt")" = "$(spki "$T/rsa.csr")" ] || fail "RSA: the certificate's SPKI is not the CSR's"
+[ "$(spki "$T/u4.csr")" != "$(spki "$T/u1.csr")" ] || fail "u4.csr does not carry the compressed point"
+expect_rc 0 p11ca sign --dir "$D" "$S4"
+req 200 "/$S4"
+cp "$T/body" "$T/u4.crt"
+[ "$(spki "$T/u4.crt")" = "$(spki "$T/u1.csr")" ] || fail "the compressed key was not certified uncompressed"
+pass "SPKI: EC and RSA keys certified as sent, a compressed point uncompressed and still known as revoked"
 
 # --- point 9: weak RSA exponents, SHA-1 / MD5, explicit EC parameters ---
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -pkeyopt rsa_keygen_pubexp:3 -out "$T/e3.key" 2>/dev/null \
