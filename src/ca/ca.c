@@ -684,8 +684,10 @@ static const EVP_MD *ca_md(EVP_PKEY *k)
  * are the same either way):
  *   - id-ecPublicKey with a named curve (ca_csr_ok refuses others) and an
  *     uncompressed point (RFC 5480 s2.2);
- *   - rsaEncryption with NULL parameters (RFC 3279 s2.3.1; the key's DER
- *     INTEGERs were already parsed strictly).
+ *   - rsaEncryption with NULL parameters (RFC 3279 s2.3.1) whose
+ *     RSAPublicKey is DER with minimal lengths (rsa_der_canonical: OpenSSL
+ *     parses longer length forms too, and those bytes would be a second
+ *     keyid for the same key; its INTEGERs it parses strictly).
  * Anything else takes X509_set_pubkey(), which encodes the parsed key again
  * through OpenSSL 3's encoder and decodes the result: about a sixth of
  * p11ca's CPU per enrollment, saved on the usual keys.  An EC key sent with
@@ -695,6 +697,51 @@ static const EVP_MD *ca_md(EVP_PKEY *k)
  * the short way has no parsed key behind it (X509_get0_pubkey() is NULL);
  * cert_keyid() below reads the encoding instead.
  */
+/* One DER tag and length at *p (before end) in the minimal form X.690
+ * s10.1 asks for; *p moves to the contents.  1 yes, 0 no. */
+static int der_header(const unsigned char **p, const unsigned char *end, int tag, size_t *len)
+{
+	const unsigned char *q = *p;
+	size_t n;
+
+	if (end - q < 2 || q[0] != tag)
+		return 0;
+	if (q[1] < 0x80) {
+		n = q[1];
+		q += 2;
+	} else if (q[1] == 0x81 && end - q >= 3 && q[2] >= 0x80) {
+		n = q[2];
+		q += 3;
+	} else if (q[1] == 0x82 && end - q >= 4 && q[2] != 0) {
+		n = (size_t)q[2] << 8 | q[3];
+		q += 4;
+	} else {
+		return 0; /* long form for a short length, or > 65535 (RSA 4096 is 526) */
+	}
+	if ((size_t)(end - q) < n)
+		return 0;
+	*p = q;
+	*len = n;
+	return 1;
+}
+
+/* RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }
+ * (RFC 8017 A.1.1) in exactly len bytes, every length minimal */
+static int rsa_der_canonical(const unsigned char *p, int len)
+{
+	const unsigned char *end = p + len;
+	size_t n;
+
+	if (!der_header(&p, end, 0x30, &n) || p + n != end)
+		return 0;
+	if (!der_header(&p, end, 0x02, &n))
+		return 0;
+	p += n;
+	if (!der_header(&p, end, 0x02, &n))
+		return 0;
+	return p + n == end;
+}
+
 static int set_spki_slow(X509 *x, EVP_PKEY *pub)
 {
 	EVP_PKEY *dup = NULL;
@@ -729,7 +776,7 @@ static int set_spki(X509 *x, X509_REQ *req)
 	X509_ALGOR_get0(&alg_obj, &ptype, &pval, alg);
 	nid = OBJ_obj2nid(alg_obj);
 	fast = (nid == NID_X9_62_id_ecPublicKey && ptype == V_ASN1_OBJECT && bits[0] == 0x04) ||
-	       (nid == NID_rsaEncryption && ptype == V_ASN1_NULL);
+	       (nid == NID_rsaEncryption && ptype == V_ASN1_NULL && rsa_der_canonical(bits, len));
 	if (!fast)
 		return set_spki_slow(x, X509_REQ_get0_pubkey(req));
 	obj = OBJ_nid2obj(nid); /* static: nothing to free */

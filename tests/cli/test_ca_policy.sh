@@ -170,7 +170,47 @@ expect_rc 0 p11ca sign --dir "$D" "$S4"
 req 200 "/$S4"
 cp "$T/body" "$T/u4.crt"
 [ "$(spki "$T/u4.crt")" = "$(spki "$T/u1.csr")" ] || fail "the compressed key was not certified uncompressed"
-pass "SPKI: EC and RSA keys certified as sent, a compressed point uncompressed and still known as revoked"
+# an RSA key whose RSAPublicKey uses a longer length form than DER's
+# (OpenSSL parses it): revoked, it stays revoked in that encoding too, and
+# is certified in DER
+expect_rc 0 p11ca revoke --dir "$D" --reason 1 "$(serial_of "$(sha256_of "$T/rsa.csr")")"
+python3 - "$T/rsa.csr.key" "$(uuid)" "$T/rsaber.der" <<'PY' || fail "python: the BER-length RSA CSR"
+import sys
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+def tlv(tag, body):
+    n = len(body)
+    if n < 0x80: return bytes([tag, n]) + body
+    if n < 0x100: return bytes([tag, 0x81, n]) + body
+    return bytes([tag, 0x82, n >> 8, n & 0xFF]) + body
+def integer(v):
+    b = v.to_bytes((v.bit_length() + 8) // 8, "big")
+    return tlv(0x02, b)
+key = serialization.load_pem_private_key(open(sys.argv[1], "rb").read(), None)
+pub = key.public_key().public_numbers()
+e = pub.e.to_bytes((pub.e.bit_length() + 8) // 8, "big")
+rsapub = tlv(0x30, integer(pub.n) + bytes([0x02, 0x81, len(e)]) + e)  # 0x81: BER, not DER
+rsa_alg = tlv(0x30, bytes.fromhex("06092a864886f70d010101") + b"\x05\x00")
+spki = tlv(0x30, rsa_alg + tlv(0x03, b"\x00" + rsapub))
+name = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "SE"), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example"),
+                  x509.NameAttribute(NameOID.COMMON_NAME, sys.argv[2])]).public_bytes()
+cri = tlv(0x30, integer(0) + name + spki + b"\xa0\x00")
+sig = key.sign(cri, padding.PKCS1v15(), hashes.SHA256())
+sig_alg = tlv(0x30, bytes.fromhex("06092a864886f70d01010b") + b"\x05\x00")
+open(sys.argv[3], "wb").write(tlv(0x30, cri + sig_alg + tlv(0x03, b"\x00" + sig)))
+PY
+pem_csr "$T/rsaber.der" "$T/rsaber.csr"
+openssl req -in "$T/rsaber.csr" -noout -verify 2>/dev/null || fail "openssl does not take the BER-length RSA CSR"
+post 202 "$T/rsaber.csr"
+SB=$(sha256_of "$T/rsaber.csr")
+req 202 "/$SB"
+[ "$(state "$SB")" = pending ] || fail "the revoked RSA key in a BER length form was autosigned ($(state "$SB"))"
+expect_rc 0 p11ca sign --dir "$D" "$SB"
+req 200 "/$SB"
+[ "$(spki "$T/body")" = "$(spki "$T/rsa.csr")" ] || fail "the BER-length RSA key was not certified in DER"
+pass "SPKI: EC and RSA keys certified as sent, a compressed point uncompressed, a BER length in DER; both still known as revoked"
 
 # --- point 9: weak RSA exponents, SHA-1 / MD5, explicit EC parameters ---
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -pkeyopt rsa_keygen_pubexp:3 -out "$T/e3.key" 2>/dev/null \
