@@ -44,6 +44,12 @@ struct ca_request {
 	int token_on_main;
 	ratelimit *rl;
 	struct est_server *est;
+	/* non-NULL only on the event loop of a server with signing threads: a
+	 * handler that finds it must sign after all (offload() could not
+	 * tell) sets *defer to 1 and returns without replying; ca_dispatch
+	 * then hands the request to a signing thread, where handle() runs
+	 * again from the start */
+	int *defer;
 };
 
 /* One route of a served protocol: match() says whether it takes the

@@ -114,15 +114,25 @@ void ca_dispatch(const struct ca_served *sv, httpd_req *r)
 	const struct ca_route *rt;
 	httpd_req *d;
 	size_t i, k;
+	int defer = 0;
 
 	ca_request_init(&rq, sv, sv->ca, r);
+	if (sv->workers != NULL)
+		rq.defer = &defer;
 	for (i = 0; i < sizeof served / sizeof served[0]; i++)
 		for (k = 0; k < served[i]->nroutes; k++) {
 			rt = &served[i]->routes[k];
 			if (!rt->match(&rq))
 				continue;
+			if (sv->workers != NULL && rt->offload != NULL && !rt->offload(&rq)) {
+				/* on the loop, unless the handler finds that it
+				 * must sign (request.h, defer) */
+				rt->handle(&rq);
+				if (!defer)
+					return;
+			}
 			/* what may sign goes to a signing thread (workers.h) */
-			if (sv->workers != NULL && rt->offload != NULL && rt->offload(&rq)) {
+			if (sv->workers != NULL && rt->offload != NULL) {
 				int token_json = served[i] == &ca_proto_sharedtoken;
 
 				if (ca_workers_full(sv->workers)) {
@@ -136,6 +146,7 @@ void ca_dispatch(const struct ca_served *sv, httpd_req *r)
 				}
 				/* out of memory for the copy: answered here */
 			}
+			rq.defer = NULL;
 			rt->handle(&rq);
 			return;
 		}

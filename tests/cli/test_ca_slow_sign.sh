@@ -16,7 +16,9 @@
 #   4. SIGTERM with signatures queued: p11ca exits 0 in its grace time and
 #      every 202 it gave is in the database;
 #   5. a module that cannot lock (CKR_CANT_LOCK): signers = auto is 1,
-#      said in the log, and signatures never overlap.
+#      said in the log, and signatures never overlap;
+#   6. a UUID request stored pending (autosign was off) is signed by the
+#      next poll on a signing thread: root.crt answers meanwhile.
 # shellcheck source=ca_lib.sh
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/ca_lib.sh"
 
@@ -36,7 +38,7 @@ csr() {
 		-keyout /dev/null -out "$T/c/$1.csr" 2>/dev/null || fail "openssl req failed"
 	sha256sum "$T/c/$1.csr" | cut -c1-64 >"$T/c/$1.sha"
 }
-for i in $(seq 1 16); do csr "$i"; done
+for i in $(seq 1 17); do csr "$i"; done
 csr pend pending-host
 
 # bg_post N OUT: POST CSR N in the background; OUT.code gets the status,
@@ -210,3 +212,31 @@ ca_stop
 [ "$(inflight)" = 1 ] || fail "CKR_CANT_LOCK module: $(inflight) signatures in flight at once, want 1"
 unset SLOWP11_CANT_LOCK
 pass "CKR_CANT_LOCK: one signing thread, signatures one at a time"
+
+# --- 6. a poll that finds a UUID request pending signs it off the loop ---
+export SLOWP11_DELAY_MS=0
+ca_start off "$D" --signers 2 # autosign off: stored pending
+post 202 "$T/c/17.csr"
+ca_stop
+export SLOWP11_DELAY_MS=3000
+ca_start poll "$D" --autosign uuid --signers 2
+sha17=$(cat "$T/c/17.sha")
+(
+	code=$(curl -sS --noproxy '*' --max-time 60 --cacert "$D/ca.crt" -o "$T/g17.body" -w '%{http_code}' \
+		"$CA_URL/$sha17" 2>"$T/g17.err") || true
+	printf '%s\n' "${code:-000}" >"$T/g17.code"
+) &
+g17=$!
+sleep 1
+running "$g17" || fail "the poll ended within 1 s: it did not sign"
+t0=$(now_ms)
+req 200 /root.crt
+t1=$(now_ms)
+[ $((t1 - t0)) -lt 1500 ] || fail "root.crt took $((t1 - t0)) ms while a poll signed: the poll signed on the loop"
+wait_all 30 "$g17"
+[ "$(cat "$T/g17.code")" = 200 ] || fail "the poll of the pending UUID request: HTTP $(cat "$T/g17.code")"
+openssl x509 -in "$T/g17.body" -noout 2>/dev/null || fail "the poll did not answer a certificate"
+expect_grep -F "\"GET /$sha17\" 200" "$CA_LOG"
+expect_grep -F "autosigned (UUID CN, on GET)" "$CA_LOG"
+ca_stop
+pass "a poll that signs a pending UUID request runs on a signing thread: root.crt answered in $((t1 - t0)) ms"

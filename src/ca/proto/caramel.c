@@ -182,10 +182,16 @@ static void do_get(const struct ca_request *rq, httpd_req *r, const char *sha)
 	 * transactions) must not leave the client polling a request nobody
 	 * will sign. */
 	if (sr == STORE_NOT_FOUND && q.state == REQ_PENDING && strcmp(rq->ca->cfg.autosign, "uuid") == 0 &&
-	    q.cn != NULL && is_uuid(q.cn) && pem_sans_only_cn(q.pem) &&
-	    ca_sign_request(rq->ca, &q, LIFETIME_SHORT, PROFILE_CARAMEL, NULL, now) == 0) {
-		httpd_req_note(r, "caramel", "autosigned (UUID CN, on GET)");
-		sr = rq->ca->so->cert_latest(rq->ca->st, q.id, &c);
+	    q.cn != NULL && is_uuid(q.cn) && pem_sans_only_cn(q.pem)) {
+		if (rq->defer != NULL) {
+			/* on the loop: sign on a signing thread (request.h) */
+			*rq->defer = 1;
+			goto out;
+		}
+		if (ca_sign_request(rq->ca, &q, LIFETIME_SHORT, PROFILE_CARAMEL, NULL, now) == 0) {
+			httpd_req_note(r, "caramel", "autosigned (UUID CN, on GET)");
+			sr = rq->ca->so->cert_latest(rq->ca->st, q.id, &c);
+		}
 	}
 	/* renewal: a valid client certificate for this subject, and the
 	 * newest certificate is past half its lifetime (or missing) */
