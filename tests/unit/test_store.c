@@ -278,11 +278,11 @@ static void test_schema_created(void **state)
 	sqlite3_stmt *s = NULL;
 
 	SQLITE_ONLY();
-	assert_int_equal(raw_int(f->path, "SELECT version FROM schema_version"), 2);
+	assert_int_equal(raw_int(f->path, "SELECT version FROM schema_version"), 3);
 	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM schema_version"), 1);
 	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name IN"
 				 " ('requests', 'certificates', 'access_log',"
-				 " 'certificates_request_id')"), 4);
+				 " 'certificates_request_newest')"), 4);
 
 	db = raw_open(f->path);
 	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, NULL), SQLITE_OK);
@@ -303,7 +303,7 @@ static void test_schema_created(void **state)
 	ops->close(&f->st);
 	assert_null(f->st);
 	assert_int_equal(ops->open(&f->st, f->path), STORE_OK);
-	assert_int_equal(raw_int(f->path, "SELECT version FROM schema_version"), 2);
+	assert_int_equal(raw_int(f->path, "SELECT version FROM schema_version"), 3);
 	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM schema_version"), 1);
 }
 
@@ -822,7 +822,7 @@ static void test_newer_schema(void **state)
 	assert_non_null(st);
 	assert_string_equal(ops->errmsg(st),
 			    "database schema version 999 is newer than this p11ca"
-			    " understands (2)");
+			    " understands (3)");
 	/* a handle that failed to open refuses everything else */
 	assert_int_equal(ops->req_set_state(st, 1, REQ_PENDING, LIFETIME_SHORT, 1),
 			 STORE_ERROR);
@@ -1092,7 +1092,9 @@ static void test_migration_v2(void **state)
 	assert_int_equal(ops->cert_add(f->st, &c, 100), STORE_OK);
 	assert_int_equal(ops->cert_revoke(f->st, "0a", 1, 200), STORE_OK);
 	ops->close(&f->st);
-	raw_exec(f->path, "DROP INDEX certificates_keyid;"
+	raw_exec(f->path, "DROP INDEX certificates_request_newest;"
+		 " CREATE INDEX certificates_request_id ON certificates(request_id);"
+		 " DROP INDEX certificates_keyid;"
 		 " ALTER TABLE certificates DROP COLUMN keyid;"
 		 " ALTER TABLE certificates DROP COLUMN explicit;"
 		 " ALTER TABLE certificates DROP COLUMN revoke_seq;"
@@ -1100,7 +1102,7 @@ static void test_migration_v2(void **state)
 
 	/* the upgrade fills keyid from the PEM: the key stays revoked */
 	assert_int_equal(ops->open(&f->st, f->path), STORE_OK);
-	assert_int_equal(raw_int(f->path, "SELECT version FROM schema_version"), 2);
+	assert_int_equal(raw_int(f->path, "SELECT version FROM schema_version"), 3);
 	db = raw_open(f->path);
 	assert_int_equal(sqlite3_prepare_v2(db, "SELECT keyid FROM certificates WHERE serial = '0a'",
 					    -1, &s, NULL), SQLITE_OK);

@@ -136,6 +136,15 @@ static const char *const migrations[] = {
 	 * and minute, counted by every instance (guess()) */
 	"CREATE TABLE token_guesses(addr TEXT NOT NULL, minute BIGINT NOT NULL,"
 	"  n INTEGER NOT NULL, PRIMARY KEY(addr, minute));",
+	/* 3 (SQLite's too).  "a request's newest certificate" (cert_latest,
+	 * cert_add's checks: WHERE request_id = $1 ORDER BY id DESC LIMIT 1)
+	 * in one index probe.  With only (request_id), a planner without
+	 * statistics yet (a new instance's connections, before autoanalyze)
+	 * walked the primary key backwards through every certificate: 13 ms
+	 * a request at 9,000 rows, a quarter of the rate of two instances.
+	 * SQLite's (request_id) index already ends in the rowid (= id). */
+	"CREATE INDEX certificates_request_newest ON certificates(request_id, id DESC);"
+	"DROP INDEX certificates_request_id;",
 };
 
 #define SCHEMA_VERSION ((int64_t)(sizeof(migrations) / sizeof(migrations[0])))

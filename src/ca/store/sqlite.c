@@ -114,6 +114,11 @@ static const char *const migrations[] = {
 	"CREATE INDEX certificates_keyid ON certificates(keyid);"
 	"CREATE TABLE crl_number(id INTEGER PRIMARY KEY CHECK(id = 1),"
 	"  last INTEGER NOT NULL);",
+	/* 3: as PostgreSQL's migration 3 (a request's newest certificate in
+	 * one index probe), so both backends have one schema and one version;
+	 * here the (request_id) index already ended in the rowid */
+	"CREATE INDEX certificates_request_newest ON certificates(request_id, id DESC);"
+	"DROP INDEX certificates_request_id;",
 };
 
 #define SCHEMA_VERSION ((int64_t)(sizeof(migrations) / sizeof(migrations[0])))
