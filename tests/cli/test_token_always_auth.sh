@@ -59,13 +59,25 @@ D2=$T/ca2
 expect_rc 0 p11ca init --dir "$D2" --C SE --O Example2 --hostname localhost --listen 127.0.0.1:0 \
 	--key "pkcs11:token=$TOKEN;object=caaa" --module "$MOD" --pin-file "$PINF"
 openssl verify -CAfile "$D2/ca.crt" "$D2/tls.crt" >/dev/null 2>&1 || fail "tls.crt does not chain to ca.crt"
-ca_start ca2 "$D2" --autosign uuid
+ca_start ca2 "$D2" --autosign uuid --signers 2
 mkdir -p "$T/s2"
-# p11ca serve signs these itself: two signatures in one long-running process
+expect_grep -F "2 signing thread(s)" "$CA_LOG"
+# p11ca serve signs these itself: two signatures in one long-running
+# process, at once, each on its signing thread's own session (each needs
+# its own CKU_CONTEXT_SPECIFIC login)
+pids=() us=()
 for i in 1 2; do
 	u=$(python3 -c 'import uuid; print(uuid.uuid4())')
-	expect_rc 0 p11c enroll caramel "localhost:$CA_PORT" "$u" --type ec:P-256 --ca-file "$D2/ca.crt" --dir "$T/s2" --once
-	openssl verify -CAfile "$D2/ca.crt" "$T/s2/$u.crt" >/dev/null 2>&1 || fail "$u.crt does not verify under the CA"
+	us+=("$u")
+	mkdir -p "$T/s2$i"
+	p11c enroll caramel "localhost:$CA_PORT" "$u" --type ec:P-256 --ca-file "$D2/ca.crt" --dir "$T/s2$i" \
+		--once >"$T/e$i.out" 2>&1 &
+	pids+=($!)
+done
+for i in 0 1; do
+	wait "${pids[$i]}" || fail "enrollment $((i + 1)) at once: $(cat "$T/e$((i + 1)).out")"
+	openssl verify -CAfile "$D2/ca.crt" "$T/s2$((i + 1))/${us[$i]}.crt" >/dev/null 2>&1 ||
+		fail "${us[$i]}.crt does not verify under the CA"
 done
 grep -c "autosigned" "$CA_LOG" | grep -qx 2 || fail "p11ca serve did not autosign both requests"
 expect_rc 69 p11c enroll caramel "localhost:$CA_PORT" c2 --type ec:P-256 --ca-file "$D2/ca.crt" --dir "$T/s2" --once
