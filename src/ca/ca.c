@@ -562,9 +562,6 @@ static int add_ext(X509 *x, X509V3_CTX *v3, int nid, const char *value)
 	return ok ? 0 : -1;
 }
 
-/* 16 random bytes with the top two bits fixed (01): positive, never zero,
- * always 16 octets; 126 bits of entropy (RFC 5280 s4.1.2.2 allows up to
- * 20 octets; CA/B Forum BR s7.1 asks for at least 64). */
 /* A serial as the store keeps it: lowercase hex (OPENSSL_free), or NULL. */
 static char *serial_hex(const BIGNUM *bn)
 {
@@ -574,6 +571,10 @@ static char *serial_hex(const BIGNUM *bn)
 		*p = (char)tolower((unsigned char)*p);
 	return hex;
 }
+
+/* 16 random bytes with the top two bits fixed (01): positive, never zero,
+ * always 16 octets; 126 bits of entropy (RFC 5280 s4.1.2.2 allows up to
+ * 20 octets; CA/B Forum BR s7.1 asks for at least 64). */
 
 static int new_serial(struct ca *ca, ASN1_INTEGER **out)
 {
@@ -677,26 +678,6 @@ static const EVP_MD *ca_md(EVP_PKEY *k)
 	return bits > 2048 ? EVP_sha384() : EVP_sha256();
 }
 
-/*
- * The certificate's subjectPublicKeyInfo is the CSR's, copied as it came,
- * where that copy is exactly what OpenSSL would encode from the parsed key
- * (so the certificate, and the keyid the store compares for revoked keys,
- * are the same either way):
- *   - id-ecPublicKey with a named curve (ca_csr_ok refuses others) and an
- *     uncompressed point (RFC 5480 s2.2);
- *   - rsaEncryption with NULL parameters (RFC 3279 s2.3.1) whose
- *     RSAPublicKey is DER with minimal lengths (rsa_der_canonical: OpenSSL
- *     parses longer length forms too, and those bytes would be a second
- *     keyid for the same key; its INTEGERs it parses strictly).
- * Anything else takes X509_set_pubkey(), which encodes the parsed key again
- * through OpenSSL 3's encoder and decodes the result: about a sixth of
- * p11ca's CPU per enrollment, saved on the usual keys.  An EC key sent with
- * a compressed point is certified uncompressed (RFC 5480 s2.2: the form
- * every implementation supports), so that one key has one keyid and a
- * revoked key cannot come back in the other form.  A certificate made
- * the short way has no parsed key behind it (X509_get0_pubkey() is NULL);
- * cert_keyid() below reads the encoding instead.
- */
 /* One DER tag and length at *p (before end) in the minimal form X.690
  * s10.1 asks for; *p moves to the contents.  1 yes, 0 no. */
 static int der_header(const unsigned char **p, const unsigned char *end, int tag, size_t *len)
@@ -742,6 +723,7 @@ static int rsa_der_canonical(const unsigned char *p, int len)
 	return p + n == end;
 }
 
+/* set_spki's long way: X509_set_pubkey, an EC point uncompressed */
 static int set_spki_slow(X509 *x, EVP_PKEY *pub)
 {
 	EVP_PKEY *dup = NULL;
@@ -759,6 +741,26 @@ static int set_spki_slow(X509 *x, EVP_PKEY *pub)
 	return ok;
 }
 
+/*
+ * The certificate's subjectPublicKeyInfo is the CSR's, copied as it came,
+ * where that copy is exactly what OpenSSL would encode from the parsed key
+ * (so the certificate, and the keyid the store compares for revoked keys,
+ * are the same either way):
+ *   - id-ecPublicKey with a named curve (ca_csr_ok refuses others) and an
+ *     uncompressed point (RFC 5480 s2.2);
+ *   - rsaEncryption with NULL parameters (RFC 3279 s2.3.1) whose
+ *     RSAPublicKey is DER with minimal lengths (rsa_der_canonical: OpenSSL
+ *     parses longer length forms too, and those bytes would be a second
+ *     keyid for the same key; its INTEGERs it parses strictly).
+ * Anything else takes X509_set_pubkey(), which encodes the parsed key again
+ * through OpenSSL 3's encoder and decodes the result: about a sixth of
+ * p11ca's CPU per enrollment, saved on the usual keys.  An EC key sent with
+ * a compressed point is certified uncompressed (RFC 5480 s2.2: the form
+ * every implementation supports), so that one key has one keyid and a
+ * revoked key cannot come back in the other form.  A certificate made
+ * the short way has no parsed key behind it (X509_get0_pubkey() is NULL);
+ * cert_keyid() below reads the encoding instead.
+ */
 static int set_spki(X509 *x, X509_REQ *req)
 {
 	X509_PUBKEY *from = X509_REQ_get_X509_PUBKEY(req), *to = X509_get_X509_PUBKEY(x);
@@ -795,17 +797,14 @@ static int set_spki(X509 *x, X509_REQ *req)
  * DER, as the SQLite migration's p11ca_pem_keyid() computes it. */
 static int cert_keyid(X509 *x, char hex[65])
 {
-	unsigned char *der = NULL, md[32];
-	int n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &der), i, rc = -1;
+	unsigned char *der = NULL;
+	int n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &der);
 
 	hex[0] = '\0';
-	if (n > 0 && EVP_Digest(der, (size_t)n, md, NULL, EVP_sha256(), NULL) == 1) {
-		for (i = 0; i < 32; i++)
-			snprintf(hex + 2 * i, 3, "%02x", md[i]);
-		rc = 0;
-	}
+	if (n > 0)
+		p11c_sha256_hex(der, (size_t)n, hex);
 	OPENSSL_free(der);
-	return rc;
+	return hex[0] != '\0' ? 0 : -1;
 }
 
 int ca_issue(struct ca *ca, X509_REQ *req, enum ca_profile prof, long seconds, X509 **out)
@@ -1165,8 +1164,6 @@ int ca_add_request(struct ca *ca, const char *pem, size_t len, X509_REQ *req, co
 	return ca_add_request_keyed(ca, pem, len, req, protocol, state, NULL, out);
 }
 
-/* What the store keeps of a new request (subject_out: the RFC 2253
- * subject, allocated; cn and ou: buffers of 256). */
 char *ca_name_rfc2253(const X509_NAME *n)
 {
 	BIO *b = BIO_new(BIO_s_mem());
@@ -1180,6 +1177,8 @@ char *ca_name_rfc2253(const X509_NAME *n)
 	return s;
 }
 
+/* What the store keeps of a new request (subject_out: the RFC 2253
+ * subject, allocated; cn and ou: buffers of 256). */
 static int request_fields(const char *pem, size_t len, X509_REQ *req, const char *protocol, req_state state,
 			  const char *key, struct store_request *r, char **subject_out, char *cn, char *ou)
 {

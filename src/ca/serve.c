@@ -114,7 +114,7 @@ void ca_dispatch(const struct ca_served *sv, httpd_req *r)
 	const struct ca_route *rt;
 	httpd_req *d;
 	size_t i, k;
-	int defer = 0;
+	int defer = 0, token_json;
 
 	ca_request_init(&rq, sv, sv->ca, r);
 	if (sv->workers != NULL)
@@ -124,28 +124,26 @@ void ca_dispatch(const struct ca_served *sv, httpd_req *r)
 			rt = &served[i]->routes[k];
 			if (!rt->match(&rq))
 				continue;
-			if (sv->workers != NULL && rt->offload != NULL && !rt->offload(&rq)) {
-				/* on the loop, unless the handler finds that it
-				 * must sign (request.h, defer) */
+			/* on the loop, unless the route may sign (offload) or the
+			 * handler finds that it must after all (request.h, defer;
+			 * only with signing threads) */
+			if (sv->workers == NULL || rt->offload == NULL || !rt->offload(&rq)) {
 				rt->handle(&rq);
 				if (!defer)
 					return;
 			}
-			/* what may sign goes to a signing thread (workers.h) */
-			if (sv->workers != NULL && rt->offload != NULL) {
-				int token_json = served[i] == &ca_proto_sharedtoken;
-
-				if (ca_workers_full(sv->workers)) {
-					httpd_req_note(r, served[i]->name, NULL);
-					reply_busy(&rq, token_json);
-					return;
-				}
-				if ((d = httpd_req_detach(r)) != NULL) {
-					ca_workers_submit(sv->workers, d, rt, token_json);
-					return;
-				}
-				/* out of memory for the copy: answered here */
+			/* to a signing thread (workers.h) */
+			token_json = served[i] == &ca_proto_sharedtoken;
+			if (ca_workers_full(sv->workers)) {
+				httpd_req_note(r, served[i]->name, NULL);
+				reply_busy(&rq, token_json);
+				return;
 			}
+			if ((d = httpd_req_detach(r)) != NULL) {
+				ca_workers_submit(sv->workers, d, rt, token_json);
+				return;
+			}
+			/* out of memory for the copy: answered here */
 			rq.defer = NULL;
 			rt->handle(&rq);
 			return;

@@ -295,7 +295,9 @@ static void do_post(const struct ca_request *rq, httpd_req *r, const char *sha)
 		reply_problem(r, 400, NULL, err);
 		goto out;
 	}
-	subject = ca_name_rfc2253(X509_REQ_get_subject_name(req));
+	/* the subject as the store keeps it, for an mTLS renewal only */
+	if (rq->ca->cfg.renew_mtls && httpd_req_peer_cert(r) != NULL)
+		subject = ca_name_rfc2253(X509_REQ_get_subject_name(req));
 	if (strcmp(rq->ca->cfg.autosign, "uuid") == 0 && is_uuid(cn) && !ca_sans_only_cn(req)) {
 		/* anonymous requests get no names beyond DNS:<CN>: an
 		 * administrator decides on the others */

@@ -1,4 +1,5 @@
 /* The store backends' shared helpers (common.h) and store.h's functions. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,4 +74,29 @@ int store_hex_ok(const char *s, size_t size, size_t min, size_t max)
 		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
 			return 0;
 	return 1;
+}
+
+store_result store_req_check(const struct store_request *req, req_state state, char *err, size_t errlen)
+{
+	if (req == NULL || req->pem == NULL || req->subject == NULL || req->cn == NULL) {
+		snprintf(err, errlen, "adding request: pem, subject and cn are required");
+		return STORE_ERROR;
+	}
+	if (!store_hex_ok(req->sha256, sizeof(req->sha256), 64, 64) ||
+	    store_name_index(store_state_name(state), store_state_names, 3) < 0 ||
+	    store_lifetime_name(req->lifetime) == NULL ||
+	    strnlen(req->protocol, sizeof(req->protocol)) == sizeof(req->protocol)) {
+		snprintf(err, errlen, "adding request: invalid sha256, state, lifetime or protocol");
+		return STORE_ERROR;
+	}
+	return STORE_OK;
+}
+
+store_result store_cert_check(const struct store_cert *c, char *err, size_t errlen)
+{
+	if (c == NULL || c->pem == NULL || !store_hex_ok(c->serial, sizeof(c->serial), 1, sizeof(c->serial) - 1)) {
+		snprintf(err, errlen, "adding certificate: no pem or invalid serial");
+		return STORE_ERROR;
+	}
+	return STORE_OK;
 }

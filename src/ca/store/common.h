@@ -18,6 +18,10 @@ int store_name_index(const char *s, const char *const *names, size_t n);
 const char *store_lifetime_name(req_lifetime l);
 /* lowercase hex, between min and max characters, NUL within size */
 int store_hex_ok(const char *s, size_t size, size_t min, size_t max);
+/* req_add's argument checks, for the request to be stored in state, and
+ * cert_add's: STORE_OK, or STORE_ERROR with the reason in err */
+store_result store_req_check(const struct store_request *req, req_state state, char *err, size_t errlen);
+store_result store_cert_check(const struct store_cert *c, char *err, size_t errlen);
 
 /* the same schema in both: the columns each backend's read_request() and
  * read_cert() take, in this order */

@@ -887,23 +887,6 @@ static store_result cert_iterate(store *st, const struct list_arg *a, cert_cb cb
 
 /* ---- requests ---- */
 
-/* req_add's argument checks, the request to be stored in state */
-static store_result req_check(store *st, const struct store_request *req, req_state state)
-{
-	if (req == NULL || req->pem == NULL || req->subject == NULL || req->cn == NULL) {
-		set_err(st, "adding request: pem, subject and cn are required");
-		return STORE_ERROR;
-	}
-	if (!store_hex_ok(req->sha256, sizeof(req->sha256), 64, 64) ||
-	    store_name_index(store_state_name(state), store_state_names, 3) < 0 ||
-	    store_lifetime_name(req->lifetime) == NULL ||
-	    strnlen(req->protocol, sizeof(req->protocol)) == sizeof(req->protocol)) {
-		set_err(st, "adding request: invalid sha256, state, lifetime or protocol");
-		return STORE_ERROR;
-	}
-	return STORE_OK;
-}
-
 /* req_add's INSERT, req checked, in state; in the caller's transaction if
  * any.  STORE_DUPLICATE with *id the existing request's when the sha256 is
  * there already. */
@@ -962,7 +945,8 @@ static store_result pg_req_add(store *st, const struct store_request *req, int64
 
 	if ((r = begin_op(st)) != STORE_OK)
 		return r;
-	if ((r = req_check(st, req, req != NULL ? req->state : REQ_PENDING)) != STORE_OK)
+	if ((r = store_req_check(req, req != NULL ? req->state : REQ_PENDING, st->err, sizeof st->err)) !=
+	    STORE_OK)
 		return r;
 	return req_insert(st, req, req->state, id);
 }
@@ -1124,16 +1108,6 @@ static store_result cas_check(store *st, const struct store_cert *c, const char 
 	return STORE_OK;
 }
 
-/* cert_add's argument checks */
-static store_result cert_check(store *st, const struct store_cert *c)
-{
-	if (c == NULL || c->pem == NULL || !store_hex_ok(c->serial, sizeof(c->serial), 1, sizeof(c->serial) - 1)) {
-		set_err(st, "adding certificate: no pem or invalid serial");
-		return STORE_ERROR;
-	}
-	return STORE_OK;
-}
-
 /* cert_add's writes, c checked, inside the caller's transaction under the
  * write lock (tx_begin(st, 1, ...)): the compare and set, the request
  * marked signed, the certificate.  The caller rolls back on failure. */
@@ -1178,7 +1152,7 @@ static store_result pg_cert_add(store *st, const struct store_cert *c, int64_t n
 
 	if ((r = begin_op(st)) != STORE_OK)
 		return r;
-	if ((r = cert_check(st, c)) != STORE_OK)
+	if ((r = store_cert_check(c, st->err, sizeof st->err)) != STORE_OK)
 		return r;
 	if ((r = tx_begin(st, 1, "adding certificate")) != STORE_OK)
 		return r;
@@ -1203,7 +1177,8 @@ static store_result pg_req_add_signed(store *st, const struct store_request *req
 		*exists = 0;
 	if ((r = begin_op(st)) != STORE_OK)
 		return r;
-	if ((r = req_check(st, req, REQ_SIGNED)) != STORE_OK || (r = cert_check(st, c)) != STORE_OK)
+	if ((r = store_req_check(req, REQ_SIGNED, st->err, sizeof st->err)) != STORE_OK ||
+	    (r = store_cert_check(c, st->err, sizeof st->err)) != STORE_OK)
 		return r;
 	/* the write lock, as cert_add: the key rule is read and the
 	 * certificate stored with no revocation in between */

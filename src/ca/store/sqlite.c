@@ -683,23 +683,6 @@ out:
 	return r;
 }
 
-/* req_add's argument checks, the request to be stored in state */
-static store_result req_check(store *st, const struct store_request *req, req_state state)
-{
-	if (req == NULL || req->pem == NULL || req->subject == NULL || req->cn == NULL) {
-		set_err(st, "adding request: pem, subject and cn are required");
-		return STORE_ERROR;
-	}
-	if (!store_hex_ok(req->sha256, sizeof(req->sha256), 64, 64) ||
-	    store_name_index(store_state_name(state), store_state_names, 3) < 0 ||
-	    store_lifetime_name(req->lifetime) == NULL ||
-	    strnlen(req->protocol, sizeof(req->protocol)) == sizeof(req->protocol)) {
-		set_err(st, "adding request: invalid sha256, state, lifetime or protocol");
-		return STORE_ERROR;
-	}
-	return STORE_OK;
-}
-
 /* req_add's INSERT, req checked, in state; with the handle locked and in
  * the caller's transaction if any.  STORE_DUPLICATE with *id the existing
  * request's when the sha256 is there already. */
@@ -756,7 +739,8 @@ static store_result sq_req_add(store *st, const struct store_request *req, int64
 	if (!ready(st))
 		return STORE_ERROR;
 	lock(st);
-	if ((r = req_check(st, req, req != NULL ? req->state : REQ_PENDING)) == STORE_OK)
+	if ((r = store_req_check(req, req != NULL ? req->state : REQ_PENDING, st->err,
+				 sizeof st->err)) == STORE_OK)
 		r = req_insert(st, req, req->state, id);
 	unlock(st);
 	return r;
@@ -1159,17 +1143,6 @@ static store_result cas_check(store *st, const struct store_cert *c)
 	return STORE_OK;
 }
 
-/* cert_add's argument checks */
-static store_result cert_check(store *st, const struct store_cert *c)
-{
-	if (c == NULL || c->pem == NULL ||
-	    !store_hex_ok(c->serial, sizeof(c->serial), 1, sizeof(c->serial) - 1)) {
-		set_err(st, "adding certificate: no pem or invalid serial");
-		return STORE_ERROR;
-	}
-	return STORE_OK;
-}
-
 /* cert_add's writes, c checked, inside the caller's write transaction
  * (BEGIN IMMEDIATE) with the handle locked: the compare and set, the
  * request marked signed, the certificate.  The caller rolls back on
@@ -1247,7 +1220,7 @@ static store_result sq_cert_add(store *st, const struct store_cert *c, int64_t n
 	if (!ready(st))
 		return STORE_ERROR;
 	lock(st);
-	if ((r = cert_check(st, c)) != STORE_OK)
+	if ((r = store_cert_check(c, st->err, sizeof st->err)) != STORE_OK)
 		goto out;
 	if ((r = exec(st, "BEGIN IMMEDIATE", "adding certificate")) != STORE_OK)
 		goto out;
@@ -1278,8 +1251,8 @@ static store_result sq_req_add_signed(store *st, const struct store_request *req
 	if (!ready(st))
 		return STORE_ERROR;
 	lock(st);
-	if ((r = req_check(st, req, REQ_SIGNED)) != STORE_OK ||
-	    (r = cert_check(st, c)) != STORE_OK)
+	if ((r = store_req_check(req, REQ_SIGNED, st->err, sizeof st->err)) != STORE_OK ||
+	    (r = store_cert_check(c, st->err, sizeof st->err)) != STORE_OK)
 		goto out;
 	if ((r = exec(st, "BEGIN IMMEDIATE", "adding signed request")) != STORE_OK)
 		goto out;
