@@ -945,8 +945,9 @@ static store_result pg_req_add(store *st, const struct store_request *req, int64
 
 	if ((r = begin_op(st)) != STORE_OK)
 		return r;
-	if ((r = store_req_check(req, req != NULL ? req->state : REQ_PENDING, st->err, sizeof st->err)) !=
-	    STORE_OK)
+	if (req == NULL) /* refused, with its message */
+		return store_req_check(NULL, REQ_PENDING, st->err, sizeof st->err);
+	if ((r = store_req_check(req, req->state, st->err, sizeof st->err)) != STORE_OK)
 		return r;
 	return req_insert(st, req, req->state, id);
 }

@@ -739,8 +739,9 @@ static store_result sq_req_add(store *st, const struct store_request *req, int64
 	if (!ready(st))
 		return STORE_ERROR;
 	lock(st);
-	if ((r = store_req_check(req, req != NULL ? req->state : REQ_PENDING, st->err,
-				 sizeof st->err)) == STORE_OK)
+	if (req == NULL) /* refused, with its message */
+		r = store_req_check(NULL, REQ_PENDING, st->err, sizeof st->err);
+	else if ((r = store_req_check(req, req->state, st->err, sizeof st->err)) == STORE_OK)
 		r = req_insert(st, req, req->state, id);
 	unlock(st);
 	return r;
